@@ -1,3 +1,18 @@
 """psp_hub: PSP-GAN, personalized face super-resolution with a StyleGAN2 prior and reference photos."""
 
+from .models import (
+    PSPGAN,
+    ConfigError,
+    PSPGANConfig,
+    PSPGANOutput,
+    ReferenceCache,
+    StateDictMismatchError,
+    StyleGAN2Generator,
+    default_model_dir,
+    load_stylegan2_weights,
+    tiny_config,
+)
+
 __version__ = "0.1.0"
+__all__ = ["PSPGAN", "PSPGANConfig", "PSPGANOutput", "ReferenceCache", "StyleGAN2Generator", "ConfigError",
+           "StateDictMismatchError", "load_stylegan2_weights", "tiny_config", "default_model_dir", "__version__"]

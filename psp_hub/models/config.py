@@ -1,0 +1,145 @@
+"""The typed configuration of PSP-GAN: sizes, channel widths, fusion settings; validated on creation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+FUSION_DIRECTIONS = ("reference_query", "input_query")
+
+# StyleGAN2's channel table at channel multiplier 1 and narrow 1 (Karras et al.; GFPGAN uses the same).
+_BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot build a model; the message says which and why."""
+
+
+@dataclass
+class PSPGANConfig:
+    """Everything needed to build a PSPGAN; serialised as the Hub's `config.json`.
+
+    fusion_direction: "reference_query" is the paper's eq. (3), Attention(Q=F_p, K=F_LR, V=F_LR);
+    "input_query" is the usual reference-based SR direction, Attention(Q=F_LR, K=F_p, V=F_p).
+    Fusion runs with global attention up to `fusion_global_max_resolution`, with attention inside a
+    `fusion_window` x `fusion_window` neighbourhood up to `fusion_local_max_resolution`, and not above.
+    """
+
+    out_size: int = 512
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 1
+    narrow: float = 1.0
+    max_channels: int = 512
+    unet_narrow: float = 0.5
+    unet_depth: int | None = None
+    latent_channels: int = 64
+    sft_half: bool = True
+    fusion_direction: str = "reference_query"
+    fusion_heads: int = 4
+    fusion_max_dim: int = 256
+    fusion_global_max_resolution: int = 32
+    fusion_local_max_resolution: int = 128
+    fusion_window: int = 3
+    max_references: int = 4
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Reject values that cannot build a model, with a message naming the field."""
+        s = self.out_size
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ConfigError(f"out_size must be an int, got {s!r}")
+        if s < 64 or s > 1024:
+            raise ConfigError(f"out_size must be between 64 and 1024 pixels, got {s}")
+        if s & (s - 1):
+            raise ConfigError(f"out_size must be a power of two (64, 128, 256, 512, 1024), got {s}")
+        max_depth = self.log_size - 2
+        if self.unet_depth is not None and not 1 <= self.unet_depth <= max_depth:
+            raise ConfigError(f"unet_depth must be in 1..{max_depth} for out_size {s} (bottleneck >= 4 px), got {self.unet_depth}")
+        if self.fusion_direction not in FUSION_DIRECTIONS:
+            raise ConfigError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}")
+        if self.max_references < 1:
+            raise ConfigError(f"max_references must be >= 1, got {self.max_references}")
+        if self.fusion_window < 1 or self.fusion_window % 2 == 0:
+            raise ConfigError(f"fusion_window must be an odd number >= 1, got {self.fusion_window}")
+        if self.fusion_local_max_resolution < self.fusion_global_max_resolution:
+            raise ConfigError("fusion_local_max_resolution must be >= fusion_global_max_resolution")
+        for name in ("style_dim", "n_mlp", "channel_multiplier", "max_channels", "latent_channels", "fusion_heads", "fusion_max_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.narrow <= 0 or self.unet_narrow <= 0:
+            raise ConfigError("narrow and unet_narrow must be > 0")
+        for r in self.fusion_resolutions:
+            if self.fusion_dim(r) % self.fusion_heads:
+                raise ConfigError(f"fusion width {self.fusion_dim(r)} at {r} px is not divisible by fusion_heads={self.fusion_heads}")
+        for r in self.resolutions:
+            if self.gan_channels(r) < 2 or self.unet_channels(r) < 2:
+                raise ConfigError(f"channels at {r} px are below 2: raise narrow/unet_narrow")
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.out_size))
+
+    @property
+    def depth(self) -> int:
+        """Number of U-Net down/upsamples: the paper's seven at 512 px, down to a 4 px bottleneck."""
+        return self.unet_depth if self.unet_depth is not None else self.log_size - 2
+
+    @property
+    def bottleneck_size(self) -> int:
+        return self.out_size >> self.depth
+
+    @property
+    def num_latent(self) -> int:
+        """W+ codes the StyleGAN2 synthesis network takes (two per resolution, as in StyleGAN2)."""
+        return self.log_size * 2 - 2
+
+    @property
+    def resolutions(self) -> list[int]:
+        """U-Net resolutions from the bottleneck up to the output size."""
+        return [self.bottleneck_size << i for i in range(self.depth + 1)]
+
+    @property
+    def fusion_resolutions(self) -> list[int]:
+        return [r for r in self.resolutions if r <= self.fusion_local_max_resolution]
+
+    def fusion_is_global(self, resolution: int) -> bool:
+        return resolution <= self.fusion_global_max_resolution
+
+    def gan_channels(self, resolution: int) -> int:
+        base = _BASE_CHANNELS[resolution]
+        if resolution >= 64:
+            base *= self.channel_multiplier
+        return max(1, min(self.max_channels, int(base * self.narrow)))
+
+    def unet_channels(self, resolution: int) -> int:
+        return max(1, min(self.max_channels, int(_BASE_CHANNELS[resolution] * self.unet_narrow)))
+
+    def fusion_dim(self, resolution: int) -> int:
+        return min(self.unet_channels(resolution), self.fusion_max_dim)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PSPGANConfig":
+        """Build from a dict (e.g. config.json); unknown keys are an error, not silently dropped."""
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown PSPGANConfig fields: {', '.join(unknown)}")
+        return cls(**values)
+
+
+def tiny_config(out_size: int = 64, **overrides) -> PSPGANConfig:
+    """A CPU-sized configuration for tests and smoke runs (narrow channels, small style space)."""
+    values = dict(
+        out_size=out_size, style_dim=32, n_mlp=2, narrow=1 / 16, max_channels=32, unet_narrow=1 / 32,
+        latent_channels=8, fusion_heads=2, fusion_max_dim=16, fusion_global_max_resolution=16,
+        fusion_local_max_resolution=32, max_references=4,
+    )
+    values.update(overrides)
+    return PSPGANConfig(**values)

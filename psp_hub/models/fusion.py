@@ -1,0 +1,164 @@
+"""Attention-based fusion of reference features F_p into the input's features F_LR (paper 3.1.3, eq. 3).
+
+Two directions, chosen by `PSPGANConfig.fusion_direction`:
+- "reference_query" (the paper): Attention(Q=F_p, K=F_LR, V=F_LR) per reference, with the usual residual on
+  the query stream (F_p), then a masked mean over the references; the result lies on the references'
+  grid, which for FFHQ-aligned faces is the input's grid.
+- "input_query": Attention(Q=F_LR, K=F_p, V=F_p) over the tokens of all references at once.
+Either way the block adds a zero-initialised projection to F_LR, so with no references (or at init) the
+fused features are exactly F_LR, and the reference order cannot change the result. At low resolutions
+attention is global (with 2-D sinusoidal positions); at higher ones it is restricted to a w x w window
+around each position (with a learned relative bias), which keeps the cost linear in the pixel count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_MASKED = -1e4  # finite, so a row with every key masked stays finite; such rows are zeroed afterwards
+
+
+def sinusoidal_positions(size: int, channels: int, device, dtype) -> torch.Tensor:
+    """2-D sine/cosine position codes (size*size, channels): half the channels for y, half for x."""
+    quarter = max(1, channels // 4)
+    freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / quarter))
+    coord = torch.arange(size, device=device, dtype=torch.float32)
+    angles = coord[:, None] * freq[None]  # (size, quarter)
+    enc_1d = torch.cat([angles.sin(), angles.cos()], dim=1)  # (size, 2*quarter)
+    y = enc_1d[:, None, :].expand(size, size, -1)
+    x = enc_1d[None, :, :].expand(size, size, -1)
+    pe = torch.cat([y, x], dim=-1).reshape(size * size, -1)
+    pe = F.pad(pe, (0, max(0, channels - pe.shape[1])))[:, :channels]
+    return pe.to(dtype)
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(..., C, H, W) -> (..., H*W, C)."""
+    return x.flatten(-2).transpose(-1, -2)
+
+
+class CrossAttentionFusion(nn.Module):
+    """Fuses the references into the input's features at one resolution (global or windowed attention)."""
+
+    def __init__(self, channels: int, dim: int, heads: int, direction: str, window: int | None):
+        super().__init__()
+        self.channels, self.dim, self.heads, self.direction, self.window = channels, dim, heads, direction, window
+        self.norm_input = nn.LayerNorm(channels)
+        self.norm_ref = nn.LayerNorm(channels)
+        self.q = nn.Linear(channels, dim)
+        self.k = nn.Linear(channels, dim)
+        self.v = nn.Linear(channels, dim)
+        if direction == "reference_query":
+            self.ref_residual = nn.Linear(channels, dim)
+        self.out = nn.Linear(dim, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        if window is not None:
+            self.rel_bias = nn.Parameter(torch.zeros(heads, window * window))
+
+    # -- the reference side, computed once and cacheable ------------------------------------------
+    def prepare(self, ref_feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reference features (B, K, C, r, r) -> the projected reference tokens this direction needs."""
+        size = ref_feats.shape[-1]
+        t = self.norm_ref(_tokens(ref_feats))  # (B, K, N, C)
+        if self.direction == "input_query":
+            kin = t + self._pe(size, t) if self.window is None else t
+            return {"k": self.k(kin), "v": self.v(t)}
+        qin = t + self._pe(size, t) if self.window is None else t
+        return {"q": self.q(qin), "res": self.ref_residual(t)}
+
+    def _pe(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        return sinusoidal_positions(size, self.channels, like.device, like.dtype)
+
+    # -- the input side ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, prepared: dict[str, torch.Tensor], mask: torch.Tensor,
+                strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """x (B, C, r, r) + prepared reference tokens + mask (B, K) -> fused features (B, C, r, r)."""
+        b, _, size, _ = x.shape
+        t = self.norm_input(_tokens(x))  # (B, N, C)
+        mask = mask.to(torch.bool)
+        has_ref = mask.any(dim=1)
+        if self.direction == "input_query":
+            delta = self._input_query(t, size, prepared, mask, has_ref)
+        else:
+            delta = self._reference_query(t, size, prepared, mask)
+        delta = self.out(delta)  # (B, N, C)
+        delta = delta * (has_ref[:, None, None].to(delta.dtype) * strength)
+        return x + delta.transpose(1, 2).reshape(b, self.channels, size, size).to(x.dtype)
+
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(..., N, dim) -> (..., heads, N, dim/heads)."""
+        return t.unflatten(-1, (self.heads, self.dim // self.heads)).transpose(-2, -3)
+
+    def _merge_heads(self, t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(-2, -3).flatten(-2)
+
+    def _input_query(self, t, size, prepared, mask, has_ref):
+        b, n, _ = t.shape
+        k_tok, v_tok = prepared["k"], prepared["v"]  # (B, K, N, dim)
+        kcount = k_tok.shape[1]
+        if self.window is None:
+            q = self._split_heads(self.q(t + self._pe(size, t)))  # (B, h, N, d)
+            k = self._split_heads(k_tok.reshape(b, kcount * n, self.dim))  # (B, h, K*N, d)
+            v = self._split_heads(v_tok.reshape(b, kcount * n, self.dim))
+            key_ok = mask[:, :, None].expand(b, kcount, n).reshape(b, kcount * n)
+            key_ok = key_ok | ~has_ref[:, None]  # rows without references attend anywhere; zeroed later
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok[:, None, None, :])
+            return self._merge_heads(out)
+        # windowed: every query sees the w x w neighbourhood of its position in every reference
+        w2 = self.window**2
+        d = self.dim // self.heads
+        q = self.q(t).transpose(1, 2).reshape(b, self.heads, d, n)  # (B, h, d, N)
+        k = self._unfold(k_tok, size).reshape(b, kcount, self.heads, d, w2, n)
+        v = self._unfold(v_tok, size).reshape(b, kcount, self.heads, d, w2, n)
+        logits = torch.einsum("bhdn,bkhdwn->bhkwn", q.float(), k.float()) / math.sqrt(d)
+        logits = logits + self.rel_bias.float()[None, :, None, :, None]
+        valid = self._window_valid(size, t.device)[None, None, None] & mask[:, None, :, None, None]
+        logits = logits.masked_fill(~valid, _MASKED)
+        attn = logits.flatten(2, 3).softmax(dim=2).view_as(logits).to(v.dtype)
+        out = torch.einsum("bhkwn,bkhdwn->bhdn", attn, v)  # (B, h, d, N)
+        return out.reshape(b, self.dim, n).transpose(1, 2)
+
+    def _reference_query(self, t, size, prepared, mask):
+        b, n, _ = t.shape
+        q_tok, res_tok = prepared["q"], prepared["res"]  # (B, K, N, dim)
+        kcount = q_tok.shape[1]
+        if self.window is None:
+            k = self._split_heads(self.k(t + self._pe(size, t)))  # (B, h, N, d)
+            v = self._split_heads(self.v(t))
+            q = self._split_heads(q_tok)  # (B, K, h, N, d)
+            kk = k[:, None].expand(-1, kcount, -1, -1, -1)
+            vv = v[:, None].expand(-1, kcount, -1, -1, -1)
+            out = F.scaled_dot_product_attention(q.flatten(0, 1), kk.flatten(0, 1), vv.flatten(0, 1))
+            per_ref = self._merge_heads(out.unflatten(0, (b, kcount)))  # (B, K, N, dim)
+        else:
+            w2 = self.window**2
+            d = self.dim // self.heads
+            k = self._unfold(self.k(t)[:, None], size).reshape(b, self.heads, d, w2, n)
+            v = self._unfold(self.v(t)[:, None], size).reshape(b, self.heads, d, w2, n)
+            q = q_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, n)
+            logits = torch.einsum("bkhdn,bhdwn->bkhwn", q.float(), k.float()) / math.sqrt(d)
+            logits = logits + self.rel_bias.float()[None, None, :, :, None]
+            logits = logits.masked_fill(~self._window_valid(size, t.device)[None, None, None], _MASKED)
+            attn = logits.softmax(dim=3).to(v.dtype)
+            out = torch.einsum("bkhwn,bhdwn->bkhdn", attn, v)  # (B, K, h, d, N)
+            per_ref = out.reshape(b, kcount, self.dim, n).transpose(2, 3)
+        per_ref = per_ref + res_tok
+        weights = mask.to(per_ref.dtype)[:, :, None, None]
+        return (per_ref * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def _unfold(self, tokens: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, K, N, dim) tokens -> (B, K, dim*w*w, N) neighbourhoods (zero outside the image)."""
+        b, kcount, n, dim = tokens.shape
+        maps = tokens.transpose(2, 3).reshape(b * kcount, dim, size, size)
+        cols = F.unfold(maps, self.window, padding=self.window // 2)  # (B*K, dim*w2, N)
+        return cols.reshape(b, kcount, dim * self.window**2, n)
+
+    def _window_valid(self, size: int, device) -> torch.Tensor:
+        """(w*w, N) bool: which neighbourhood positions fall inside the image."""
+        ones = torch.ones(1, 1, size, size, device=device)
+        return F.unfold(ones, self.window, padding=self.window // 2)[0] > 0.5
