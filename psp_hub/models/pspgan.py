@@ -77,6 +77,9 @@ class PSPGAN(
         self.latent_head = nn.Linear(c.latent_channels * b * b, c.num_latent * c.style_dim)
         self.generator = StyleGAN2Generator(c.out_size, c.style_dim, c.n_mlp, c.channel_multiplier, c.narrow,
                                             c.max_channels, c.sft_half)
+        # Restoration feeds W+ codes straight to the synthesis network, so the mapping MLP is unused here;
+        # it stays (frozen) so that a full StyleGAN2 prior loads intact.
+        self.generator.style_mlp.requires_grad_(False)
         self.sft = nn.ModuleDict({str(r): SFTHead(c.unet_channels(r), self.generator.sft_channels(r)) for r in res[1:]})
 
     # -- the prior ----------------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""Helpers for model tests: make the zero-initialised fusion and SFT outputs live, and random inputs."""
+
+from __future__ import annotations
+
+import torch
+
+from psp_hub import PSPGAN
+
+
+def make_live(model: PSPGAN, seed: int = 0) -> PSPGAN:
+    """Give zero-initialised projections random weights, so references and SFT really change the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if (".out." in name or name.startswith("sft.") and ".conv2." in name) and p.abs().sum() == 0:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model
+
+
+def random_batch(size: int, batch: int, k: int, seed: int = 0, lq_size: int | None = None):
+    gen = torch.Generator().manual_seed(seed)
+    s = lq_size or size // 2
+    lq = torch.rand(batch, 3, s, s, generator=gen) * 2 - 1
+    refs = torch.rand(batch, k, 3, size, size, generator=gen) * 2 - 1
+    return lq, refs
