@@ -1,0 +1,109 @@
+"""Forward latency, throughput and peak memory of PSP-GAN: `python -m psp_hub.benchmark [--device cuda]`.
+
+Times the model with references encoded in the same call ("direct") and with a reference cache built
+once ("cached"), for each batch size, reference count and dtype; prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from psp_hub import PSPGAN, PSPGANConfig
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device: torch.device, warmup: int, iters: int) -> float:
+    """Median seconds of `fn()` over `iters` runs after `warmup` runs (device-synchronised)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gflops_per_face(model: PSPGAN, refs: int, cached: bool) -> float:
+    """GFLOP for one face (multiply-add = 2 FLOP), counted by torch's FLOP counter on CPU."""
+    s = model.config.out_size
+    lq, r = torch.zeros(1, 3, s, s), torch.zeros(1, refs, 3, s, s) if refs else None
+    model_cpu = model.to("cpu", torch.float32)
+    cache = model_cpu.encode_references(r) if cached and refs else None
+    with FlopCounterMode(display=False) as counter:  # (its module hooks need autograd on)
+        if cached:
+            model_cpu.restore(lq, cache)
+        else:
+            model_cpu(lq, r)
+    return counter.get_total_flops() / 1e9
+
+
+def run(args) -> list[dict]:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    config = PSPGANConfig(out_size=args.size, fusion_direction=args.fusion_direction)
+    model = PSPGAN(config).eval()
+    print(f"PSP-GAN {args.size} px, {model.num_parameters() / 1e6:.1f} M parameters, fusion {args.fusion_direction}, device {device}")
+    if args.flops:
+        for k in args.refs:
+            print(f"  {k} refs: {gflops_per_face(model, k, cached=False):.1f} GFLOP/face direct, "
+                  f"{gflops_per_face(model, k, cached=True):.1f} GFLOP/face with cache")
+    model = model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+        for batch in args.batches:
+            for k in args.refs:
+                gen = torch.Generator(device="cpu").manual_seed(0)
+                lq = (torch.rand(batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+                refs = (torch.rand(1, k, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+                refs_b = refs.expand(batch, -1, -1, -1, -1)
+                autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is torch.bfloat16)
+                with torch.no_grad(), autocast:
+                    cache = model.encode_references(refs)
+                    for mode, fn in (("direct", lambda: model(lq, refs_b)), ("cached", lambda: model.restore(lq, cache))):
+                        if device.type == "cuda":
+                            torch.cuda.reset_peak_memory_stats(device)
+                        sec = _time(fn, device, args.warmup, args.iters)
+                        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+                        row = dict(dtype=dtype_name, batch=batch, refs=k, mode=mode, ms=sec * 1e3, faces_per_s=batch / sec, peak_mib=peak)
+                        rows.append(row)
+                        print(f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} faces/s  peak {peak:8.0f} MiB", flush=True)
+    print("\n| dtype | batch | refs | references | latency (ms) | faces/s | peak GPU MiB |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['dtype']} | {r['batch']} | {r['refs']} | {r['mode']} | {r['ms']:.2f} | {r['faces_per_s']:.1f} | {r['peak_mib']:.0f} |")
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--refs", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--fusion-direction", default="reference_query", choices=["reference_query", "input_query"])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--flops", action="store_true", help="also count GFLOP per face (CPU, slow at 512 px)")
+    run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
