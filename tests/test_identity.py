@@ -1,0 +1,126 @@
+"""IdentityEncoder: torch conversion matches onnxruntime, embeddings separate real identities, gradients and modes."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from psp_hub.identity import IdentityEncoder, ffhq_to_arcface_matrix, warp_ffhq_to_arcface
+
+
+def _celeba_pairs(faces, n_people: int, per_person: int):
+    """RGB uint8 crops and integer labels for the first CelebA people with enough sharp photos."""
+    by_id = defaultdict(list)
+    with open(faces / "metadata.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["source"] == "celeba" and int(row["crop_px_in_source"]) >= 128:
+                by_id[row["identity"]].append(row["file_name"])
+    people = sorted(k for k, v in by_id.items() if len(v) >= per_person)[:n_people]
+    assert len(people) == n_people
+    images, labels = [], []
+    for label, person in enumerate(people):
+        for name in sorted(by_id[person])[:per_person]:
+            images.append(cv2.cvtColor(cv2.imread(str(faces / name)), cv2.COLOR_BGR2RGB))
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@pytest.fixture(scope="module")
+def encoder(weights):
+    return IdentityEncoder.from_onnx(weights / "mobilefacenet_arcface_112.onnx")
+
+
+@pytest.fixture(scope="module")
+def corpus(faces):
+    return _celeba_pairs(faces, n_people=12, per_person=3)
+
+
+@pytest.fixture(scope="module")
+def embeddings(encoder, corpus):
+    with torch.no_grad():
+        return encoder(_to_tensor(corpus[0]))
+
+
+def _arcface_inputs(images: np.ndarray) -> np.ndarray:
+    """The reference preprocessing: cv2 warp to the ArcFace template, (x - 127.5) / 128, NCHW float32."""
+    m = ffhq_to_arcface_matrix(images.shape[1])
+    warped = np.stack([cv2.warpAffine(im.astype(np.float32), m, (112, 112), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE) for im in images])
+    return ((warped - 127.5) / 128.0).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def test_torch_module_matches_onnxruntime_on_real_faces(encoder, corpus, weights):
+    inputs = _arcface_inputs(corpus[0][:8])
+    session = ort.InferenceSession(str(weights / "mobilefacenet_arcface_112.onnx"), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {"input": inputs})[0]
+    with torch.no_grad():
+        raw = encoder.embed_arcface112(torch.from_numpy(inputs) * (128.0 / 127.5), normalize=False).numpy()
+    assert ref.shape == raw.shape == (8, 192)
+    assert np.abs(raw - ref).max() < 1e-3 * np.abs(ref).max()
+
+
+def test_forward_warp_matches_cv2_plus_onnxruntime(encoder, corpus, embeddings, weights):
+    session = ort.InferenceSession(str(weights / "mobilefacenet_arcface_112.onnx"), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {"input": _arcface_inputs(corpus[0])})[0]
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.abs(embeddings.numpy() - ref).max() < 1e-3
+
+
+def test_kornia_warp_matches_cv2(corpus):
+    image = corpus[0][0]
+    ref = cv2.warpAffine(image.astype(np.float32), ffhq_to_arcface_matrix(128), (112, 112),
+                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ours = warp_ffhq_to_arcface(torch.from_numpy(image).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - ref).max() < 0.05  # pixel units 0..255
+
+
+def test_same_identity_scores_higher_than_different(embeddings, corpus):
+    labels = corpus[1]
+    cos = (embeddings @ embeddings.T).numpy()
+    same = labels[:, None] == labels[None]
+    off_diag = ~np.eye(len(labels), dtype=bool)
+    pos, neg = cos[same & off_diag], cos[~same]
+    assert pos.mean() > neg.mean() + 0.3, (pos.mean(), neg.mean())
+    assert (pos[:, None] > neg[None]).mean() > 0.9  # ROC AUC
+
+
+def test_embeddings_unit_norm_and_resolution_invariant(encoder, corpus, embeddings):
+    assert embeddings.shape == (36, 192)
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(36), atol=1e-5, rtol=0)
+    x = _to_tensor(corpus[0][:4])
+    big = torch.nn.functional.interpolate(x, size=512, mode="bicubic", align_corners=False).clamp(-1, 1)
+    with torch.no_grad():
+        e_big = encoder(big)
+    assert (e_big * embeddings[:4]).sum(1).min() > 0.97
+
+
+def test_gradients_reach_input_but_not_weights(encoder, corpus):
+    x = _to_tensor(corpus[0][:2]).requires_grad_(True)
+    encoder.train()  # must be ignored
+    assert not encoder.training and not any(m.training for m in encoder.modules())
+    (encoder(x) * torch.randn(2, 192)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(not p.requires_grad and p.grad is None for p in encoder.parameters())
+
+
+def test_bf16_autocast_close_to_fp32(encoder, corpus, embeddings):
+    x = _to_tensor(corpus[0][:1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        e = encoder(x)
+    assert e.dtype == torch.float32
+    assert (e * embeddings[:1]).sum(1).min() > 0.95
+
+
+def test_rejects_non_square_input(encoder):
+    with pytest.raises(ValueError):
+        encoder(torch.zeros(1, 3, 128, 100))
