@@ -1,0 +1,22 @@
+"""Discriminators of PSP-GAN: the whole-face StyleGAN2 discriminator and the facial-component patch discriminators."""
+
+from .component import ComponentDiscriminator
+from .layers import Blur, ConvLayer, EqualConv2d, EqualLinear
+from .stylegan2 import (
+    StyleGAN2Discriminator,
+    StyleGAN2DiscriminatorConfig,
+    discriminator_channels,
+    minibatch_stddev,
+)
+
+__all__ = [
+    "StyleGAN2Discriminator",
+    "StyleGAN2DiscriminatorConfig",
+    "ComponentDiscriminator",
+    "discriminator_channels",
+    "minibatch_stddev",
+    "ConvLayer",
+    "EqualConv2d",
+    "EqualLinear",
+    "Blur",
+]

@@ -1,0 +1,32 @@
+"""StyleGAN2 logistic GAN losses and the (lazy) R1 gradient penalty on real images."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator loss -log sigmoid(D(fake)) = softplus(-D(fake)), averaged (paper eq. 8; also patch logits, eq. 7)."""
+    return F.softplus(-fake_logits.float()).mean()
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss softplus(-D(real)) + softplus(D(fake)), each averaged."""
+    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ||d D(real) / d real||^2, differentiable (create_graph) and computed in fp32.
+
+    `real_images` must have requires_grad=True before D ran. Scale it yourself as in StyleGAN2:
+    `r1_gamma / 2 * r1_penalty(...) * d_reg_every` on every `d_reg_every`-th step (lazy regularisation).
+    Under autocast the gradient is taken with autocast off from the fp32 sum of the logits, so it is not
+    quantised to bf16/fp16; the backward ops still follow the dtypes the forward pass used.
+    """
+    if not real_images.requires_grad:
+        raise ValueError("real_images must require grad before the discriminator forward pass")
+    device_type = real_images.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        (grad,) = torch.autograd.grad(outputs=real_logits.float().sum(), inputs=real_images, create_graph=True)
+        return grad.float().pow(2).reshape(grad.shape[0], -1).sum(1).mean()
