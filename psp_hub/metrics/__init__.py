@@ -1,0 +1,17 @@
+"""Evaluation metrics: PSNR, SSIM, LPIPS (VGG-16 v0.1), ArcFace identity similarity and dlib identity distance."""
+
+from .dlib_identity import FFHQ_DLIB_BOX, SAME_PERSON_THRESHOLD, DlibIdentity, DlibIdentityConfig
+from .identity import identity_similarity
+from .lpips import LPIPS
+from .pixel import psnr, ssim
+
+__all__ = [
+    "psnr",
+    "ssim",
+    "LPIPS",
+    "identity_similarity",
+    "DlibIdentity",
+    "DlibIdentityConfig",
+    "FFHQ_DLIB_BOX",
+    "SAME_PERSON_THRESHOLD",
+]
