@@ -1,0 +1,44 @@
+"""Training data for PSP-GAN: build a Hub-style face dataset, stream it with the 70/30 older mix, degrade by eq. (10)."""
+
+from .ages import OLDER_AGE, age_group, is_older
+from .builder import build_dataset
+from .components import component_boxes, flip_landmarks
+from .config import DEFAULT_DATASET_DIR, BuildConfig, DataConfig, DegradationConfig
+from .degradation import DegradationParams, degrade, sample_degradation
+from .evaluation import EvalDataset, build_eval_dataset
+from .hub import push_to_hub
+from .references import ReferenceStore
+from .schedule import boost_start_iteration, older_fraction_for, phase_position
+from .schema import FEATURES
+from .mixing import MixSchedule
+from .sources import interleaved_stream
+from .stream import TrainStream, build_train_dataloader, collate_samples
+
+__all__ = [
+    "DEFAULT_DATASET_DIR",
+    "FEATURES",
+    "OLDER_AGE",
+    "BuildConfig",
+    "DataConfig",
+    "DegradationConfig",
+    "DegradationParams",
+    "EvalDataset",
+    "MixSchedule",
+    "ReferenceStore",
+    "TrainStream",
+    "age_group",
+    "boost_start_iteration",
+    "build_dataset",
+    "build_eval_dataset",
+    "build_train_dataloader",
+    "collate_samples",
+    "component_boxes",
+    "degrade",
+    "flip_landmarks",
+    "is_older",
+    "interleaved_stream",
+    "older_fraction_for",
+    "phase_position",
+    "push_to_hub",
+    "sample_degradation",
+]

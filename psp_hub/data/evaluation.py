@@ -1,0 +1,75 @@
+"""Deterministic, finite evaluation datasets (validation / test) with a fixed degradation per sample."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch.utils.data import Dataset
+
+from .config import DataConfig, DegradationConfig
+from .references import ReferenceStore
+from .sample import SampleOptions, make_sample
+from .sources import data_files, open_stream
+
+META_COLUMNS = ("id", "identity", "is_older", "landmarks", "reference_ids", "size", "age")
+
+
+class EvalDataset(Dataset):
+    """Map-style dataset over one split in stored order; sample i is the same on every call, worker and run."""
+
+    def __init__(self, cfg: DataConfig, split: str, rows: list[dict], store: ReferenceStore, options: SampleOptions):
+        self.cfg, self.split, self.rows, self.store, self.options = cfg, split, rows, store, options
+
+    def __len__(self) -> int:
+        """Number of faces in the split (after filters)."""
+        return len(self.rows)
+
+    def __iter__(self):
+        """Samples in stored order."""
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> dict:
+        """Sample i, keyed by (seed, split, i): identical on every call."""
+        if not 0 <= i < len(self.rows):
+            raise IndexError(i)
+        meta = self.rows[i]
+        row = {**meta, "image": {"bytes": self.store.get(meta["id"])}}
+        return make_sample(row, i, self.cfg.seed, f"eval-{self.split}", 0, self.cfg, self.options, self.store)
+
+
+def build_eval_dataset(
+    cfg: DataConfig,
+    split: str = "validation",
+    *,
+    degradation: DegradationConfig | str | None = None,
+    num_references: int | None = None,
+    augment_single: bool = False,
+    only_with_references: bool = False,
+    max_samples: int | None = None,
+) -> EvalDataset:
+    """Validation / test samples with the training sample layout (batch them with `collate_samples`).
+
+    `degradation`: a DegradationConfig or preset name ('moderate' x4, 'severe' x8; default: cfg.degradation, drawn
+    once per sample from cfg.seed). `num_references`: exactly min(K, available) references per sample (default
+    cfg.max_references). No flips. People with one photo get no references unless `augment_single`.
+    """
+    if isinstance(degradation, str):
+        degradation = DegradationConfig.preset(degradation)
+    k = cfg.max_references if num_references is None else int(num_references)
+    cfg = dataclasses.replace(cfg, split=split)
+    options = SampleOptions(
+        degradation=degradation or cfg.degradation,
+        hflip_prob=0.0,
+        ref_hflip_prob=0.0,
+        min_references=k,
+        max_references=k,
+        single_photo_refs="augment" if augment_single else "none",
+        pad_references=max(cfg.max_references, k),
+    )
+    rows = list(open_stream(cfg.path, "default", split, cfg.revision, columns=META_COLUMNS))
+    if only_with_references:
+        rows = [r for r in rows if r["reference_ids"]]
+    if max_samples is not None:
+        rows = rows[:max_samples]
+    store = ReferenceStore(data_files(cfg.path, "default", split, cfg.revision), cfg.ref_cache_mb)
+    return EvalDataset(cfg, split, rows, store, options)
