@@ -1,0 +1,121 @@
+"""Typed training configuration, read from `train/configs/<name>.yaml`; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from psp_hub.data import DataConfig
+from psp_hub.models.config import PSPGANConfig
+
+
+def _build(cls, values: dict[str, Any] | None):
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass
+class LossWeights:
+    """Weights of eq. (5)-(9). The paper gives none; these are GFPGAN's published ones (train_gfpgan_v1.yml)."""
+
+    l1: float = 0.1  # GFPGAN pixel_opt
+    perceptual: float = 1.0  # GFPGAN perceptual_weight
+    perceptual_network: Literal["vgg16", "vgg19"] = "vgg16"  # the paper says VGG-19; VGG-16 is what we have offline
+    perceptual_weights_path: str | None = None  # VGG-19 needs a user-provided torchvision state dict
+    identity: float = 10.0  # GFPGAN identity_weight
+    unet: float = 1.0  # GFPGAN pyramid_loss_weight (U-Net reconstruction)
+    unet_until: float = 0.0625  # fraction of the run after which it is dropped (GFPGAN: 50k of 800k)
+    gan: float = 0.1  # GFPGAN gan_opt loss_weight
+    component_gan: float = 1.0  # GFPGAN gan_component_opt loss_weight
+    component_style: float = 200.0  # GFPGAN comp_style_weight (gram loss on component D features)
+    r1_gamma: float = 10.0  # GFPGAN r1_reg_weight
+    r1_every: int = 16  # lazy R1 (GFPGAN net_d_reg_every)
+
+
+@dataclass
+class OptimConfig:
+    """Adam as in the paper: lr 2e-3 halved at 700k and 750k of 800k iterations (scaled to max_steps)."""
+
+    lr: float = 2e-3
+    d_lr: float = 2e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    decay_at: tuple[float, ...] = (0.875, 0.9375)
+    decay_factor: float = 0.5
+    ema_decay: float = 0.999
+    grad_clip: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """One training run: stage 'prior' (unconditional StyleGAN2) or 'pspgan' (the restoration model)."""
+
+    stage: Literal["prior", "pspgan"] = "pspgan"
+    output_dir: str = "runs/psp-gan-128"
+    seed: int = 0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int = 10000
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    freeze_prior_steps: int = 0  # keep the StyleGAN2 prior frozen for a warm-up
+    prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
+    style_mixing_prob: float = 0.9  # stage 'prior'
+    d_narrow: float = 1.0  # width of the global StyleGAN2 discriminator (1.0 = StyleGAN2's channels)
+    component_d_channels: int = 64  # first-layer width of the eye/mouth discriminators (GFPGAN: 64)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    images_every: int = 500
+    validate_every: int = 1000
+    val_samples: int = 64
+    tracker: Literal["tensorboard", "none"] = "tensorboard"
+    export_dir: str | None = None  # Hub-layout folder for the EMA weights at the end
+    hub_repo_id: str | None = None  # pushed there (push_to_hub) when --push-to-hub is given
+    model: PSPGANConfig = field(default_factory=PSPGANConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        values = dict(values)
+        nested = {
+            "model": lambda v: PSPGANConfig.from_dict(v),
+            "data": lambda v: DataConfig.from_dict(v),
+            "losses": lambda v: _build(LossWeights, v),
+            "optim": lambda v: _build(OptimConfig, v),
+        }
+        for key, make in nested.items():
+            if key in values:
+                values[key] = make(values[key])
+        cfg = _build(cls, values)
+        if cfg.data.out_size != cfg.model.out_size:
+            raise ValueError(f"data.out_size ({cfg.data.out_size}) must equal model.out_size ({cfg.model.out_size})")
+        if cfg.data.max_references > cfg.model.max_references:
+            raise ValueError("data.max_references exceeds model.max_references")
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+        """Read a YAML file; `overrides` are `a.b=value` strings (value parsed as YAML)."""
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        for item in overrides or []:
+            key, _, raw = item.partition("=")
+            if not _:
+                raise ValueError(f"override {item!r} must look like key.sub=value")
+            node = values
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = yaml.safe_load(raw)
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,118 @@
+"""The paper's objective (eq. 5-9) for PSP-GAN as one module: generator terms and discriminator terms.
+
+Generator: L1 + perceptual (VGG) + identity (ArcFace-trained embedding) + U-Net reconstruction
+(decoder RGB at every scale vs the downsampled target) + global GAN + left-eye/right-eye/mouth GAN
+(+ GFPGAN's gram-matrix style loss on the component discriminators' features).
+Discriminators: logistic loss with lazy R1 on the global one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from psp_hub.discriminators import ComponentDiscriminator, StyleGAN2Discriminator
+from psp_hub.identity import IdentityEncoder
+from psp_hub.losses import (
+    COMPONENTS,
+    IdentityLoss,
+    PerceptualConfig,
+    PerceptualLoss,
+    crop_components,
+    d_logistic_loss,
+    default_component_sizes,
+    g_nonsaturating_loss,
+    gram_style_loss,
+    r1_penalty,
+)
+
+from .config import LossWeights
+
+GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two component-D feature maps weighted 0.5 and 1
+
+
+def component_crop_sizes(size: int) -> dict[str, int]:
+    """GFPGAN's patch sizes (eyes 80, mouth 120 at 512 px) scaled to the face, rounded to multiples of 4, >= 16."""
+    return {name: max(16, int(round(s / 4)) * 4) for name, s in default_component_sizes(size).items()}
+
+
+class Discriminators(nn.Module):
+    """The global StyleGAN2 discriminator and the three component discriminators, trained together."""
+
+    def __init__(self, size: int, narrow: float = 1.0, component_channels: int = 64):
+        super().__init__()
+        self.crop_sizes = component_crop_sizes(size)
+        self.global_d = StyleGAN2Discriminator(size, channel_multiplier=1, narrow=narrow)
+        self.components = nn.ModuleDict({name: ComponentDiscriminator(self.crop_sizes[name], base_channels=component_channels)
+                                         for name in COMPONENTS})
+
+
+class PSPGANObjective(nn.Module):
+    """Computes every generator and discriminator term of the paper's objective for one batch.
+
+    The loss networks (VGG, identity encoder) are frozen and stay in eval mode.
+    """
+
+    def __init__(self, weights: LossWeights, size: int, identity: IdentityEncoder | None = None):
+        super().__init__()
+        self.w = weights
+        self.crop_sizes = component_crop_sizes(size)
+        self.perceptual = (PerceptualLoss(PerceptualConfig(network=weights.perceptual_network,
+                                                           weights_path=weights.perceptual_weights_path))
+                           if weights.perceptual > 0 else None)
+        self.identity = IdentityLoss(identity or IdentityEncoder.from_onnx()) if weights.identity > 0 else None
+        self.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def generator_losses(self, out, batch, discs: Discriminators, use_unet: bool) -> dict[str, torch.Tensor]:
+        """Weighted generator terms (each already multiplied by its weight), by name."""
+        target, fake = batch["target"], out.image
+        losses: dict[str, torch.Tensor] = {}
+        w = self.w
+        if w.l1 > 0:
+            losses["l1"] = w.l1 * F.l1_loss(fake, target)
+        if self.perceptual is not None:
+            losses["perceptual"] = w.perceptual * self.perceptual(fake, target)
+        if self.identity is not None:
+            losses["identity"] = w.identity * self.identity(fake, target)
+        if use_unet and w.unet > 0 and out.unet_images:
+            terms = [F.l1_loss(img, F.interpolate(target, size=img.shape[-2:], mode="bilinear", align_corners=False,
+                                                  antialias=True)) for img in out.unet_images]
+            losses["unet"] = w.unet * torch.stack(terms).sum()
+        if w.gan > 0:
+            losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(fake))
+        if w.component_gan > 0 or w.component_style > 0:
+            fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
+            real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
+            comp_gan, comp_style = fake.new_zeros(()), fake.new_zeros((), dtype=torch.float32)
+            for name in COMPONENTS:
+                logits, feats = discs.components[name](fake_parts[name], return_feats=True)
+                comp_gan = comp_gan + g_nonsaturating_loss(logits)
+                if w.component_style > 0:
+                    with torch.no_grad():
+                        _, real_feats = discs.components[name](real_parts[name], return_feats=True)
+                    comp_style = comp_style + gram_style_loss(feats, real_feats, GFPGAN_STYLE_LAYER_WEIGHTS)
+            if w.component_gan > 0:
+                losses["component_gan"] = w.component_gan * comp_gan
+            if w.component_style > 0:
+                losses["component_style"] = w.component_style * comp_style
+        return losses
+
+    def discriminator_losses(self, fake: torch.Tensor, batch, discs: Discriminators, with_r1: bool) -> dict[str, torch.Tensor]:
+        """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval)."""
+        target, fake = batch["target"], fake.detach()
+        losses = {"d_global": d_logistic_loss(discs.global_d(target), discs.global_d(fake))}
+        if self.w.component_gan > 0 or self.w.component_style > 0:
+            fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
+            real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
+            losses["d_components"] = sum(d_logistic_loss(discs.components[n](real_parts[n]), discs.components[n](fake_parts[n]))
+                                         for n in COMPONENTS)
+        if with_r1:
+            real = target.detach().requires_grad_(True)
+            penalty = r1_penalty(discs.global_d(real), real)
+            losses["r1"] = self.w.r1_gamma / 2 * penalty * self.w.r1_every
+        return losses

@@ -1,0 +1,24 @@
+"""Learning-rate schedule and EMA, from diffusers: the paper's step decays scaled to the run's length."""
+
+from __future__ import annotations
+
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+
+def step_decay_scheduler(optimizer, max_steps: int, decay_at: tuple[float, ...], factor: float):
+    """diffusers' piecewise-constant schedule: x`factor` at each fraction in `decay_at` of `max_steps`.
+
+    The paper halves 2e-3 at 700k and 750k of 800k iterations, i.e. decay_at=(0.875, 0.9375), factor 0.5.
+    """
+    rules, mult = [], 1.0
+    for frac in sorted(decay_at):
+        rules.append(f"{mult}:{max(1, int(round(frac * max_steps)))}")
+        mult *= factor
+    rules.append(str(mult))
+    return get_scheduler("piecewise_constant", optimizer, step_rules=",".join(rules))
+
+
+def make_ema(model, decay: float) -> EMAModel:
+    """diffusers' EMAModel over the trainable parameters (fixed decay, no warm-up, as in GFPGAN/StyleGAN2)."""
+    return EMAModel([p for p in model.parameters()], decay=decay, use_ema_warmup=False, foreach=True)

@@ -1,0 +1,40 @@
+"""Validation on held-out identities: PSNR, SSIM, LPIPS and identity similarity of the EMA model."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from psp_hub.data import DataConfig, build_eval_dataset
+from psp_hub.metrics import LPIPS, identity_similarity, psnr, ssim
+
+
+class Validator:
+    """Holds a fixed set of validation samples (fixed degradation) and the metric networks."""
+
+    def __init__(self, data: DataConfig, num_samples: int, device, identity_encoder=None):
+        ds = build_eval_dataset(data, split="validation")
+        self.samples = list(itertools.islice(iter(ds), num_samples))
+        self.device = device
+        self.lpips = LPIPS.from_shared().to(device).eval()
+        self.identity = identity_encoder
+
+    @torch.no_grad()
+    def __call__(self, model, batch_size: int = 16) -> dict[str, float]:
+        """Mean metrics over the held-out samples, with references as the loader gives them."""
+        was = model.training
+        model.eval()
+        scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "lpips": [], "identity": []}
+        for start in range(0, len(self.samples), batch_size):
+            chunk = self.samples[start:start + batch_size]
+            batch = {k: torch.stack([torch.as_tensor(s[k]) for s in chunk]).to(self.device) for k in ("lq", "target", "refs", "ref_mask")}
+            out = model(batch["lq"], batch["refs"], batch["ref_mask"]).image.float().clamp(-1, 1)
+            target = batch["target"].float()
+            scores["psnr"].append(psnr(out, target))
+            scores["ssim"].append(ssim(out, target))
+            scores["lpips"].append(self.lpips(out, target).flatten())
+            if self.identity is not None:
+                scores["identity"].append(identity_similarity(self.identity, out, target))
+        model.train(was)
+        return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v}

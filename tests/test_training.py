@@ -1,0 +1,195 @@
+"""The trainer on a tiny config with every loss on: steps run, a fixed batch is overfit, resume is exact, export loads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from psp_hub.data import build_train_dataloader
+from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.models import PSPGAN
+from psp_hub.training import TrainConfig, train
+from psp_hub.training.checkpoint import latest_checkpoint
+from psp_hub.training.stages import PRIOR_FILE, make_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "train" / "configs" / "tiny-cpu.yaml"
+GENERATOR_TERMS = {"l1", "perceptual", "identity", "unet", "gan", "component_gan", "component_style"}
+DISCRIMINATOR_TERMS = {"d_global", "d_components", "r1"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, faces):
+    return build_sample_dataset(faces, tmp_path_factory.mktemp("train-data"))
+
+
+def tiny(dataset, out: Path, *overrides: str) -> TrainConfig:
+    return TrainConfig.from_yaml(TINY, [f"data.path={dataset}", f"output_dir={out}", *overrides])
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar the run logged to TensorBoard, by tag."""
+    out: dict[str, list[float]] = {}
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return out
+
+
+def test_a_few_steps_with_every_loss_log_checkpoint_validate_and_export(dataset, tmp_path):
+    cfg = tiny(dataset, tmp_path / "run")
+    result = train(cfg)
+    assert result.step == cfg.max_steps and result.reason == "finished"
+    logged = scalars(tmp_path / "run")
+    assert GENERATOR_TERMS | DISCRIMINATOR_TERMS | {"lr", "g_total"} <= set(logged), sorted(logged)
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in logged.values())
+    for metric in ("val/psnr", "val/ssim", "val/lpips", "val/identity"):
+        assert len(logged[metric]) == cfg.max_steps // cfg.validate_every
+    # the paper's step decays, scaled to 6 steps: 2e-3, then halved at 5 and 6
+    assert logged["lr"][0] == pytest.approx(2e-3) and logged["lr"][-1] == pytest.approx(5e-4)
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["step_0000003.png", "step_0000006.png"]
+    assert latest_checkpoint(tmp_path / "run").name == f"checkpoint-{cfg.max_steps}"
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in result.export.iterdir()}
+    assert "Status: untrained" not in (result.export / "README.md").read_text()
+
+
+def test_generator_loss_falls_when_overfitting_one_batch(dataset, tmp_path):
+    cfg = tiny(dataset, tmp_path / "run", "max_steps=1000", "data.min_references=2")
+    set_seed(0)
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    batch = next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+    history = [stage.step(batch, i) for i in range(30)]
+    assert GENERATOR_TERMS <= set(history[0])
+    recon = [float(h["l1"] + h["perceptual"] + h["identity"]) for h in history]
+    total = [float(h["g_total"]) for h in history]
+    assert sum(recon[-3:]) / 3 < 0.85 * sum(recon[:3]) / 3, recon
+    assert sum(total[-3:]) / 3 < sum(total[:3]) / 3, total
+
+
+def _checkpoint_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+    """Model and discriminator weights, EMA shadow parameters and optimizer moments of a checkpoint."""
+    tensors = {}
+    for f in sorted(ckpt.glob("model*.safetensors")):
+        tensors.update({f"{f.stem}/{k}": v for k, v in load_file(f).items()})
+    for f in sorted(ckpt.glob("optimizer*.bin")):
+        state = torch.load(f, weights_only=True)["state"]
+        tensors.update({f"{f.stem}/{i}/{k}": v for i, s in state.items() for k, v in s.items() if torch.is_tensor(v)})
+    with open(ckpt / "custom_checkpoint_0.pkl", "rb") as fh:
+        ema = torch.load(fh, weights_only=True)
+    tensors.update({f"ema/{i}": p for i, p in enumerate(ema["shadow_params"])})
+    return tensors
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    ta, tb = _checkpoint_tensors(a), _checkpoint_tensors(b)
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+def test_stop_and_resume_equals_an_uninterrupted_run(dataset, tmp_path):
+    overrides = ("max_steps=4", "checkpoint_every=100", "validate_every=0", "images_every=0", "tracker=none")
+    whole = train(tiny(dataset, tmp_path / "whole", *overrides))
+    first = train(tiny(dataset, tmp_path / "parts", *overrides), max_steps_this_run=2)
+    assert (first.step, first.checkpoint.name) == (2, "checkpoint-2")
+    second = train(tiny(dataset, tmp_path / "parts", *overrides), resume=True)
+    assert second.step == 4
+    assert_same_checkpoint(whole.checkpoint, second.checkpoint)
+
+
+def test_killed_run_keeps_its_last_checkpoint_and_resumes(dataset, tmp_path):
+    """SIGKILL mid-run (no chance to clean up): the newest complete checkpoint loads and the run finishes."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), f"data.path={dataset}",
+           f"output_dir={out}", "max_steps=40", "checkpoint_every=1", "validate_every=0", "images_every=0", "tracker=none"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoints" / "checkpoint-3").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended or stalled before step 3"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and int(ckpt.name.split("-")[1]) >= 3
+    resumed = subprocess.run(cmd[:2] + ["--resume", "--max-steps-this-run", "1"] + cmd[2:], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {ckpt}" in resumed.stdout + resumed.stderr
+    assert latest_checkpoint(out).name == f"checkpoint-{int(ckpt.name.split('-')[1]) + 1}"
+
+
+def test_graceful_stop_signal_checkpoints_the_current_step(dataset, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), f"data.path={dataset}",
+           f"output_dir={out}", "max_steps=1000", "checkpoint_every=500", "validate_every=0", "images_every=0",
+           "tracker=none", "log_every=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    seen = ""
+    while "l1=" not in seen:  # the progress bar shows losses once a step finished
+        assert proc.poll() is None and time.monotonic() < deadline, seen[-2000:]
+        seen += proc.stdout.read(1)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, rest[-2000:]
+    assert "reason=interrupted" in rest
+    step = int(rest.split("RESULT step=")[1].split()[0])
+    assert latest_checkpoint(out).name == f"checkpoint-{step}"
+
+
+def test_export_loads_with_from_pretrained_and_matches_the_ema_weights(dataset, tmp_path):
+    cfg = tiny(dataset, tmp_path / "run", "max_steps=2", "validate_every=0", "images_every=0", "tracker=none")
+    result = train(cfg)
+    loaded = PSPGAN.from_pretrained(str(result.export)).eval()
+    with open(result.checkpoint / "custom_checkpoint_0.pkl", "rb") as fh:
+        shadow = torch.load(fh, weights_only=True)["shadow_params"]
+    trained = load_file(result.checkpoint / "model.safetensors")
+    ema = PSPGAN(cfg.model).eval()
+    ema.load_state_dict(trained)  # buffers (fixed noise) as trained
+    with torch.no_grad():
+        for p, s in zip(ema.parameters(), shadow, strict=True):
+            p.copy_(s)
+    assert any(not torch.equal(v, loaded.state_dict()[k]) for k, v in trained.items()), "export must be the EMA, not the raw weights"
+    torch.manual_seed(0)
+    lq, refs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    with torch.no_grad():
+        assert torch.equal(loaded(lq, refs, mask).image, ema(lq, refs, mask).image)
+
+
+def test_prior_stage_trains_exports_and_feeds_pspgan(dataset, tmp_path):
+    cfg = tiny(dataset, tmp_path / "prior", "stage=prior", "max_steps=2", "validate_every=0", "tracker=none",
+               "images_every=2")
+    result = train(cfg)
+    assert result.export.name == PRIOR_FILE and (tmp_path / "prior" / "samples" / "step_0000002.png").is_file()
+    model = PSPGAN(cfg.model)
+    model.load_prior(result.export)  # strict key check inside
+    prior = load_file(result.export)
+    loaded = model.generator.state_dict()
+    assert prior and all(torch.equal(loaded[k], v) for k, v in prior.items())
+    cfg2 = tiny(dataset, tmp_path / "psp", f"prior_path={result.export.parent}", "max_steps=1", "validate_every=0",
+                "images_every=0", "tracker=none")
+    assert train(cfg2).step == 1
+
+
+def test_config_rejects_unknown_keys_and_mismatched_sizes(dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        tiny(dataset, tmp_path, "learning_rate=1")
+    with pytest.raises(ValueError, match="must equal model.out_size"):
+        tiny(dataset, tmp_path, "data.out_size=128")
