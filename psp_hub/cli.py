@@ -1,0 +1,184 @@
+"""`psp-restore`: restore the faces in photos or folders of photos with reference photos of the same person."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="psp-restore",
+        description="Restore the faces in photos with PSP-GAN, guided by reference photos of the same person. "
+        "Folders are processed file by file; a bad file is reported and skipped.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="photos and/or folders of photos")
+    p.add_argument("--ref", nargs="+", default=[], metavar="REF", help="reference photos (or folders) of the person; "
+                   "none = blind restoration")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--model", default=None, metavar="ID_OR_PATH",
+                   help="Hub id or folder of PSP-GAN weights (default: $PSP_MODEL, then the bundled weights)")
+    p.add_argument("--upscale", type=float, default=2.0, help="output size / input size (default 2)")
+    p.add_argument("--faces", choices=("all", "largest", "center"), default="all", help="which faces to restore")
+    p.add_argument("--only-faces", action="store_true", help="write only the restored aligned faces")
+    p.add_argument("--save-faces", action="store_true", help="also write the restored aligned faces")
+    p.add_argument("--strength", type=float, default=1.0, help="how much the references steer the result (0 = blind)")
+    p.add_argument("--keep-mismatched", action="store_true",
+                   help="keep references that look like someone else (default: drop them, with a warning)")
+    p.add_argument("--reference-faces", choices=("best", "all"), default="best",
+                   help="in group photos, use the references for the best-matching face only, or for all faces")
+    p.add_argument("--max-references", type=int, default=None, help="at most this many references per face")
+    p.add_argument("--aligned", action="store_true", help="inputs are already FFHQ-aligned face crops")
+    p.add_argument("--no-face", choices=("error", "upscale"), default="error",
+                   help="photos without a face: report as a failure (default) or only upscale them")
+    p.add_argument("--recursive", action="store_true", help="also look inside sub-folders")
+    p.add_argument("--ext", choices=("png", "jpg", "webp"), default="png", help="output image format")
+    p.add_argument("--report", action="store_true", help="write a JSON report next to each output")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def collect_inputs(items: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, output stem relative to --out) for each photo; plus problems (missing paths, empty folders)."""
+    from psp_hub.imageio import is_image_path
+
+    found, problems = [], []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(path.rglob("*") if recursive else path.iterdir())
+            images = [f for f in files if f.is_file() and is_image_path(f)]
+            if not images:
+                problems.append(f"{item}: no image files in this folder")
+            found += [(f, f.relative_to(path).with_suffix("")) for f in images]
+        elif path.exists():
+            found.append((path, Path(path.stem)))
+        else:
+            problems.append(f"{item}: no such file or folder")
+    return found, problems
+
+
+def _reference_files(items: list[str]) -> tuple[list[Path], list[str]]:
+    """Reference files from files and folders."""
+    files, problems = collect_inputs(items, recursive=False)
+    return [f for f, _ in files], problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 some inputs failed, 2 usage/model error, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: --out {out_dir} exists and is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        from psp_hub.pipeline import ModelLoadError, NoFaceError, PipelineConfig, PipelineError, RestorationPipeline
+        from psp_hub.imageio import ImageLoadError, save_image
+        from tqdm import tqdm
+
+        try:
+            config = PipelineConfig(
+                faces=args.faces, upscale=args.upscale, only_faces=args.only_faces, strength=args.strength,
+                input_is_aligned=args.aligned, no_face=args.no_face, max_references=args.max_references,
+                mismatched_references="keep" if args.keep_mismatched else "drop", reference_faces=args.reference_faces,
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+        photos, problems = collect_inputs(args.inputs, args.recursive)
+        refs, ref_problems = _reference_files(args.ref)
+        for msg in problems + ref_problems:
+            print(f"error: {msg}", file=sys.stderr)
+        if not photos:
+            print("error: no photos to restore", file=sys.stderr)
+            return EXIT_USAGE
+
+        t0 = time.perf_counter()
+        try:
+            pipe = RestorationPipeline.from_pretrained(args.model, device=None if args.device == "auto" else args.device,
+                                                       config=config)
+        except (ModelLoadError, FileNotFoundError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        info = pipe.info
+        print(f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
+              f"device {info.device}, {info.dtype} | loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        if not info.trained:
+            print(f"WARNING: {info.message}", file=sys.stderr)
+
+        refset = pipe.prepare_references([str(r) for r in refs])  # aligned and embedded once for the whole run
+        for w in refset.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"references: {len(refset.usable)} usable of {len(refs)}"
+              + ("" if refset.usable else " -> blind restoration (no reference photos)"), file=sys.stderr)
+
+        failures = len(problems)
+        seen: dict[Path, Path] = {}
+        ok = 0
+        bar = tqdm(photos, unit="photo", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+        for photo, stem in bar:
+            bar.set_postfix_str(photo.name[:30])
+            target = out_dir / f"{stem}.{args.ext}"
+            faces_dir = out_dir / f"{stem}_faces"
+            report_path = out_dir / f"{stem}.json"
+            planned = ([] if args.only_faces else [target]) + ([report_path] if args.report else [])
+            clash = next((p for p in planned if p in seen), None)
+            if clash is not None:
+                tqdm.write(f"error: {photo}: its output {clash} would overwrite the output of {seen[clash]}; skipped",
+                           file=sys.stderr)
+                failures += 1
+                continue
+            existing = [p for p in planned + ([faces_dir] if args.only_faces or args.save_faces else []) if p.exists()]
+            if existing and not args.overwrite:
+                tqdm.write(f"error: {photo}: {existing[0]} exists (use --overwrite to replace it); skipped", file=sys.stderr)
+                failures += 1
+                continue
+            try:
+                result = pipe.restore(str(photo), refset)
+            except (ImageLoadError, NoFaceError, PipelineError) as exc:
+                tqdm.write(f"error: {photo}: {getattr(exc, 'reason', exc)}; skipped", file=sys.stderr)
+                failures += 1
+                continue
+            except (RuntimeError, MemoryError) as exc:  # e.g. out of GPU memory: report, keep going
+                tqdm.write(f"error: {photo}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            for p in planned:
+                seen[p] = photo
+            if result.image is not None:
+                save_image(result.image, target)
+            if args.only_faces or args.save_faces:
+                for face in result.faces:
+                    save_image(face.restored, faces_dir / f"face_{face.index:02d}.{args.ext}")
+            if args.report:
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                report_path.write_text(json.dumps(result.report, indent=2))
+            untrained_msg = info.message if not info.trained else None
+            for w in result.warnings:
+                if w != untrained_msg:
+                    tqdm.write(f"warning: {photo.name}: {w}", file=sys.stderr)
+            ok += 1
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        print(f"done: {ok} restored, {failures} failed, in {elapsed:.1f} s -> {out_dir}", file=sys.stderr)
+        if not info.trained:
+            print("NOTE: these outputs come from an UNTRAINED model (random weights), not a real restoration.",
+                  file=sys.stderr)
+        return EXIT_OK if failures == 0 else EXIT_FAILED_INPUTS
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Identity embeddings of FFHQ-aligned faces for the reference check and selection (cosine = dot product)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from psp_hub.identity import IdentityEncoder
+
+
+class IdentityScorer:
+    """Embeds aligned RGB uint8 faces (N, S, S, 3) to L2-normalised vectors with the project's identity network."""
+
+    def __init__(self, encoder=None, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.backend = "psp_hub.identity.IdentityEncoder"
+        self.encoder = encoder if encoder is not None else IdentityEncoder.from_onnx().eval().to(self.device)
+        self._lock = threading.Lock()
+
+    @torch.inference_mode()
+    def embed(self, faces: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """(N, S, S, 3) uint8 FFHQ-aligned faces -> (N, D) float32 unit vectors."""
+        faces = np.stack([np.asarray(f, dtype=np.uint8) for f in faces]) if isinstance(faces, list) else np.asarray(faces)
+        if len(faces) == 0:
+            return np.zeros((0, 0), np.float32)
+        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
+        with self._lock:
+            emb = self.encoder(x).float()
+        emb = torch.nn.functional.normalize(emb, dim=1)
+        return emb.cpu().numpy().astype(np.float32)

@@ -1,0 +1,53 @@
+"""What the pipeline returns: the restored photo, the restored aligned faces, and a JSON-ready report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RestoredFace:
+    """One face: where it was, its aligned input and restoration, and the references it was restored with."""
+
+    index: int
+    box: np.ndarray  # (4,) x1, y1, x2, y2 in input-photo pixels
+    landmarks: np.ndarray  # (5, 2) input-photo pixels
+    score: float
+    affine: np.ndarray  # (2, 3) photo -> aligned crop
+    aligned_input: np.ndarray  # (S, S, 3) uint8
+    restored: np.ndarray  # (S, S, 3) uint8
+    references_used: list[str] = field(default_factory=list)
+    reference_notes: list[dict] = field(default_factory=list)
+    identity_input_vs_references: float | None = None  # mean cosine of the aligned input to the used references
+    identity_restored_vs_references: float | None = None  # the same for the restored face
+    identity_restored_vs_input: float | None = None
+
+    def summary(self) -> dict:
+        """This face in the report."""
+        return {
+            "index": self.index,
+            "box": [round(float(v), 1) for v in self.box],
+            "detection_score": round(float(self.score), 4),
+            "mode": "personalized" if self.references_used else "blind",
+            "references_used": list(self.references_used),
+            "identity_input_vs_references": self.identity_input_vs_references,
+            "identity_restored_vs_references": self.identity_restored_vs_references,
+            "identity_restored_vs_input": self.identity_restored_vs_input,
+            "references": self.reference_notes,
+        }
+
+
+@dataclass
+class RestorationResult:
+    """The restored photo (None in only-faces mode), the restored faces, warnings and the report dict."""
+
+    image: np.ndarray | None
+    faces: list[RestoredFace]
+    report: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def restored_faces(self) -> list[np.ndarray]:
+        return [f.restored for f in self.faces]

@@ -1,0 +1,108 @@
+"""`psp-restore` on folders: outputs written, bad files reported and skipped, exit codes, no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from psp_hub import PSPGAN, tiny_config
+from psp_hub.cli import main
+from psp_hub.imageio import load_image
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    PSPGAN(tiny_config(64)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path, samples):
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(samples / "photos" / "whole" / "Blake_Lively.jpg", d / "blake.jpg")
+    shutil.copy(samples / "references" / "celeba_7222" / "010582.jpg", d / "person.jpg")
+    (d / "broken.png").write_bytes((samples / "photos" / "whole" / "10045.png").read_bytes()[:5000])  # truncated
+    (d / "readme.txt").write_text("not a photo, and not an image suffix: ignored")
+    return d
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.err
+
+
+def test_folder_run_writes_outputs_and_reports_the_bad_file(photo_dir, tmp_path, samples, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    refs = samples / "references" / "celeba_7222"
+    out = tmp_path / "out"
+    code, err = run([photo_dir, "--ref", *sorted(refs.glob("*.jpg"))[:3], "--out", out, "--report", "--save-faces", "--quiet"], capsys)
+    assert code == 1  # one input failed
+    assert "broken.png" in err and "corrupt or truncated" in err and "skipped" in err
+    assert "Traceback" not in err
+    assert "UNTRAINED" in err  # the model card of the test model says untrained: the CLI says so
+    assert "done: 2 restored, 1 failed" in err
+    for stem, size in [("blake", (464, 700)), ("person", (800, 601))]:
+        img = load_image(out / f"{stem}.png")
+        assert img.shape[:2] == (size[0] * 2, size[1] * 2)
+        report = json.loads((out / f"{stem}.json").read_text())
+        assert report["faces_restored"] >= 1
+        assert sorted(p.name for p in (out / f"{stem}_faces").iterdir())[0] == "face_00.png"
+    person = json.loads((out / "person.json").read_text())
+    assert person["faces"][0]["references_used"] == ["000131.jpg", "006383.jpg", "008575.jpg"]
+    assert not (out / "broken.png").exists() and not (out / "readme.png").exists()
+
+
+def test_existing_outputs_are_not_overwritten_without_the_flag(photo_dir, tmp_path, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    (photo_dir / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run([photo_dir, "--out", out, "--quiet", "--upscale", "1"], capsys)[0] == 0
+    before = (out / "blake.png").stat().st_mtime_ns
+    code, err = run([photo_dir, "--out", out, "--quiet", "--upscale", "1"], capsys)
+    assert code == 1 and "exists (use --overwrite" in err
+    assert (out / "blake.png").stat().st_mtime_ns == before
+    code, err = run([photo_dir, "--out", out, "--quiet", "--upscale", "1", "--overwrite"], capsys)
+    assert code == 0 and "done: 2 restored, 0 failed" in err and "blind restoration" in err
+
+
+def test_no_face_only_faces_and_usage_errors(tmp_path, tiny_model, capsys, monkeypatch, samples):
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(wall)
+    code, err = run([wall, "--out", tmp_path / "o1", "--quiet"], capsys)
+    assert code == 1 and "No face was found" in err
+    code, _ = run([wall, "--out", tmp_path / "o2", "--quiet", "--no-face", "upscale"], capsys)
+    assert code == 0 and load_image(tmp_path / "o2" / "wall.png").shape == (240, 320, 3)
+    crop = samples / "photos" / "cropped" / "Adele_crop.png"
+    code, _ = run([crop, "--out", tmp_path / "o3", "--quiet", "--only-faces"], capsys)
+    assert code == 0 and not (tmp_path / "o3" / "Adele_crop.png").exists()
+    assert load_image(tmp_path / "o3" / "Adele_crop_faces" / "face_00.png").shape == (64, 64, 3)
+    code, err = run([tmp_path / "missing.jpg", "--out", tmp_path / "o4"], capsys)
+    assert code == 2 and "no such file" in err
+    code, err = run([crop, "--out", tmp_path / "o5", "--model", tmp_path / "nowhere"], capsys)
+    assert code == 2 and "cannot load the model" in err
+    code, err = run([crop, "--out", tmp_path / "o6", "--upscale", "50"], capsys)
+    assert code == 2 and "upscale" in err
+
+
+def test_console_script_runs(tmp_path, tiny_model, samples):
+    exe = Path(sys.executable).with_name("psp-restore")
+    crop = samples / "photos" / "cropped" / "Julia_Roberts_crop.png"
+    env = {"PSP_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    proc = subprocess.run([str(exe), str(crop), "--out", str(tmp_path / "o"), "--quiet", "--upscale", "1"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert load_image(tmp_path / "o" / "Julia_Roberts_crop.png").shape == (512, 512, 3)
