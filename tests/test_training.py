@@ -193,3 +193,30 @@ def test_config_rejects_unknown_keys_and_mismatched_sizes(dataset, tmp_path):
         tiny(dataset, tmp_path, "learning_rate=1")
     with pytest.raises(ValueError, match="must equal model.out_size"):
         tiny(dataset, tmp_path, "data.out_size=128")
+
+
+def test_stylegan2_weights_get_equalized_learning_rates():
+    from psp_hub.models import StyleGAN2Generator
+    from psp_hub.training.param_groups import equalized_lr_groups
+
+    g = StyleGAN2Generator(32, style_dim=16, n_mlp=8, narrow=0.125, max_channels=16)
+    lr_of = {id(p): group["lr"] for group in equalized_lr_groups(g, 2e-3) for p in group["params"]}
+    assert len(lr_of) == sum(1 for p in g.parameters() if p.requires_grad)
+    mapping = next(m for m in g.style_mlp if isinstance(m, torch.nn.Linear))
+    assert lr_of[id(mapping.weight)] == pytest.approx(2e-3 * 0.01 / 16**0.5)
+    conv = g.style_conv1.modulated_conv
+    assert lr_of[id(conv.weight)] == pytest.approx(2e-3 / (conv.weight.shape[2] * 9) ** 0.5)
+    assert lr_of[id(g.style_conv1.bias)] == pytest.approx(2e-3)
+
+
+def test_prior_steps_keep_the_generator_output_bounded(dataset, tmp_path):
+    """Regression: plain-weight Adam at 2e-3 blew an 8-layer-mapping StyleGAN2's output up (std 1 -> 3000) in one step."""
+    cfg = tiny(dataset, tmp_path / "prior", "stage=prior", "model.n_mlp=8", "max_steps=1000")
+    set_seed(0)
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    batch = next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+    g = stage.raw_generator
+    for i in range(5):
+        stage.step(batch, i)
+        with torch.no_grad():
+            assert g([torch.randn(4, g.style_dim)]).std() < 10

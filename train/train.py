@@ -23,12 +23,13 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint before this many minutes")
     p.add_argument("--max-steps-this-run", type=int, default=None, help="stop (with a checkpoint) after this many steps")
+    p.add_argument("--export", action="store_true", help="export the EMA weights at the end even before max_steps")
     p.add_argument("--push-to-hub", action="store_true", help="push the exported model to hub_repo_id at the end")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML")
     args = p.parse_args(argv)
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
     result = train(cfg, resume=args.resume, max_minutes=args.max_minutes, push_to_hub=args.push_to_hub,
-                   max_steps_this_run=args.max_steps_this_run)
+                   max_steps_this_run=args.max_steps_this_run, export=args.export)
     print(f"RESULT step={result.step} reason={result.reason} checkpoint={result.checkpoint} export={result.export}")
     return 0
 

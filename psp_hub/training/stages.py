@@ -19,6 +19,7 @@ from psp_hub.models import PSPGAN, StyleGAN2Generator
 
 from .config import TrainConfig
 from .objectives import Discriminators, PSPGANObjective
+from .param_groups import equalized_lr_groups
 from .schedule import make_ema, step_decay_scheduler
 
 PRIOR_FILE = "prior_ema.safetensors"
@@ -26,6 +27,11 @@ PRIOR_FILE = "prior_ema.safetensors"
 
 def _adam(params, lr, betas):
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=tuple(betas))
+
+
+def _generator_adam(generator, lr, betas):
+    """Adam over the trainable generator parameters, StyleGAN2 weights at their equalized-lr rates."""
+    return torch.optim.Adam(equalized_lr_groups(generator, lr), betas=tuple(betas))
 
 
 class Stage:
@@ -41,7 +47,7 @@ class Stage:
         cfg = self.cfg
         self.ema = make_ema(generator, cfg.optim.ema_decay)
         self.ema.to(self.acc.device)
-        opt_g = _adam(generator.parameters(), cfg.optim.lr, cfg.optim.betas)
+        opt_g = _generator_adam(generator, cfg.optim.lr, cfg.optim.betas)
         opt_d = _adam([p for d in discriminators for p in d.parameters()], cfg.optim.d_lr, cfg.optim.betas)
         sched_g = step_decay_scheduler(opt_g, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
         sched_d = step_decay_scheduler(opt_d, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)

@@ -73,7 +73,7 @@ def _batch_to(batch: dict, device) -> dict:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None, push_to_hub: bool = False,
-          max_steps_this_run: int | None = None) -> RunResult:
+          max_steps_this_run: int | None = None, export: bool = False) -> RunResult:
     """Run (or continue) a training run until max_steps, the time budget, a stop signal, or this run's step cap."""
     t_start = time.monotonic()
     out_dir = Path(cfg.output_dir)
@@ -148,6 +148,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                 scalars["data_wait_share"] = wait_time / max(1e-9, sum(step_times))
                 scalars["it_per_s"] = len(step_times) / max(1e-9, sum(step_times))
                 accelerator.log(scalars, step=state.step)
+                _append_jsonl(out_dir / "metrics.jsonl", {"step": state.step, **scalars}, accelerator)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("g_total", "g_gan", "d_loss", "l1", "lr")})
             if cfg.images_every and state.step % cfg.images_every == 0 and accelerator.is_main_process:
                 _log_images(stage, batch, accelerator, out_dir, state.step)
@@ -167,11 +168,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
                 break
     bar.close()
 
-    export = None
-    if state.step >= cfg.max_steps and accelerator.is_main_process:
+    exported = None
+    if (state.step >= cfg.max_steps or export) and accelerator.is_main_process:
         target = cfg.export_dir or str(out_dir / "export")
-        export = stage.export(target, push_to_hub=push_to_hub, summary=f"{cfg.max_steps} steps of batch {per_step}.")
-        accelerator.print(f"exported EMA weights to {export}")
+        exported = stage.export(target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {per_step}.")
+        accelerator.print(f"exported EMA weights to {exported}")
     timing = {"steps_this_run": len(step_times), "seconds": sum(step_times),
               "it_per_s": len(step_times) / max(1e-9, sum(step_times)),
               "samples_per_s": len(step_times) * per_step * accelerator.num_processes / max(1e-9, sum(step_times)),
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     if accelerator.is_main_process:
         (out_dir / "last_run.json").write_text(json.dumps({"step": state.step, "reason": reason, **timing}, indent=2))
     accelerator.end_training()
-    return RunResult(state.step, reason, last_ckpt, export)
+    return RunResult(state.step, reason, last_ckpt, exported)
 
 
 def _models(stage):
@@ -205,4 +206,12 @@ def _validate(stage, validator, accelerator, step: int) -> None:
     metrics = validator(g)
     stage.ema.restore(params)
     accelerator.log(metrics, step=step)
+    _append_jsonl(Path(accelerator.project_dir) / "metrics.jsonl", {"step": step, **metrics}, accelerator)
     accelerator.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def _append_jsonl(path: Path, record: dict, accelerator) -> None:
+    """A plain-text copy of every logged scalar (readable without TensorBoard, e.g. from the device machine)."""
+    if accelerator.is_main_process:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")

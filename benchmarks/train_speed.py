@@ -1,0 +1,82 @@
+"""Training speed: iterations/s, samples/s, peak GPU memory and the share of time spent waiting for data.
+
+Runs the real stage (every loss of the config on) on the real streaming loader for `--warmup` + `--steps`
+steps and prints one JSON line per config. Example (device GPU):
+
+    python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
+        --steps 40 data.path=data/psp-faces128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+
+from psp_hub.data import build_train_dataloader  # noqa: E402
+from psp_hub.training import TrainConfig  # noqa: E402
+from psp_hub.training.stages import make_stage  # noqa: E402
+from psp_hub.training.trainer import _batch_to  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(cfg: TrainConfig, steps: int, warmup: int) -> dict:
+    """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader."""
+    acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    set_seed(cfg.seed)
+    stage = make_stage(cfg, acc)
+    loader = iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))
+    device = acc.device
+    step_s, wait_s = [], []
+    for i in range(warmup + steps):
+        if i == warmup and device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+        t0 = time.perf_counter()
+        batch = _batch_to(next(loader), device)
+        t1 = time.perf_counter()
+        stage.step(batch, i)
+        _sync(device)
+        if i >= warmup:
+            step_s.append(time.perf_counter() - t0)
+            wait_s.append(t1 - t0)
+    total = sum(step_s)
+    return {
+        "config": cfg.output_dir, "stage": cfg.stage, "size": cfg.model.out_size, "batch": cfg.batch_size,
+        "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
+        "precision": acc.mixed_precision, "steps": steps,
+        "it_per_s": round(steps / total, 2), "samples_per_s": round(steps * cfg.batch_size / total, 1),
+        "ms_per_step_median": round(sorted(step_s)[len(step_s) // 2] * 1e3, 1),
+        "data_wait_share": round(sum(wait_s) / total, 3),
+        "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        "workers": cfg.data.num_workers, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", required=True)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
+    args = p.parse_args(argv)
+    for path in args.config:
+        cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
+        print(json.dumps(measure(cfg, args.steps, args.warmup)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
