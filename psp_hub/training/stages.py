@@ -45,8 +45,6 @@ class Stage:
 
     def _finish_build(self, generator, discriminators: list[torch.nn.Module]):
         cfg = self.cfg
-        self.ema = make_ema(generator, cfg.optim.ema_decay)
-        self.ema.to(self.acc.device)
         opt_g = _generator_adam(generator, cfg.optim.lr, cfg.optim.betas)
         opt_d = _adam([p for d in discriminators for p in d.parameters()], cfg.optim.d_lr, cfg.optim.betas)
         sched_g = step_decay_scheduler(opt_g, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
@@ -55,6 +53,9 @@ class Stage:
         n = len(discriminators)
         self.generator, self.discriminators = prepared[0], list(prepared[1:1 + n])
         self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared[1 + n:]
+        # after prepare: with several processes DDP has broadcast rank 0's weights, so every EMA starts equal
+        self.ema = make_ema(self.raw_generator, cfg.optim.ema_decay)
+        self.ema.to(self.acc.device)
 
     @property
     def raw_generator(self):

@@ -102,6 +102,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     ckpt = latest_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         load_checkpoint(accelerator, ckpt)
+        stage.ema.to(accelerator.device)  # EMAModel.load_state_dict leaves its shadow copies on the CPU
         accelerator.print(f"resumed from {ckpt} at step {state.step}")
 
     per_step = cfg.batch_size * cfg.grad_accum
