@@ -28,9 +28,9 @@ part() {  # part NAME FILE...: hard-link dataset files (paths relative to $DATA)
 }
 cd "$DATA"; shopt -s nullglob
 A=(README.md build_report.json data/validation/* data/train/older-* data/train/general-0000[01]-*)
-B=(data/train/general-0000[23]-*)
+B=(data/test/* data/train/general-0000[23]-*)
 C=(data/train/general-0000[4-9]-*)
-D=(data/test/* data/train/general-000[1-9][0-9]-*)
+D=(data/train/general-000[1-9][0-9]-*)
 cd - >/dev/null
 part dsA "${A[@]}"; part dsB "${B[@]}"; part dsC "${C[@]}"; part dsD "${D[@]}"
 du -sh .whl .carry/weights .carry/ds?
