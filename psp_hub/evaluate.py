@@ -179,27 +179,25 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
     return scores, older, refs_available, grid_rows
 
 
+def _table(title: str, methods: dict) -> list[str]:
+    """A markdown table: rows = method x group of faces, columns = metrics (arrows say which way is better)."""
+    lines = [title, "", "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS)
+             + " |", "| --- | --- |" + " --- |" * len(METRICS)]
+    for name, groups in methods.items():
+        for group, vals in groups.items():
+            lines.append(f"| {name} | {group} | " + " | ".join(f"{vals[m]:.4f}" for m in METRICS) + " |")
+    return lines + [""]
+
+
 def markdown_table(results: dict) -> str:
-    """One table per level: rows = method x group, columns = metrics (arrows say which way is better)."""
+    """Per level: the faces with references (every K), then the older faces (no references exist for them)."""
     lines = []
     for level, res in results["levels"].items():
-        lines += [f"**{level}** ({res['samples']} test faces, {res['older']} older)", "",
-                  "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS) + " |",
-                  "| --- | --- |" + " --- |" * len(METRICS)]
-        for name, groups in res["methods"].items():
-            for group, vals in groups.items():
-                lines.append(f"| {name} | {group} | " + " | ".join(f"{vals[m]:.4f}" for m in METRICS) + " |")
-        lines.append("")
+        lines += _table(f"**{level}** ({res['samples']} test faces with other photos of the same person)", res["methods"])
         blind = res.get("older_without_references")
         if blind:
-            lines += [f"*{level}, older faces* ({blind['samples']} test faces; their source has one photo per person, "
-                      "so there are no references to give)", "",
-                      "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS) + " |",
-                      "| --- | --- |" + " --- |" * len(METRICS)]
-            for name, groups in blind["methods"].items():
-                for group, vals in groups.items():
-                    lines.append(f"| {name} | {group} | " + " | ".join(f"{vals[m]:.4f}" for m in METRICS) + " |")
-            lines.append("")
+            lines += _table(f"*{level}, older faces* ({blind['samples']} test faces; their source has one photo per "
+                            "person, so there are no references to give)", blind["methods"])
     return "\n".join(lines)
 
 
