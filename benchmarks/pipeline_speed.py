@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psp_hub import PSPGAN, PSPGANConfig, tiny_config  # noqa: E402
+from psp_hub import PSPGAN, PSPGANConfig, default_model_dir, tiny_config  # noqa: E402
 from psp_hub.face.detection import FaceDetector  # noqa: E402
 from psp_hub.imageio import load_image, save_image  # noqa: E402
 from psp_hub.paths import samples_dir  # noqa: E402
@@ -35,6 +35,7 @@ from psp_hub.pipeline import IdentityScorer, PipelineConfig, RestorationPipeline
 CONFIGS = {
     "tiny-128": lambda: tiny_config(out_size=128),  # the untrained fallback the app uses without weights
     "psp-gan-128": lambda: PSPGANConfig(out_size=128),  # the 128 px model's default widths (as psp_hub.benchmark)
+    "bundled": lambda: PSPGANConfig.from_dict(json.loads((default_model_dir() / "config.json").read_text())),  # shipped
 }
 
 

@@ -212,6 +212,23 @@ def save_grid(grids: dict, path: Path) -> None:
     save_image(make_grid((torch.cat(blocks) + 1) / 2, nrow=5, padding=2).clamp(0, 1), str(path))
 
 
+def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
+    """Render the model card of a local model folder with these results, and put the grid beside it."""
+    import shutil
+
+    folder = Path(cfg.model)
+    model = PSPGAN.from_pretrained(str(folder))
+    shutil.copyfile(Path(cfg.out) / "grid.png", folder / "eval_grid.png")
+    (folder / "eval_results.json").write_text(json.dumps(results, indent=2))
+    table = (markdown_table(results) + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
+             "(eval_grid.png)\n\nReproduce: `python -m psp_hub.evaluate --model <this folder> --data data/psp-faces128 "
+             f"--max-samples {cfg.max_samples}` (test split, identities never seen in training).")
+    card = model.generate_model_card(repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary,
+                                     metrics_markdown=table)
+    card.save(folder / "README.md")
+    return folder / "README.md"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = EvalConfig()
@@ -224,6 +241,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=d.out)
+    p.add_argument("--card", action="store_true",
+                   help="write the table and grid into the model folder's model card (README.md, eval_grid.png)")
+    p.add_argument("--summary", default="", help="with --card: the training summary line of the card")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     cfg = EvalConfig(model=a.model, data=a.data, split=a.split, levels=tuple(a.levels), refs=tuple(a.refs),
@@ -231,6 +251,8 @@ def main(argv=None) -> int:
     results = evaluate(cfg)
     print(markdown_table(results))
     print(f"wrote {cfg.out}/results.json, results.md, grid.png in {results['seconds']} s")
+    if a.card:
+        print(f"model card written to {write_card(cfg, results, a.summary)}")
     return 0
 
 

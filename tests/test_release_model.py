@@ -1,0 +1,77 @@
+"""The bundled default model: loads strictly, restores held-out faces on CPU, and beats bicubic where the metrics say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from psp_hub import PSPGAN, default_model_dir
+from psp_hub.data import DegradationConfig, degrade, sample_degradation
+from psp_hub.evaluate import bicubic_baseline
+from psp_hub.metrics import LPIPS, DlibIdentity
+
+FIXTURES = Path(__file__).parent / "fixtures" / "release_faces"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PSPGAN.from_pretrained(str(default_model_dir())).eval()
+
+
+def _tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def people(model):
+    """Targets, their severe (x8) degradations and three references each, at the model's size."""
+    size = model.config.out_size
+    index = json.loads((FIXTURES / "index.json").read_text())
+    load = lambda i: np.asarray(Image.open(FIXTURES / f"{i}.webp").convert("RGB").resize((size, size), Image.LANCZOS))
+    targets = [load(p["target"]) for p in index]
+    rng = np.random.default_rng(0)
+    params = sample_degradation(DegradationConfig.severe(), rng, size)
+    lq = [(degrade(t, params, rng) * 255).round().astype(np.uint8) for t in targets]
+    refs = torch.stack([_tensor([load(r) for r in p["references"]]) for p in index])
+    return _tensor(targets), _tensor(lq), refs, params.scale
+
+
+def test_bundled_model_is_trained_small_and_loads_strictly(model):
+    folder = default_model_dir()
+    card = (folder / "README.md").read_text()
+    assert "Status: untrained" not in card and "pipeline_tag: image-to-image" in card
+    assert (folder / "model.safetensors").stat().st_size < 60 * 2**20
+    assert model.config.out_size == 128
+
+
+@torch.no_grad()
+def test_restores_held_out_faces_with_and_without_references(model, people):
+    target, lq, refs, _ = people
+    mask = torch.ones(refs.shape[:2], dtype=torch.bool)
+    blind = model(lq, None, None).image
+    personal = model(lq, refs, mask).image
+    assert blind.shape == personal.shape == target.shape
+    assert torch.isfinite(personal).all() and personal.abs().max() <= 1.5
+    assert not torch.allclose(blind, personal, atol=1e-3)  # the references change the result
+
+
+@torch.no_grad()
+def test_beats_bicubic_on_identity_and_perception(model, people):
+    """On the shipped held-out faces (severe x8): closer to the target than bicubic for dlib and LPIPS."""
+    target, lq, refs, scale = people
+    mask = torch.ones(refs.shape[:2], dtype=torch.bool)
+    restored = model(lq, refs, mask).image.clamp(-1, 1)
+    bicubic = bicubic_baseline(lq, torch.full((lq.shape[0],), scale))
+    to_u8 = lambda x: list(((x + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    dlib = DlibIdentity()
+    d_model = dlib.distance(to_u8(restored), to_u8(target)).mean()
+    d_bicubic = dlib.distance(to_u8(bicubic), to_u8(target)).mean()
+    lpips = LPIPS.from_shared()
+    l_model, l_bicubic = lpips(restored, target).mean(), lpips(bicubic, target).mean()
+    assert d_model < d_bicubic, (d_model, d_bicubic)
+    assert l_model < l_bicubic, (l_model, l_bicubic)
