@@ -19,6 +19,7 @@ from psp_hub.pipeline import (
     RestorationPipeline,
     load_restoration_model,
 )
+from psp_hub.pipeline.model_loading import bundled_model_dir
 from psp_hub.pipeline.background import output_size
 
 
@@ -200,5 +201,8 @@ def test_model_loading_flags_untrained_and_bad_paths(tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError, match="config.json"):
         load_restoration_model(tmp_path)
     monkeypatch.delenv("PSP_MODEL")
+    _, bundled = load_restoration_model()
+    assert bundled.trained is True and bundled.source == str(bundled_model_dir())
+    monkeypatch.setattr("psp_hub.pipeline.model_loading.bundled_model_dir", lambda: tmp_path / "missing")
     _, fallback = load_restoration_model()
     assert fallback.trained is False and "UNTRAINED" in fallback.message
