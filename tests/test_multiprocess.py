@@ -57,7 +57,10 @@ def test_two_process_checkpoint_resumes_in_one_process(dataset, tmp_path):
             "images_every=0", "tracker=none"]
     run = torchrun(str(ROOT / "train" / "train.py"), "--max-steps-this-run", "2", *args)
     assert run.returncode == 0, run.stderr[-4000:]
-    assert latest_checkpoint(out).name == "checkpoint-2"
+    ckpt = latest_checkpoint(out)
+    assert ckpt.name == "checkpoint-2"
+    # one RNG state per process: the run really was one job over two processes, not two copies of it
+    assert sorted(p.name for p in ckpt.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
     cfg = TrainConfig.from_yaml(TINY, args[2:])
     result = train(cfg, resume=True)
     assert result.step == 3 and result.checkpoint.name == "checkpoint-3" and result.export is not None

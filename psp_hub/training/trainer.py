@@ -77,7 +77,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     """Run (or continue) a training run until max_steps, the time budget, a stop signal, or this run's step cap."""
     t_start = time.monotonic()
     out_dir = Path(cfg.output_dir)
+    # without `cpu=True` accelerate never sets up a CPU process group, so `torchrun` on a GPU-less host would run
+    # N unsynchronised copies of the job racing on one output folder
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision if torch.cuda.is_available() or cfg.mixed_precision == "no" else "no",
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=None if cfg.tracker == "none" else cfg.tracker,
