@@ -1,4 +1,4 @@
-"""Forward latency, throughput and peak memory of PSP-GAN: `python -m psp_hub.benchmark [--device cuda]`.
+"""Forward latency, throughput and peak memory (GPU allocated / CPU RSS) of PSP-GAN: `python -m psp_hub.benchmark [--device cuda]`.
 
 Times the model with references encoded in the same call ("direct") and with a reference cache built
 once ("cached"), for each batch size, reference count and dtype; prints a markdown table.
@@ -14,6 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from psp_hub import PSPGAN, PSPGANConfig
+from psp_hub.peak_memory import PeakMemory
 
 
 def _sync(device: torch.device) -> None:
@@ -88,20 +89,21 @@ def run(args) -> list[dict]:
                     if not args.cached_only:
                         modes.insert(0, ("direct", lambda: model(lq, refs_b)))
                     for mode, fn in modes:
-                        if device.type == "cuda":
-                            torch.cuda.reset_peak_memory_stats(device)
-                        sec = _time(fn, device, args.warmup, args.iters)
-                        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+                        with PeakMemory(device) as memory:
+                            sec = _time(fn, device, args.warmup, args.iters)
+                        peak = memory.mib
                         row = dict(dtype=dtype_name, batch=batch, refs=k, mode=mode, ms=sec * 1e3, faces_per_s=batch / sec, peak_mib=peak)
                         rows.append(row)
                         print(f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} faces/s  peak {peak:8.0f} MiB", flush=True)
-    print("\n| dtype | batch | refs | references | latency (ms) | faces/s | peak GPU MiB |\n| --- | --- | --- | --- | --- | --- | --- |")
+    what = "allocated GPU memory" if device.type == "cuda" else "process RSS, weights included"
+    print(f"\npeak MiB = {what}")
+    print("\n| dtype | batch | refs | references | latency (ms) | faces/s | peak MiB |\n| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['dtype']} | {r['batch']} | {r['refs']} | {r['mode']} | {r['ms']:.2f} | {r['faces_per_s']:.1f} | {r['peak_mib']:.0f} |")
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--device", default="auto")
@@ -116,7 +118,7 @@ def main(argv=None) -> None:
                    help="torch.compile the cached restore path (reduce-overhead adds CUDA graphs)")
     p.add_argument("--cached-only", action="store_true", help="time only the cached-reference path")
     p.add_argument("--flops", action="store_true", help="also count GFLOP per face (CPU, slow at 512 px)")
-    run(p.parse_args(argv))
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
