@@ -45,6 +45,7 @@ class EvalConfig:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: str = "outputs/eval"
     grid_faces: int = 6
+    other_person_refs: bool = False  # control: K=max with another test person's references (does K use identity?)
     extra: dict = field(default_factory=dict)
 
 
@@ -153,6 +154,7 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
     older: list[bool] = []
     refs_available: list[int] = []
     grid_rows = None
+    others = other_person_index([r["identity"] for r in ds.rows]) if cfg.other_person_refs and kmax > 0 else None
     for start in range(0, len(ds), cfg.batch_size):
         batch = collate_samples([ds[i] for i in range(start, min(len(ds), start + cfg.batch_size))])
         lq, target = batch["lq"].to(device), batch["target"].to(device)
@@ -170,6 +172,9 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
                 k_mask = mask.clone()
                 k_mask[:, k:] = False
                 outputs[f"K={k}"] = model(lq, refs, k_mask).image
+        if others is not None:
+            stand_in = collate_samples([ds[int(others[i])] for i in range(start, start + lq.shape[0])])
+            outputs[f"K={kmax}, other person"] = model(lq, stand_in["refs"].to(device), stand_in["ref_mask"].to(device)).image
         for name, out in outputs.items():
             for metric, values in scorer(out, target).items():
                 scores[name][metric].extend(values.tolist())
@@ -177,6 +182,18 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
             n = min(cfg.grid_faces, lq.shape[0])
             grid_rows = [lq[:n], outputs["bicubic"][:n], outputs["K=0"][:n], outputs[f"K={kmax}"][:n], target[:n]]
     return scores, older, refs_available, grid_rows
+
+
+def other_person_index(identities: list[str]) -> torch.Tensor:
+    """For each face, a face of someone else, about half the list away (its references stand in for the right ones)."""
+    n = len(identities)
+    index = []
+    for i, who in enumerate(identities):
+        j = next(((i + n // 2 + t) % n for t in range(n) if identities[(i + n // 2 + t) % n] != who), None)
+        if j is None:
+            raise ValueError("the other-person control needs at least two people")
+        index.append(j)
+    return torch.tensor(index)
 
 
 def _table(title: str, methods: dict) -> list[str]:
@@ -241,13 +258,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=d.out)
+    p.add_argument("--other-person-refs", action="store_true",
+                   help="also restore with another test person's references (a control: personal detail should be lost)")
     p.add_argument("--card", action="store_true",
                    help="write the table and grid into the model folder's model card (README.md, eval_grid.png)")
     p.add_argument("--summary", default="", help="with --card: the training summary line of the card")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     cfg = EvalConfig(model=a.model, data=a.data, split=a.split, levels=tuple(a.levels), refs=tuple(a.refs),
-                     max_samples=a.max_samples, batch_size=a.batch_size, device=a.device, out=a.out)
+                     max_samples=a.max_samples, batch_size=a.batch_size, device=a.device, out=a.out,
+                     other_person_refs=a.other_person_refs)
     results = evaluate(cfg)
     print(markdown_table(results))
     print(f"wrote {cfg.out}/results.json, results.md, grid.png in {results['seconds']} s")
