@@ -32,17 +32,35 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def measure(cfg: TrainConfig, steps: int, warmup: int) -> dict:
+def synthetic_batches(cfg: TrainConfig):
+    """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset."""
+    from psp_hub.data.components import component_boxes
+    from psp_hub.face.alignment import ffhq_template
+
+    s, k, b = cfg.model.out_size, cfg.data.max_references, cfg.batch_size
+    gen = torch.Generator().manual_seed(cfg.seed)
+    boxes = torch.from_numpy(component_boxes(ffhq_template(s), s)).expand(b, 3, 4).clone()
+    batch = {"lq": torch.rand(b, 3, s, s, generator=gen) * 2 - 1, "target": torch.rand(b, 3, s, s, generator=gen) * 2 - 1,
+             "refs": torch.rand(b, k, 3, s, s, generator=gen) * 2 - 1, "ref_mask": torch.ones(b, k, dtype=torch.bool),
+             "boxes": boxes}
+    while True:
+        yield batch
+
+
+def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False) -> dict:
     """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader."""
     acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     set_seed(cfg.seed)
     stage = make_stage(cfg, acc)
-    loader = iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))
+    loader = synthetic_batches(cfg) if synthetic else iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))
+    t_warm = time.perf_counter()
     device = acc.device
     step_s, wait_s = [], []
     for i in range(warmup + steps):
-        if i == warmup and device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        if i == warmup:
+            warmup_s = time.perf_counter() - t_warm
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
         _sync(device)
         t0 = time.perf_counter()
         batch = _batch_to(next(loader), device)
@@ -56,7 +74,8 @@ def measure(cfg: TrainConfig, steps: int, warmup: int) -> dict:
     return {
         "config": cfg.output_dir, "stage": cfg.stage, "size": cfg.model.out_size, "batch": cfg.batch_size,
         "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
-        "precision": acc.mixed_precision, "steps": steps,
+        "precision": acc.mixed_precision, "compile": cfg.compile, "synthetic": synthetic, "steps": steps,
+        "warmup_s": round(warmup_s, 1),
         "it_per_s": round(steps / total, 2), "samples_per_s": round(steps * cfg.batch_size / total, 1),
         "ms_per_step_median": round(sorted(step_s)[len(step_s) // 2] * 1e3, 1),
         "data_wait_share": round(sum(wait_s) / total, 3),
@@ -70,11 +89,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", action="append", required=True)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--synthetic", action="store_true", help="random batches of the right shapes (no dataset needed)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = p.parse_args(argv)
     for path in args.config:
         cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
-        print(json.dumps(measure(cfg, args.steps, args.warmup)), flush=True)
+        print(json.dumps(measure(cfg, args.steps, args.warmup, args.synthetic)), flush=True)
     return 0
 
 

@@ -25,6 +25,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device, interval_s: float = 0.002):
         self.device, self.interval_s, self.mib = torch.device(device), interval_s, float("nan")
+        self.start_mib = float("nan")  # CPU: the RSS when the block began (after the trim)
         self._stop = threading.Event()
         self._peak = 0
         self._thread: threading.Thread | None = None
@@ -41,6 +42,7 @@ class PeakMemory:
         else:
             _trim_heap()
             self._peak = psutil.Process().memory_info().rss
+            self.start_mib = self._peak / 2**20
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self

@@ -56,6 +56,8 @@ class Stage:
         # after prepare: with several processes DDP has broadcast rank 0's weights, so every EMA starts equal
         self.ema = make_ema(self.raw_generator, cfg.optim.ema_decay)
         self.ema.to(self.acc.device)
+        if cfg.compile:  # in place: parameter names, state dicts and checkpoints stay those of the eager module
+            self.raw_generator.compile()
 
     @property
     def raw_generator(self):
@@ -151,6 +153,8 @@ class PSPGANStage(Stage):
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
         self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size).to(self.acc.device)
+        if cfg.compile and self.objective.perceptual is not None:
+            self.objective.perceptual.vgg.compile()
         self._finish_build(model, [discs.global_d, *discs.components.values()])
         self.discs = _DiscView(self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:])))
         self._prior_frozen = None
