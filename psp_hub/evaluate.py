@@ -237,9 +237,13 @@ def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
     model = PSPGAN.from_pretrained(str(folder))
     shutil.copyfile(Path(cfg.out) / "grid.png", folder / "eval_grid.png")
     (folder / "eval_results.json").write_text(json.dumps(results, indent=2))
-    table = (markdown_table(results) + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
+    control = (f"\n*K={max(cfg.refs)}, other person*: the same faces restored with another test person's references, a "
+               "control: if the model uses the references' identity, this is further from the target than the right "
+               "references.\n" if cfg.other_person_refs else "")
+    table = (markdown_table(results) + control + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
              "(eval_grid.png)\n\nReproduce: `python -m psp_hub.evaluate --model <this folder> --data data/psp-faces128 "
-             f"--max-samples {cfg.max_samples}` (test split, identities never seen in training).")
+             f"--max-samples {cfg.max_samples}{' --other-person-refs' if cfg.other_person_refs else ''}` (test split, "
+             "identities never seen in training).")
     card = model.generate_model_card(repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary,
                                      metrics_markdown=table)
     card.save(folder / "README.md")
