@@ -51,6 +51,8 @@ class OptimConfig:
     decay_factor: float = 0.5
     ema_decay: float = 0.999
     grad_clip: float | None = None
+    # torch's fused Adam: one kernel per parameter group instead of a few per tensor (fewer launches per step)
+    fused: bool = False
 
 
 @dataclass

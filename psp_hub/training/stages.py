@@ -25,13 +25,13 @@ from .schedule import make_ema, step_decay_scheduler
 PRIOR_FILE = "prior_ema.safetensors"
 
 
-def _adam(params, lr, betas):
-    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=tuple(betas))
+def _adam(params, lr, betas, fused=False):
+    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=tuple(betas), fused=fused or None)
 
 
-def _generator_adam(generator, lr, betas):
+def _generator_adam(generator, lr, betas, fused=False):
     """Adam over the trainable generator parameters, StyleGAN2 weights at their equalized-lr rates."""
-    return torch.optim.Adam(equalized_lr_groups(generator, lr), betas=tuple(betas))
+    return torch.optim.Adam(equalized_lr_groups(generator, lr), betas=tuple(betas), fused=fused or None)
 
 
 class Stage:
@@ -45,8 +45,8 @@ class Stage:
 
     def _finish_build(self, generator, discriminators: list[torch.nn.Module]):
         cfg = self.cfg
-        opt_g = _generator_adam(generator, cfg.optim.lr, cfg.optim.betas)
-        opt_d = _adam([p for d in discriminators for p in d.parameters()], cfg.optim.d_lr, cfg.optim.betas)
+        opt_g = _generator_adam(generator, cfg.optim.lr, cfg.optim.betas, cfg.optim.fused)
+        opt_d = _adam([p for d in discriminators for p in d.parameters()], cfg.optim.d_lr, cfg.optim.betas, cfg.optim.fused)
         sched_g = step_decay_scheduler(opt_g, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
         sched_d = step_decay_scheduler(opt_d, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
         prepared = self.acc.prepare(generator, *discriminators, opt_g, opt_d, sched_g, sched_d)
