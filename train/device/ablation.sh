@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run THERE after `source train/device/setup.sh` and the prior (runs/prior-128/export): the issue-6 ablation.
+# The runs train side by side on the one GPU (a 128 px step is bound by kernel launches, so the GPU has room),
+# each with its own output folder and the same prior, data, seed and steps; only the named overrides differ.
+#   bash train/device/ablation.sh MAX_STEPS MINUTES [--resume --export]
+#     ab-ref       the paper's fusion (Q = reference features), augmented self-views for single-photo people
+#     ab-inp       the other direction (Q = input features, K/V = all references' tokens at once)
+#     ab-inp-real  ab-inp, but single-photo people get no references (only real other photos are ever used)
+set -uo pipefail
+steps=$1; minutes=$2; shift 2
+declare -A runs=(
+  [ab-ref]="model.fusion_direction=reference_query"
+  [ab-inp]="model.fusion_direction=input_query"
+  [ab-inp-real]="model.fusion_direction=input_query data.single_photo_refs=none"
+)
+mkdir -p runs
+for name in "${!runs[@]}"; do
+  # shellcheck disable=SC2086
+  python3 train/train.py --config train/configs/psp-128.yaml --max-minutes "$minutes" "$@" max_steps="$steps" \
+    output_dir="runs/$name" export_dir="/tmp/export/$name" data.num_workers=4 tracker=none validate_every=0 \
+    images_every=0 ${runs[$name]} >>"runs/$name.log" 2>&1 &
+done
+wait
+for name in "${!runs[@]}"; do echo "== $name"; grep -a -E "resumed|stopped at|exported|Error|error" "runs/$name.log" | tail -4; done
