@@ -67,8 +67,8 @@ class TrainConfig:
     max_steps: int = 10000
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     freeze_prior_steps: int = 0  # keep the StyleGAN2 prior frozen for a warm-up
-    # torch.compile the generator and the perceptual VGG in place (fewer, fused kernels: a 512 px step dispatches
-    # ~14k ops eagerly). The discriminators stay eager: their lazy R1 needs double backward, which compile lacks.
+    # torch.compile the generator, the perceptual VGG and the discriminators (fewer, fused kernels: a
+    # 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which compile lacks.
     compile: bool = False
     prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
     style_mixing_prob: float = 0.9  # stage 'prior'

@@ -47,6 +47,11 @@ class Discriminators(nn.Module):
         self.components = nn.ModuleDict({name: ComponentDiscriminator(self.crop_sizes[name], base_channels=component_channels)
                                          for name in COMPONENTS})
 
+    @property
+    def r1_global_d(self) -> nn.Module:
+        """The module the R1 penalty differentiates twice (a training view may compile `global_d` but not this)."""
+        return self.global_d
+
 
 class PSPGANObjective(nn.Module):
     """Computes every generator and discriminator term of the paper's objective for one batch.
@@ -113,6 +118,6 @@ class PSPGANObjective(nn.Module):
                                          for n in COMPONENTS)
         if with_r1:
             real = target.detach().requires_grad_(True)
-            penalty = r1_penalty(discs.global_d(real), real)
+            penalty = r1_penalty(discs.r1_global_d(real), real)
             losses["r1"] = self.w.r1_gamma / 2 * penalty * self.w.r1_every
         return losses

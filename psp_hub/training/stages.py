@@ -156,7 +156,15 @@ class PSPGANStage(Stage):
         if cfg.compile and self.objective.perceptual is not None:
             self.objective.perceptual.vgg.compile()
         self._finish_build(model, [discs.global_d, *discs.components.values()])
-        self.discs = _DiscView(self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:])))
+        global_d, components = self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:]))
+        if cfg.compile:
+            # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
+            # torch.compile does not support) keeps calling the eager global discriminator. The identity encoder
+            # stays eager: dynamo fails on onnx2torch's Reshape (torch.Size built from a traced tensor).
+            self.discs = _DiscView(torch.compile(global_d), {n: torch.compile(d) for n, d in components.items()},
+                                   r1_global_d=global_d)
+        else:
+            self.discs = _DiscView(global_d, components)
         self._prior_frozen = None
 
     def _freeze_prior(self, frozen: bool):
@@ -221,10 +229,12 @@ class PSPGANStage(Stage):
 
 
 class _DiscView:
-    """Gives the objective `global_d` and `components[name]`, each the accelerate-prepared module."""
+    """Gives the objective `global_d`, `components[name]` (prepared modules, or compiled wrappers of them) and
+    `r1_global_d` (always the eager global discriminator, for the R1 penalty)."""
 
-    def __init__(self, global_d, components):
+    def __init__(self, global_d, components, r1_global_d=None):
         self.global_d, self.components = global_d, components
+        self.r1_global_d = global_d if r1_global_d is None else r1_global_d
 
 
 def make_stage(cfg: TrainConfig, accelerator) -> Stage:
