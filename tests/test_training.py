@@ -289,3 +289,24 @@ def test_fused_adam_takes_the_same_steps(dataset, tmp_path):
     # Adam's first steps move a weight by about lr * sign(grad): where a gradient is ~0, rounding differences
     # between the kernels may flip that sign (up to 2 lr per step); everywhere else the weights agree
     _assert_updates_agree("fused vs default", [weights[True]], [weights[False]], 2 * 2 * cfg.optim.lr)
+
+
+def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_good_checkpoint(dataset, tmp_path):
+    """Non-finite losses end the run (exit code 3, one line) before they can overwrite the last good checkpoint."""
+    out = tmp_path / "run"
+    base = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY)]
+    common = [f"data.path={dataset}", f"output_dir={out}", "max_steps=6", "checkpoint_every=2", "validate_every=0",
+              "images_every=0", "tracker=none", "log_every=3"]
+    good = subprocess.run(base + ["--max-steps-this-run", "2"] + common, capture_output=True, text=True, timeout=600)
+    assert good.returncode == 0, good.stderr[-3000:]
+    before = {p.name: p.read_bytes() for p in (out / "checkpoints" / "checkpoint-2").iterdir() if p.is_file()}
+    # an infinite loss weight makes every generator term after the resume non-finite; the check runs at step 3
+    # (log_every) and would run at step 4 (checkpoint_every) at the latest
+    bad = subprocess.run(base + ["--resume"] + common + ["losses.l1=.inf"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 3, bad.stderr[-3000:]
+    assert "TRAINING DIVERGED: step 3:" in bad.stderr and "Traceback" not in bad.stderr
+    assert "l1" in bad.stderr.split("TRAINING DIVERGED")[1] and "checkpoint-2" in bad.stderr
+    assert latest_checkpoint(out).name == "checkpoint-2"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
+    assert {p.name: p.read_bytes() for p in (out / "checkpoints" / "checkpoint-2").iterdir() if p.is_file()} == before
+    assert not (out / "export").exists()

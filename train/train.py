@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from psp_hub.training import TrainConfig, train  # noqa: E402
+from psp_hub.training.divergence import TrainingDiverged  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,8 +29,12 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML")
     args = p.parse_args(argv)
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
-    result = train(cfg, resume=args.resume, max_minutes=args.max_minutes, push_to_hub=args.push_to_hub,
-                   max_steps_this_run=args.max_steps_this_run, export=args.export)
+    try:
+        result = train(cfg, resume=args.resume, max_minutes=args.max_minutes, push_to_hub=args.push_to_hub,
+                       max_steps_this_run=args.max_steps_this_run, export=args.export)
+    except TrainingDiverged as err:  # a clear message and exit code, not a traceback
+        print(f"TRAINING DIVERGED: {err}", file=sys.stderr)
+        return 3
     print(f"RESULT step={result.step} reason={result.reason} checkpoint={result.checkpoint} export={result.export}")
     return 0
 

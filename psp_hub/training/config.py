@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,14 @@ def _build(cls, values: dict[str, Any] | None):
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known: {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():  # plain scalar fields: catch e.g. `losses.l1=inf` (a YAML string) here
+        kind = hints.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif kind in (float, int, bool, str) and not (type(value) is kind):
+            raise ValueError(f"{cls.__name__}.{key} must be a {kind.__name__}, got {value!r} "
+                             f"(YAML spells infinity .inf and not-a-number .nan)")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 

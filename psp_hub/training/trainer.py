@@ -22,6 +22,7 @@ from psp_hub.data import build_train_dataloader
 
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .divergence import TrainingDiverged, nonfinite_terms
 from .stages import make_stage
 from .visuals import restoration_grid, save_grid
 
@@ -159,10 +160,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
             if validator is not None and state.step % cfg.validate_every == 0:
                 _validate(stage, validator, accelerator, state.step)
 
+            checkpoint_due = state.step % cfg.checkpoint_every == 0 or state.step == end_step
+            if state.step % cfg.log_every == 0 or checkpoint_due:  # NaN weights stay NaN, so this sampling catches it
+                bad = nonfinite_terms(logs, accelerator)
+                if bad:
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"step {state.step}: {', '.join(bad)} not finite; stopped without writing a checkpoint, so "
+                        f"{last_ckpt or 'no checkpoint'} is the newest good one. Lower optim.lr / optim.d_lr or set "
+                        f"optim.grad_clip, then --resume.")
             budget_hit = max_minutes is not None and (
                 time.monotonic() - t_start + 2 * max(step_times[-20:]) + ckpt_seconds + 30 > max_minutes * 60)
             stop_now = stop.set or budget_hit
-            if state.step % cfg.checkpoint_every == 0 or stop_now or state.step == end_step:
+            if checkpoint_due or stop_now:
                 tc = time.monotonic()
                 last_ckpt = save_checkpoint(accelerator, out_dir, state.step, cfg.keep_checkpoints,
                                             extra={"samples_seen": state.samples_seen, "phase": phase})
@@ -181,6 +191,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
               "it_per_s": len(step_times) / max(1e-9, sum(step_times)),
               "samples_per_s": len(step_times) * per_step * accelerator.num_processes / max(1e-9, sum(step_times)),
               "data_wait_share": wait_time / max(1e-9, sum(step_times))}
+    if torch.cuda.is_available():  # this process's GPU; the processes of a DDP run hold the same replicas
+        timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
     accelerator.print(f"stopped at step {state.step} ({reason}); " + ", ".join(f"{k} {v:.3g}" for k, v in timing.items()))
     if accelerator.is_main_process:
         (out_dir / "last_run.json").write_text(json.dumps({"step": state.step, "reason": reason, **timing}, indent=2))
