@@ -310,3 +310,24 @@ def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_good_checkpoint(d
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
     assert {p.name: p.read_bytes() for p in (out / "checkpoints" / "checkpoint-2").iterdir() if p.is_file()} == before
     assert not (out / "export").exists()
+
+
+def test_init_from_fine_tunes_a_trained_model_and_rejects_a_different_architecture(dataset, tmp_path):
+    """`init_from` starts the generator (and its EMA) from a Hub-layout export; a mismatched config is named."""
+    first = train(tiny(dataset, tmp_path / "first", "max_steps=2", "validate_every=0", "images_every=0", "tracker=none"))
+    result_export = first.export
+    source = PSPGAN.from_pretrained(str(result_export)).state_dict()
+    cfg = tiny(dataset, tmp_path / "tuned", f"init_from={result_export}", "losses.identity_criterion=cosine")
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    assert stage.objective.identity.criterion == "cosine"
+    start = stage.raw_generator.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in source.items()) and start.keys() == source.keys()
+    ema = [s.clone() for s in stage.ema.shadow_params]
+    assert all(torch.equal(s, p) for s, p in zip(ema, stage.raw_generator.parameters(), strict=True))
+    assert train(tiny(dataset, tmp_path / "tuned2", f"init_from={result_export}", "max_steps=1", "validate_every=0",
+                      "images_every=0", "tracker=none")).step == 1
+    with pytest.raises(ValueError, match=r"config differs .*latent_channels \(8 vs 4\)"):
+        make_stage(tiny(dataset, tmp_path / "bad", f"init_from={result_export}", "model.latent_channels=4"),
+                   Accelerator(cpu=True))
+    with pytest.raises(ValueError, match="not both"):
+        tiny(dataset, tmp_path / "both", f"init_from={result_export}", "prior_path=somewhere")

@@ -40,6 +40,7 @@ class LossWeights:
     perceptual_network: Literal["vgg16", "vgg19"] = "vgg16"  # the paper says VGG-19; VGG-16 is what we have offline
     perceptual_weights_path: str | None = None  # VGG-19 needs a user-provided torchvision state dict
     identity: float = 10.0  # GFPGAN identity_weight
+    identity_criterion: Literal["l1", "l2", "cosine"] = "l1"  # eq. 6 is L1 (GFPGAN); cosine gives a ~10x larger signal
     unet: float = 1.0  # GFPGAN pyramid_loss_weight (U-Net reconstruction)
     unet_until: float = 0.0625  # fraction of the run after which it is dropped (GFPGAN: 50k of 800k)
     gan: float = 0.1  # GFPGAN gan_opt loss_weight
@@ -80,6 +81,9 @@ class TrainConfig:
     # 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which compile lacks.
     compile: bool = False
     prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
+    # stage 'pspgan': fine-tune a trained PSP-GAN instead (Hub repo id or folder; its config must equal `model`);
+    # the generator starts from its weights, the discriminators and optimizers start fresh
+    init_from: str | None = None
     style_mixing_prob: float = 0.9  # stage 'prior'
     d_narrow: float = 1.0  # width of the global StyleGAN2 discriminator (1.0 = StyleGAN2's channels)
     component_d_channels: int = 64  # first-layer width of the eye/mouth discriminators (GFPGAN: 64)
@@ -114,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"data.out_size ({cfg.data.out_size}) must equal model.out_size ({cfg.model.out_size})")
         if cfg.data.max_references > cfg.model.max_references:
             raise ValueError("data.max_references exceeds model.max_references")
+        if cfg.init_from and cfg.prior_path:
+            raise ValueError("give init_from (a whole PSP-GAN) or prior_path (its StyleGAN2 prior), not both")
         return cfg
 
     @classmethod

@@ -66,7 +66,8 @@ class PSPGANObjective(nn.Module):
         self.perceptual = (PerceptualLoss(PerceptualConfig(network=weights.perceptual_network,
                                                            weights_path=weights.perceptual_weights_path))
                            if weights.perceptual > 0 else None)
-        self.identity = IdentityLoss(identity or IdentityEncoder.from_onnx()) if weights.identity > 0 else None
+        self.identity = (IdentityLoss(identity or IdentityEncoder.from_onnx(), weights.identity_criterion)
+                         if weights.identity > 0 else None)
         self.requires_grad_(False)
         self.train(False)
 
