@@ -30,11 +30,15 @@ def test_output_shapes_for_sizes_and_reference_counts(out_size, direction):
         for b in range(3):
             mask[b, : max(0, k - b)] = True  # mixed counts in one batch: k, k-1, k-2
         with torch.no_grad():
-            out = model(lq, refs, mask)
+            out = model(lq, refs, mask, return_unet_images=True)
+            plain = model(lq, refs, mask)
         assert out.image.shape == (3, 3, out_size, out_size)
         assert [u.shape for u in out.unet_images] == [(3, 3, r, r) for r in cfg.resolutions[1:]]
         assert out.latents.shape == (3, cfg.num_latent, cfg.style_dim)
         assert torch.isfinite(out.image).all()
+        # the RGB heads (the U-Net loss's inputs) are skipped unless asked for, and do not change the image
+        assert plain.unet_images == ()
+        torch.testing.assert_close(plain.image, out.image)
 
 
 def test_reference_order_does_not_matter(live_model):
@@ -89,7 +93,7 @@ def test_gradients_reach_every_trainable_part():
     for direction in DIRECTIONS:
         model = make_live(PSPGAN(tiny_config(fusion_direction=direction))).train()
         lq, refs = random_batch(64, batch=2, k=3, seed=5)
-        out = model(lq, refs, torch.tensor([[True, True, False], [True, True, True]]))
+        out = model(lq, refs, torch.tensor([[True, True, False], [True, True, True]]), return_unet_images=True)
         loss = out.image.square().mean() + sum(u.square().mean() for u in out.unet_images)
         loss.backward()
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -10,7 +10,8 @@ import torch
 @dataclass
 class PSPGANOutput:
     """image: restored faces (B, 3, S, S) in about [-1, 1]; unet_images: the E_LR decoder's RGB at each
-    scale (smallest first; targets for the paper's U-Net reconstruction loss); latents: the W+ codes."""
+    scale (smallest first; inputs of the paper's U-Net reconstruction loss), empty unless the model was called
+    with `return_unet_images=True`; latents: the W+ codes."""
 
     image: torch.Tensor
     unet_images: tuple[torch.Tensor, ...] = ()

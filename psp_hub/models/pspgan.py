@@ -114,11 +114,13 @@ class PSPGAN(
 
     # -- restoration ------------------------------------------------------------------------------
     def restore(self, lq: torch.Tensor, cache: ReferenceCache | None = None, *, strength: float = 1.0,
-                randomize_noise: bool | None = None) -> PSPGANOutput:
+                randomize_noise: bool | None = None, return_unet_images: bool = False) -> PSPGANOutput:
         """Degraded faces (B, 3, H, W) in [-1, 1] + cached references -> PSPGANOutput.
 
         `strength` scales how much the references change the features (0 = blind restoration, 1 = trained
         behaviour). Noise is random in training and fixed (the stored buffers) in eval mode.
+        `return_unet_images` also runs the E_LR decoder's RGB heads (only the U-Net loss needs them; skipped
+        otherwise so that inference does no extra work and DDP does not wait for gradients they never get).
         """
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq must be (B, 3, H, W), got {tuple(lq.shape)}")
@@ -133,14 +135,17 @@ class PSPGAN(
             feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength)
             r = feat.shape[-1]
             conditions[r] = self.sft[str(r)](feat)
-            unet_images.append(self.lr_unet.rgb(i, feat))
+            if return_unet_images:
+                unet_images.append(self.lr_unet.rgb(i, feat))
         image = self.generator.synthesis(latents, conditions, randomize_noise=randomize_noise)
         return PSPGANOutput(image=image, unet_images=tuple(unet_images), latents=latents)
 
     def forward(self, lq: torch.Tensor, refs: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
-                *, strength: float = 1.0, randomize_noise: bool | None = None) -> PSPGANOutput:
-        """Restore `lq` (B, 3, H, W) with references `refs` (B, K, 3, S, S) and their mask (B, K)."""
-        return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength, randomize_noise=randomize_noise)
+                *, strength: float = 1.0, randomize_noise: bool | None = None,
+                return_unet_images: bool = False) -> PSPGANOutput:
+        """Restore `lq` (B, 3, H, W) with references `refs` (B, K, 3, S, S) and their mask (B, K); see `restore`."""
+        return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength, randomize_noise=randomize_noise,
+                            return_unet_images=return_unet_images)
 
     def _fuse(self, feat: torch.Tensor, cache: ReferenceCache | None, strength: float) -> torch.Tensor:
         key = str(feat.shape[-1])

@@ -45,6 +45,7 @@ class UNetExtractor(nn.Module):
         return self.up[index](feat + skips[feat.shape[-1]])
 
     def rgb(self, index: int, feat: torch.Tensor) -> torch.Tensor:
+        """RGB of decoder stage `index`'s output (needs `with_rgb`): what the U-Net reconstruction loss compares."""
         return self.to_rgb[index](feat)
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -75,17 +75,24 @@ class PSPGANObjective(nn.Module):
         return super().train(False)
 
     def generator_losses(self, out, batch, discs: Discriminators, use_unet: bool) -> dict[str, torch.Tensor]:
-        """Weighted generator terms (each already multiplied by its weight), by name."""
+        """Weighted generator terms (each already multiplied by its weight), by name.
+
+        `use_unet` adds the U-Net reconstruction term, so `out` must then hold `unet_images` (the model called
+        with `return_unet_images=True`); otherwise they are not needed.
+        """
         target, fake = batch["target"], out.image
         losses: dict[str, torch.Tensor] = {}
         w = self.w
+        use_unet = use_unet and w.unet > 0
+        if use_unet and not out.unet_images:  # a silently missing term would train a different objective
+            raise ValueError("use_unet needs the U-Net images: call the model with return_unet_images=True")
         if w.l1 > 0:
             losses["l1"] = w.l1 * F.l1_loss(fake, target)
         if self.perceptual is not None:
             losses["perceptual"] = w.perceptual * self.perceptual(fake, target)
         if self.identity is not None:
             losses["identity"] = w.identity * self.identity(fake, target)
-        if use_unet and w.unet > 0 and out.unet_images:
+        if use_unet:
             terms = [F.l1_loss(img, F.interpolate(target, size=img.shape[-2:], mode="bilinear", align_corners=False,
                                                   antialias=True)) for img in out.unet_images]
             losses["unet"] = w.unet * torch.stack(terms).sum()
