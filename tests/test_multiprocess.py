@@ -53,8 +53,9 @@ def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path):
 
 def test_two_process_checkpoint_resumes_in_one_process(dataset, tmp_path):
     out = tmp_path / "run"
+    # learning-rate steps after step 2 and 3 of 3, so the schedule shows whether it counts optimizer steps
     args = ["--config", str(TINY), f"data.path={dataset}", f"output_dir={out}", "max_steps=3", "validate_every=0",
-            "images_every=0", "tracker=none"]
+            "images_every=0", "tracker=none", "optim.decay_at=[0.5, 0.99]"]
     run = torchrun(str(ROOT / "train" / "train.py"), "--max-steps-this-run", "2", *args)
     assert run.returncode == 0, run.stderr[-4000:]
     ckpt = latest_checkpoint(out)
@@ -64,3 +65,19 @@ def test_two_process_checkpoint_resumes_in_one_process(dataset, tmp_path):
     cfg = TrainConfig.from_yaml(TINY, args[2:])
     result = train(cfg, resume=True)
     assert result.step == 3 and result.checkpoint.name == "checkpoint-3" and result.export is not None
+    # one schedule step per optimizer step on 2 processes and after the resume on 1 (accelerate's default would
+    # step it once per process: halved after step 1 already)
+    lr = {r["step"]: r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "lr" in r}
+    assert sorted(lr) == [1, 2, 3]
+    assert (lr[2] / lr[1], lr[3] / lr[1]) == (pytest.approx(0.5), pytest.approx(0.25)), lr
+
+
+def test_two_processes_train_past_the_end_of_the_unet_loss(dataset, tmp_path):
+    """Regression: once `losses.unet_until` drops the U-Net loss (here after step 0 of 3) the RGB heads get no
+    gradient; DDP (find_unused_parameters) must not wait for one, or step 2 dies ("Expected to have finished
+    reduction in the prior iteration")."""
+    args = ["--config", str(TINY), f"data.path={dataset}", f"output_dir={tmp_path / 'run'}", "max_steps=3",
+            "losses.unet_until=0.3", "validate_every=0", "images_every=0", "tracker=none"]
+    run = torchrun(str(ROOT / "train" / "train.py"), *args)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "RESULT step=3 reason=finished" in run.stdout

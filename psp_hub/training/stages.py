@@ -73,7 +73,8 @@ class Stage:
         if self.cfg.optim.grad_clip and self.acc.sync_gradients:
             self.acc.clip_grad_norm_(params, self.cfg.optim.grad_clip)
         optimizer.step()
-        scheduler.step()
+        if self.acc.sync_gradients:  # one schedule step per optimizer step, whatever the process count
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
     def ema_step(self):

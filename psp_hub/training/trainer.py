@@ -87,6 +87,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         log_with=None if cfg.tracker == "none" else cfg.tracker,
         project_dir=str(out_dir),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # our schedules count optimizer steps, which every process takes once: accelerate's default would step them
+        # once per process (N x too fast on N GPUs, and a checkpoint would not resume on another process count)
+        step_scheduler_with_optimizer=False,
     )
     set_seed(cfg.seed, device_specific=True)
     if accelerator.is_main_process:
