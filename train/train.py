@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     except TrainingDiverged as err:  # a clear message and exit code, not a traceback
         print(f"TRAINING DIVERGED: {err}", file=sys.stderr)
         return 3
-    print(f"RESULT step={result.step} reason={result.reason} checkpoint={result.checkpoint} export={result.export}")
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
+        print(f"RESULT step={result.step} reason={result.reason} checkpoint={result.checkpoint} export={result.export}")
     return 0
 
 
