@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run THERE on a machine with 2 GPUs, after `source train/device/setup.sh`: issue 7's DDP check through Accelerate.
-#   bash train/device/multi_gpu.sh scale STEPS [key=value ...]   1 GPU, then 2 GPUs (DDP), same config and steps
+#   bash train/device/multi_gpu.sh scale STEPS [key=value ...]   2 GPUs (DDP), then 1 GPU, same config and schedule
+#                                                                 (ONE_GPU_STEPS: stop the 1-GPU run after fewer steps)
 #   bash train/device/multi_gpu.sh resume STEPS [key=value ...]  resume the 2-GPU run from its mid checkpoint and
 #                                                                 compare the next STEPS steps' losses with the
-#                                                                 uninterrupted run; then resume it on one GPU
+#                                                                 uninterrupted run; then on one GPU (RESUME_GPUS="2 1")
 # Runs go to runs/mg-1gpu and runs/mg-2gpu (per-GPU batch from the config, so 2 GPUs take twice the samples a step).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,14 +33,15 @@ case $mode in
     rm -rf runs/mg-1gpu runs/mg-2gpu
     nvidia-smi --query-gpu=index,name,memory.total --format=csv; nvidia-smi topo -m
     launch 2 runs/mg-2gpu max_steps="$steps" checkpoint_every=$((steps / 2)) "$@"
-    launch 1 runs/mg-1gpu max_steps="$steps" checkpoint_every=$((steps / 2)) "$@"
+    launch 1 runs/mg-1gpu --max-steps-this-run "${ONE_GPU_STEPS:-$steps}" max_steps="$steps" \
+      checkpoint_every=$((steps / 2)) "$@"
     # the speed window ends before the final boost of older faces (data.boost_start) restarts the data workers
     python3 train/device/run_speed.py runs/mg-1gpu runs/mg-2gpu --until "${UNTIL:-$((steps * 5 / 6))}"
     ;;
   resume)
     mid=$(ls runs/mg-2gpu/checkpoints | grep -E '^checkpoint-' | sed 's/checkpoint-//' | sort -n | head -1)
     total=$(python3 -c "import json; print(json.load(open('runs/mg-2gpu/config.json'))['max_steps'])")
-    for n in 2 1; do  # copy of the run with only the mid checkpoint, resumed on 2 GPUs, then on 1
+    for n in ${RESUME_GPUS:-2 1}; do  # copy of the run with only the mid checkpoint, resumed on 2 GPUs, then on 1
       rm -rf "runs/mg-resume$n"; mkdir -p "runs/mg-resume$n/checkpoints"
       cp -r "runs/mg-2gpu/checkpoints/checkpoint-$mid" "runs/mg-resume$n/checkpoints/"
       launch "$n" "runs/mg-resume$n" --resume --max-steps-this-run "$steps" max_steps="$total" \
