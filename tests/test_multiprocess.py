@@ -39,6 +39,12 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
+def train_args(dataset: Path, out: Path, *overrides: str) -> list[str]:
+    """train/train.py arguments for a short tiny-config run with no validation, images or tracker."""
+    return ["--config", str(TINY), f"data.path={dataset}", f"output_dir={out}", "validate_every=0", "images_every=0",
+            "tracker=none", *overrides]
+
+
 def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path):
     run = torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(TINY), str(dataset), str(tmp_path))
     assert run.returncode == 0, run.stderr[-4000:]
@@ -54,8 +60,7 @@ def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path):
 def test_two_process_checkpoint_resumes_in_one_process(dataset, tmp_path):
     out = tmp_path / "run"
     # learning-rate steps after step 2 and 3 of 3, so the schedule shows whether it counts optimizer steps
-    args = ["--config", str(TINY), f"data.path={dataset}", f"output_dir={out}", "max_steps=3", "validate_every=0",
-            "images_every=0", "tracker=none", "optim.decay_at=[0.5, 0.99]"]
+    args = train_args(dataset, out, "max_steps=3", "optim.decay_at=[0.5, 0.99]")
     run = torchrun(str(ROOT / "train" / "train.py"), "--max-steps-this-run", "2", *args)
     assert run.returncode == 0, run.stderr[-4000:]
     ckpt = latest_checkpoint(out)
@@ -76,8 +81,7 @@ def test_two_processes_train_past_the_end_of_the_unet_loss(dataset, tmp_path):
     """Regression: once `losses.unet_until` drops the U-Net loss (here after step 0 of 3) the RGB heads get no
     gradient; DDP (find_unused_parameters) must not wait for one, or step 2 dies ("Expected to have finished
     reduction in the prior iteration")."""
-    args = ["--config", str(TINY), f"data.path={dataset}", f"output_dir={tmp_path / 'run'}", "max_steps=3",
-            "losses.unet_until=0.3", "validate_every=0", "images_every=0", "tracker=none"]
+    args = train_args(dataset, tmp_path / "run", "max_steps=3", "losses.unet_until=0.3")
     run = torchrun(str(ROOT / "train" / "train.py"), *args)
     assert run.returncode == 0, run.stderr[-4000:]
     assert "RESULT step=3 reason=finished" in run.stdout

@@ -74,16 +74,19 @@ class PSPGANObjective(nn.Module):
     def train(self, mode: bool = True):
         return super().train(False)
 
+    def unet_active(self, step: int, max_steps: int) -> bool:
+        """Whether the U-Net reconstruction term counts at this step (weighted, and before `unet_until`)."""
+        return self.w.unet > 0 and step < self.w.unet_until * max_steps
+
     def generator_losses(self, out, batch, discs: Discriminators, use_unet: bool) -> dict[str, torch.Tensor]:
         """Weighted generator terms (each already multiplied by its weight), by name.
 
-        `use_unet` adds the U-Net reconstruction term, so `out` must then hold `unet_images` (the model called
-        with `return_unet_images=True`); otherwise they are not needed.
+        `use_unet` (from `unet_active`) adds the U-Net reconstruction term, so `out` must then hold `unet_images`
+        (the model called with `return_unet_images=True`); otherwise they are not needed.
         """
         target, fake = batch["target"], out.image
         losses: dict[str, torch.Tensor] = {}
         w = self.w
-        use_unet = use_unet and w.unet > 0
         if use_unet and not out.unet_images:  # a silently missing term would train a different objective
             raise ValueError("use_unet needs the U-Net images: call the model with return_unet_images=True")
         if w.l1 > 0:

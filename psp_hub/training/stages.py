@@ -195,7 +195,7 @@ class PSPGANStage(Stage):
         self._set_requires_grad(self.discriminators, False)
         # the RGB heads run only while their loss does: DDP (find_unused_parameters) would otherwise see them in the
         # forward outputs and wait forever for their gradients ("Expected to have finished reduction ...")
-        use_unet = cfg.losses.unet > 0 and step < cfg.losses.unet_until * cfg.max_steps
+        use_unet = self.objective.unet_active(step, cfg.max_steps)
         with acc.autocast():
             out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=use_unet)
             g_losses = self.objective.generator_losses(out, batch, self.discs, use_unet)
