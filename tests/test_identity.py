@@ -69,6 +69,23 @@ def test_torch_module_matches_onnxruntime_on_real_faces(encoder, corpus, weights
     assert np.abs(raw - ref).max() < 1e-3 * np.abs(ref).max()
 
 
+def test_net_compiles_as_one_graph_with_the_same_embeddings(encoder, corpus):
+    """The constant-shape Reshapes are static after loading, so the whole net compiles (no graph breaks) and the
+    identity loss can be compiled in training; before, dynamo failed on onnx2torch's tensor-built torch.Size."""
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    assert not any(isinstance(m, OnnxReshape) for m in encoder.net.modules())
+    assert sum(node.target is torch.reshape for node in encoder.net.graph.nodes) == 34  # every Reshape of the file
+    x = torch.from_numpy(_arcface_inputs(corpus[0][:4])).requires_grad_(True)
+    compiled = torch.compile(encoder.net, fullgraph=True)
+    eager_out = encoder.net(x)
+    compiled_out = compiled(x)
+    torch.testing.assert_close(compiled_out, eager_out, atol=1e-4, rtol=1e-4)
+    (grad_eager,) = torch.autograd.grad(eager_out.square().sum(), x)
+    (grad_compiled,) = torch.autograd.grad(compiled(x).square().sum(), x)
+    torch.testing.assert_close(grad_compiled, grad_eager, atol=1e-4, rtol=1e-3)
+
+
 def test_forward_warp_matches_cv2_plus_onnxruntime(encoder, corpus, embeddings, weights):
     session = ort.InferenceSession(str(weights / "mobilefacenet_arcface_112.onnx"), providers=["CPUExecutionProvider"])
     ref = session.run(None, {"input": _arcface_inputs(corpus[0])})[0]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..paths import weights_dir
+from .static_reshape import make_reshapes_static
 from .warp import warp_ffhq_to_arcface
 
 ONNX_FILENAME = "mobilefacenet_arcface_112.onnx"
@@ -32,13 +33,18 @@ class IdentityEncoder(nn.Module):
 
     @classmethod
     def from_onnx(cls, path: str | Path | None = None) -> "IdentityEncoder":
-        """Convert the ONNX graph to torch with onnx2torch (default: the shared MobileFaceNet file)."""
+        """Convert the ONNX graph to torch with onnx2torch (default: the shared MobileFaceNet file).
+
+        Its constant-shape Reshapes are then made static, so that the encoder can be torch.compile'd.
+        """
         import onnx2torch  # train-time dependency, imported on use
 
         path = Path(path) if path is not None else default_onnx_path()
         if not path.is_file():
             raise FileNotFoundError(f"identity encoder weights not found: {path} (set PSP_WEIGHTS_DIR)")
-        return cls(onnx2torch.convert(str(path)))
+        net = onnx2torch.convert(str(path))
+        make_reshapes_static(net)
+        return cls(net)
 
     def train(self, mode: bool = True) -> "IdentityEncoder":
         """Stay in eval mode whatever the caller asks: the encoder is a fixed feature extractor."""
