@@ -77,8 +77,9 @@ class TrainConfig:
     max_steps: int = 10000
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     freeze_prior_steps: int = 0  # keep the StyleGAN2 prior frozen for a warm-up
-    # torch.compile the generator, the perceptual VGG and the discriminators (fewer, fused kernels: a
-    # 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which compile lacks.
+    # torch.compile the generator, the perceptual VGG, the identity net and the discriminators (fewer, fused
+    # kernels: a 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which
+    # compile lacks. Costs a few minutes of compiling at the start of each run.
     compile: bool = False
     prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
     # stage 'pspgan': fine-tune a trained PSP-GAN instead (Hub repo id or folder; its config must equal `model`);

@@ -17,6 +17,7 @@ from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.models import PSPGAN, PSPGANConfig, StyleGAN2Generator
 
+from .compilation import compile_in_place, compiled_view
 from .config import TrainConfig
 from .objectives import Discriminators, PSPGANObjective
 from .param_groups import equalized_lr_groups
@@ -56,8 +57,8 @@ class Stage:
         # after prepare: with several processes DDP has broadcast rank 0's weights, so every EMA starts equal
         self.ema = make_ema(self.raw_generator, cfg.optim.ema_decay)
         self.ema.to(self.acc.device)
-        if cfg.compile:  # in place: parameter names, state dicts and checkpoints stay those of the eager module
-            self.raw_generator.compile()
+        if cfg.compile:
+            compile_in_place(self.raw_generator)
 
     @property
     def raw_generator(self):
@@ -167,15 +168,17 @@ class PSPGANStage(Stage):
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
         self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size).to(self.acc.device)
-        if cfg.compile and self.objective.perceptual is not None:
-            self.objective.perceptual.vgg.compile()
+        if cfg.compile:  # the frozen loss networks: VGG, and the identity net (its warp stays eager)
+            if self.objective.perceptual is not None:
+                compile_in_place(self.objective.perceptual.vgg)
+            if self.objective.identity is not None:
+                compile_in_place(self.objective.identity.encoder.net)
         self._finish_build(model, [discs.global_d, *discs.components.values()])
         global_d, components = self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:]))
         if cfg.compile:
             # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
-            # torch.compile does not support) keeps calling the eager global discriminator. The identity encoder
-            # stays eager: dynamo fails on onnx2torch's Reshape (torch.Size built from a traced tensor).
-            self.discs = _DiscView(torch.compile(global_d), {n: torch.compile(d) for n, d in components.items()},
+            # torch.compile does not support) keeps calling the eager global discriminator.
+            self.discs = _DiscView(compiled_view(global_d), {n: compiled_view(d) for n, d in components.items()},
                                    r1_global_d=global_d)
         else:
             self.discs = _DiscView(global_d, components)

@@ -1,0 +1,52 @@
+"""Compiled training regions keep running compiled however many prepared modules share accelerate's wrapper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch._dynamo.exc import FailOnRecompileLimitHit
+
+from psp_hub.training.compilation import compiled_view
+
+
+def _prepared_modules(n: int) -> list[nn.Module]:
+    """Like the stage's generator and discriminators: prepared under bf16, so accelerate wraps every forward in
+    the same autocast function (one code object for dynamo, with a guard on each module's autocast instance)."""
+    acc = Accelerator(cpu=True, mixed_precision="bf16")
+    torch.manual_seed(0)
+    return list(acc.prepare(*[nn.Linear(4, 4) for _ in range(n)]))
+
+
+def _run_each_with_and_without_grad(views) -> None:
+    x = torch.randn(2, 4)
+    for view in views:
+        view(x)
+        with torch.no_grad():
+            view(x)
+
+
+@pytest.fixture
+def strict_dynamo():
+    """Fail loudly where dynamo would silently fall back to eager, with a fresh compile cache."""
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=8):
+        yield
+    torch._dynamo.reset()
+
+
+def test_plain_compile_of_six_prepared_modules_runs_out_of_recompiles(strict_dynamo):
+    """The failure this guards against (12 entries on one code object against dynamo's default limit of 8)."""
+    views = [torch.compile(m, backend="eager") for m in _prepared_modules(6)]
+    with pytest.raises(FailOnRecompileLimitHit):
+        _run_each_with_and_without_grad(views)
+
+
+def test_compiled_views_of_six_prepared_modules_all_stay_compiled(strict_dynamo):
+    modules = _prepared_modules(6)
+    views = [compiled_view(m, backend="eager") for m in modules]
+    _run_each_with_and_without_grad(views)  # raises FailOnRecompileLimitHit if any call fell back to eager
+    x = torch.randn(3, 4)
+    for view, module in zip(views, modules):
+        torch.testing.assert_close(view(x), module(x))
