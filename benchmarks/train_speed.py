@@ -1,7 +1,10 @@
 """Training speed: iterations/s, samples/s, peak GPU memory and the share of time spent waiting for data.
 
 Runs the real stage (every loss of the config on) on the real streaming loader for `--warmup` + `--steps`
-steps and prints one JSON line per config. Example (device GPU):
+steps and prints one JSON line per config. `--profile N` then runs N more steps under torch.profiler and
+prints the GPU's kernel time per step against the unprofiled step time (well below it: the step is bound by the
+host, i.e. Python and kernel launches; the busy share under the profiler, which slows the host, is a lower
+bound), the kernels launched per step and those that take the most time. Example (device GPU):
 
     python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
         --steps 40 data.path=data/psp-faces128
@@ -43,11 +46,27 @@ def synthetic_batches(cfg: TrainConfig):
     batch = {"lq": torch.rand(b, 3, s, s, generator=gen) * 2 - 1, "target": torch.rand(b, 3, s, s, generator=gen) * 2 - 1,
              "refs": torch.rand(b, k, 3, s, s, generator=gen) * 2 - 1, "ref_mask": torch.ones(b, k, dtype=torch.bool),
              "boxes": boxes}
+    if cfg.data.pin_memory and torch.cuda.is_available():  # as the real loader with pin_memory=True hands them over
+        batch = {k: v.pin_memory() for k, v in batch.items()}
     while True:
         yield batch
 
 
-def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False) -> dict:
+def _wait_for(paths: list[str], limit_s: float = 600.0) -> None:
+    t0 = time.monotonic()
+    while not all(os.path.exists(p) for p in paths):
+        if time.monotonic() - t0 > limit_s:
+            raise TimeoutError(f"waited {limit_s:.0f} s for {paths}")
+        time.sleep(0.5)
+
+
+def _touch(path: str | None) -> None:
+    if path:
+        open(path, "a").close()
+
+
+def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, profile: int = 0,
+            ready: str | None = None, wait_for: list[str] = (), done: str | None = None) -> dict:
     """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader."""
     acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     set_seed(cfg.seed)
@@ -59,6 +78,9 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False) 
     for i in range(warmup + steps):
         if i == warmup:
             warmup_s = time.perf_counter() - t_warm
+            _sync(device)
+            _touch(ready)
+            _wait_for(list(wait_for))
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
         _sync(device)
@@ -71,6 +93,8 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False) 
             step_s.append(time.perf_counter() - t0)
             wait_s.append(t1 - t0)
     total = sum(step_s)
+    profiled = profile_steps(stage, loader, device, profile, warmup + steps) if profile else {}
+    _touch(done)
     return {
         "config": cfg.output_dir, "stage": cfg.stage, "size": cfg.model.out_size, "batch": cfg.batch_size,
         "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
@@ -80,7 +104,38 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False) 
         "ms_per_step_median": round(sorted(step_s)[len(step_s) // 2] * 1e3, 1),
         "data_wait_share": round(sum(wait_s) / total, 3),
         "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        "code": os.path.dirname(os.path.dirname(sys.modules[make_stage.__module__].__file__)),
         "workers": cfg.data.num_workers, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        **profiled,
+    }
+
+
+def profile_steps(stage, loader, device, steps: int, first_step: int, top: int = 25) -> dict:
+    """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            stage.step(_batch_to(next(loader), device), first_step + i)
+        _sync(device)
+        wall = time.perf_counter() - t0
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.device_time_total for e in kernels)
+    by_name: dict[str, list[float]] = {}
+    for e in kernels:
+        by_name.setdefault(e.name, []).append(e.device_time_total)
+    ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
+    return {
+        "profiled_steps": steps, "wall_ms_per_step": round(wall * 1e3 / steps, 1),
+        "gpu_busy_ms_per_step": round(busy_us / 1e3 / steps, 1),
+        "gpu_busy_share": round(busy_us / 1e6 / wall, 3) if kernels else None,
+        "kernels_per_step": round(len(kernels) / steps),
+        "top_kernels": [{"ms_per_step": round(sum(t) / 1e3 / steps, 2), "calls_per_step": round(len(t) / steps, 1),
+                         "name": name[:140]} for name, t in ranked],
     }
 
 
@@ -90,11 +145,18 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--synthetic", action="store_true", help="random batches of the right shapes (no dataset needed)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more steps: GPU busy share and the top kernels")
+    # two benchmarks side by side on one GPU: both compile at once, then time one after the other, e.g.
+    # A: --ready a.ready --wait-for b.ready --done a.done   B: --ready b.ready --wait-for a.done
+    p.add_argument("--ready", help="touch this file when the warm-up steps are done")
+    p.add_argument("--wait-for", action="append", default=[], help="after warm-up, wait until this file exists")
+    p.add_argument("--done", help="touch this file when timing (and profiling) is done")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = p.parse_args(argv)
     for path in args.config:
         cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
-        print(json.dumps(measure(cfg, args.steps, args.warmup, args.synthetic)), flush=True)
+        print(json.dumps(measure(cfg, args.steps, args.warmup, args.synthetic, args.profile, args.ready, args.wait_for, args.done)), flush=True)
     return 0
 
 
