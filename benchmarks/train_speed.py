@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
 
+import psp_hub  # noqa: E402
 from psp_hub.data import build_train_dataloader  # noqa: E402
 from psp_hub.training import TrainConfig  # noqa: E402
 from psp_hub.training.stages import make_stage  # noqa: E402
@@ -104,7 +105,7 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, 
         "ms_per_step_median": round(sorted(step_s)[len(step_s) // 2] * 1e3, 1),
         "data_wait_share": round(sum(wait_s) / total, 3),
         "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
-        "code": os.path.dirname(os.path.dirname(sys.modules[make_stage.__module__].__file__)),
+        "code": os.path.dirname(psp_hub.__file__),
         "workers": cfg.data.num_workers, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **profiled,
     }
