@@ -1,0 +1,125 @@
+"""Is a restored photo ever worse than a plain Lanczos resize? Per-face detail and colour, on real photos.
+
+    python benchmarks/never_worse.py                    # shared sample photos + reference photos, 1x and 2x
+    python benchmarks/never_worse.py --scales 2 --json out.json
+
+For every detected face of the shared sample photos (whole and cropped) and of the shared reference photos (sharp,
+large in-the-wild faces) it prints:
+- detail: variance of the Laplacian of the luma inside the face box, output over a Lanczos resize of the same photo
+  (>= 0.9 everywhere is the pipeline's promise);
+- ring: mean absolute change (levels) between the output and the Lanczos resize in the pasted square but outside an
+  ellipse inscribed in the face box grown by 20 % (the wall around the face should not change);
+- grey chroma: the same photo made greyscale, restored: the largest mean |Cr - 128| + |Cb - 128| inside a face box
+  (0 = stays grey).
+Blind restoration with the bundled model (or PSP_MODEL), CPU unless --device says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from psp_hub.face.paste import face_region  # noqa: E402
+from psp_hub.imageio import load_image  # noqa: E402
+from psp_hub.paths import samples_dir  # noqa: E402
+from psp_hub.pipeline import RestorationPipeline  # noqa: E402
+from psp_hub.pipeline.background import ResizeUpscaler, output_size  # noqa: E402
+
+
+def sample_photos() -> list[Path]:
+    """The shared sample photos (whole, cropped) and the reference photos (large, sharp faces)."""
+    root = samples_dir()
+    photos = sorted((root / "photos" / "whole").iterdir()) + sorted((root / "photos" / "cropped").iterdir())
+    return photos + sorted((root / "references").glob("*/*.jpg"))
+
+
+def laplacian_variance(image: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the luma inside box (x0, y0, x1, y1), clipped to the image."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    luma = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(luma, cv2.CV_32F, ksize=3).var())
+
+
+def ring_change(out: np.ndarray, ref: np.ndarray, box, region) -> float:
+    """Mean |out - ref| in `region` (the pasted square) outside the ellipse inscribed in `box` grown by 20 %."""
+    x0, y0, x1, y1 = region
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    ax, ay = 0.6 * (box[2] - box[0]), 0.6 * (box[3] - box[1])
+    outside = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 > 1.0
+    diff = np.abs(out[y0:y1, x0:x1].astype(np.float32) - ref[y0:y1, x0:x1]).mean(axis=2)
+    return float(diff[outside].mean()) if outside.any() else 0.0
+
+
+def grey_chroma(pipe: RestorationPipeline, image: np.ndarray) -> float:
+    """Largest per-face mean chroma (|Cr-128| + |Cb-128|) of the restored greyscale version of `image`."""
+    grey = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    result = pipe.restore(grey, upscale=1.0)
+    ycc = cv2.cvtColor(result.image, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    worst = 0.0
+    for f in result.faces:
+        x0, y0, x1, y1 = (int(round(v)) for v in f.box)
+        crop = ycc[max(0, y0):y1, max(0, x0):x1]
+        worst = max(worst, float(np.abs(crop[..., 1:] - 128).sum(axis=2).mean()))
+    return worst
+
+
+def measure_photo(pipe: RestorationPipeline, path: Path, scales: list[float]) -> list[dict]:
+    """One row per face and scale: detail ratio and ring change."""
+    image = load_image(path)
+    rows = []
+    for s in scales:
+        result = pipe.restore(image, upscale=s, no_face="upscale")
+        h, w = output_size(image.shape, result.report["upscale"])
+        lanczos = ResizeUpscaler("lanczos")(image, (h, w))
+        sx, sy = w / image.shape[1], h / image.shape[0]
+        for f in result.faces:
+            box = f.box * np.array([sx, sy, sx, sy])
+            ref_detail = laplacian_variance(lanczos, box)
+            region = face_region(f.affine, f.restored.shape[0], lanczos.shape, (sx, sy))
+            rows.append({"photo": f"{path.parent.name}/{path.name}", "face": f.index, "scale": s,
+                         "face_px": round(float(f.box[2] - f.box[0])),
+                         "detail": round(laplacian_variance(result.image, box) / max(ref_detail, 1e-6), 3),
+                         "ring": round(ring_change(result.image, lanczos, box, region), 2) if region else 0.0})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0])
+    ap.add_argument("--model", default=None, help="Hub id or folder (default: PSP_MODEL or the bundled model)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args(argv)
+    pipe = RestorationPipeline.from_pretrained(args.model, device=args.device)
+    rows, greys = [], []
+    print(f"{'photo':42s} {'face':>4s} {'px':>5s} {'scale':>5s} {'detail':>7s} {'ring':>6s}")
+    for path in sample_photos():
+        for r in measure_photo(pipe, path, args.scales):
+            rows.append(r)
+            print(f"{r['photo']:42s} {r['face']:4d} {r['face_px']:5d} {r['scale']:5g} {r['detail']:7.3f} {r['ring']:6.2f}")
+        if path.parent.parent.name == "photos":
+            greys.append({"photo": path.name, "grey_chroma": round(grey_chroma(pipe, load_image(path)), 2)})
+    for s in args.scales:
+        d = [r["detail"] for r in rows if r["scale"] == s]
+        ring = [r["ring"] for r in rows if r["scale"] == s]
+        print(f"{s:g}x: {len(d)} faces, detail ratio min {min(d):.3f} median {np.median(d):.3f}, "
+              f"faces below 0.9: {sum(x < 0.9 for x in d)}; ring change mean {np.mean(ring):.2f} max {max(ring):.2f}")
+    for g in greys:
+        print(f"grey {g['photo']}: face chroma {g['grey_chroma']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"faces": rows, "grey": greys}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
