@@ -1,0 +1,44 @@
+"""The bottom layer: facts every subpackage shares (face geometry, image conversions, channel widths, config loading).
+
+It imports no other psp_hub subpackage, so anything may import it without a cycle.
+"""
+
+from .channels import STYLEGAN2_BASE_CHANNELS, stylegan2_channel_table, stylegan2_channels
+from .config import ConfigError, apply_overrides, build_config, deep_merge, load_config, load_yaml
+from .geometry import (
+    ARCFACE_TEMPLATE_112,
+    COMPONENTS,
+    FFHQ_TEMPLATE_512,
+    FLIP_ORDER,
+    component_boxes,
+    ffhq_template,
+    fit_similarity,
+    flip_landmarks,
+    similarity_scale,
+)
+from .images import image_to_tensor, tensor_to_image, tensor_to_pil, to_unit
+
+__all__ = [
+    "ARCFACE_TEMPLATE_112",
+    "COMPONENTS",
+    "ConfigError",
+    "FFHQ_TEMPLATE_512",
+    "FLIP_ORDER",
+    "STYLEGAN2_BASE_CHANNELS",
+    "apply_overrides",
+    "build_config",
+    "component_boxes",
+    "deep_merge",
+    "ffhq_template",
+    "fit_similarity",
+    "image_to_tensor",
+    "flip_landmarks",
+    "load_config",
+    "load_yaml",
+    "similarity_scale",
+    "stylegan2_channel_table",
+    "stylegan2_channels",
+    "tensor_to_pil",
+    "tensor_to_image",
+    "to_unit",
+]
