@@ -130,7 +130,8 @@ def test_uint8_round_trip_is_exact_single_and_batch():
     np.testing.assert_array_equal(tensor_to_image(t), batch)
     np.testing.assert_array_equal(tensor_to_image(image_to_tensor(batch[0])), batch[0])
     assert image_to_tensor(np.array([[[0, 255, 128]]], np.uint8)).flatten().tolist() == pytest.approx(
-        [-1.0, 1.0, 128 / 127.5 - 1], abs=1e-7)
+        [-1.0, 1.0, 128 / 127.5 - 1], abs=1e-7
+    )
 
 
 def test_lists_pil_and_float_images_convert_the_same_way():
@@ -138,8 +139,9 @@ def test_lists_pil_and_float_images_convert_the_same_way():
     batch = rng.integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
     torch.testing.assert_close(image_to_tensor(list(batch)), image_to_tensor(batch))
     torch.testing.assert_close(image_to_tensor(Image.fromarray(batch[0])), image_to_tensor(batch[0]))
-    torch.testing.assert_close(image_to_tensor(batch.astype(np.float32) / 255), image_to_tensor(batch), atol=1e-6,
-                               rtol=0)
+    torch.testing.assert_close(
+        image_to_tensor(batch.astype(np.float32) / 255), image_to_tensor(batch), atol=1e-6, rtol=0
+    )
     pil = tensor_to_pil(image_to_tensor(batch[1]))
     np.testing.assert_array_equal(np.asarray(pil), batch[1])
     assert len(tensor_to_pil(image_to_tensor(batch))) == 3
@@ -157,8 +159,17 @@ def test_out_of_range_tensors_are_clamped_and_rounded():
 
 
 def test_channel_table_is_stylegan2s():
-    assert stylegan2_channel_table(1024) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32,
-                                             1024: 16}
+    assert stylegan2_channel_table(1024) == {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256,
+        128: 128,
+        256: 64,
+        512: 32,
+        1024: 16,
+    }
     assert stylegan2_channels(64, channel_multiplier=2) == 512 and stylegan2_channels(32, channel_multiplier=2) == 512
     assert stylegan2_channels(128, channel_multiplier=2, max_channels=200) == 200
     assert stylegan2_channel_table(64, narrow=1 / 16) == {4: 32, 8: 32, 16: 32, 32: 32, 64: 16}
@@ -175,7 +186,7 @@ class Inner:
     pair: tuple[float, float] = (0.0, 1.0)
 
     @classmethod
-    def preset(cls, name: str) -> "Inner":
+    def preset(cls, name: str) -> Inner:
         return {"fast": cls(rate=2.0)}[name]
 
 
@@ -198,19 +209,22 @@ def test_build_config_converts_losslessly_and_builds_nested():
     assert build_config(Outer, {"inner": Inner(rate=3.0)}).inner.rate == 3.0
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"stepz": 1}, "unknown Outer keys: stepz"),
-    ({"inner": {"rte": 1}}, r"unknown Inner keys: rte \(in inner\)"),
-    ({"steps": 1.5}, "steps must be int"),
-    ({"steps": True}, "steps must be int"),
-    ({"flag": "yes"}, "flag must be bool"),
-    ({"mode": "c"}, r"mode must be one of \['a', 'b'\]"),
-    ({"inner": {"rate": "inf"}}, r"inner.rate must be float.*\.inf"),
-    ({"inner": {"pair": [1, 2, 3]}}, "inner.pair must have 2 items"),
-    ({"inner": {"sizes": [1, "2"]}}, r"inner.sizes\[1\] must be int"),
-    ({"path": 3}, "path must be"),
-    ({"inner": 5}, "inner must be Inner"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"stepz": 1}, "unknown Outer keys: stepz"),
+        ({"inner": {"rte": 1}}, r"unknown Inner keys: rte \(in inner\)"),
+        ({"steps": 1.5}, "steps must be int"),
+        ({"steps": True}, "steps must be int"),
+        ({"flag": "yes"}, "flag must be bool"),
+        ({"mode": "c"}, r"mode must be one of \['a', 'b'\]"),
+        ({"inner": {"rate": "inf"}}, r"inner.rate must be float.*\.inf"),
+        ({"inner": {"pair": [1, 2, 3]}}, "inner.pair must have 2 items"),
+        ({"inner": {"sizes": [1, "2"]}}, r"inner.sizes\[1\] must be int"),
+        ({"path": 3}, "path must be"),
+        ({"inner": 5}, "inner must be Inner"),
+    ],
+)
 def test_build_config_names_the_bad_key(values, message):
     with pytest.raises(ConfigError, match=message):
         build_config(Outer, values)

@@ -97,8 +97,9 @@ def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
     return out[..., FLIP_ORDER, :]
 
 
-def component_boxes(landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6,
-                    mouth_box_width: float = 1.1) -> np.ndarray:
+def component_boxes(
+    landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6, mouth_box_width: float = 1.1
+) -> np.ndarray:
     """(..., 3, 4) float32 boxes x1, y1, x2, y2 for COMPONENTS from (..., 5, 2) landmarks, clipped to the image.
 
     Eye boxes are squares centred on each eye with side eye_box_iod x the inter-ocular distance; the mouth box is
