@@ -1,0 +1,159 @@
+"""Run an exported PSP-GAN in onnxruntime behind the model calls the pipeline makes.
+
+`OnnxBackend` answers `model(lq, refs, mask)`, `encode_references(refs, mask)` and `restore(lq, cache,
+strength=...)` with torch tensors in and `PSPGANOutput` out, and has the `config.out_size` /
+`config.max_references` / `parameters()` / `eval()` the pipeline reads, so `RestorationPipeline(OnnxBackend(...))`
+runs on ONNX. With the `--cached` files the references are encoded once into a ReferenceCache of ONNX outputs;
+without them the cache holds the references themselves and every restore reruns the full graph.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from psp_hub.export_onnx import META_PREFIX, sibling_paths
+from psp_hub.models import PSPGANOutput, ReferenceCache
+from psp_hub.onnx_graphs import cache_input_names
+
+
+@dataclass(frozen=True)
+class OnnxModelConfig:
+    """The sizes the pipeline reads from `model.config`; `max_references` is the K the graphs were exported with."""
+
+    out_size: int
+    max_references: int
+    model_config: dict
+
+
+@dataclass
+class RawReferences:
+    """The 'cache' of a backend without the cached graphs: the padded references and their mask (B, K)."""
+
+    refs: np.ndarray
+    mask: np.ndarray
+
+
+def _meta(session: ort.InferenceSession) -> dict:
+    props = session.get_modelmeta().custom_metadata_map
+    return {k[len(META_PREFIX):]: json.loads(v) if k != META_PREFIX + "graph" else v
+            for k, v in props.items() if k.startswith(META_PREFIX)}
+
+
+def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize to the graph's fixed size the way PSPGAN._to_model_size does (antialiased bilinear)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    flat = x.flatten(0, -4).float()
+    out = torch.nn.functional.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*x.shape[:-2], size, size)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+
+
+class OnnxBackend:
+    """PSP-GAN in onnxruntime (CPU by default), exposing the PyTorch model's inference calls."""
+
+    training = False
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        path = Path(path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        providers = providers or ["CPUExecutionProvider"]
+
+        def session(p: Path) -> ort.InferenceSession:
+            return ort.InferenceSession(str(p), sess_options=opts, providers=providers)
+
+        self.full = session(path)
+        meta = _meta(self.full)
+        self.k = int(meta["references"])
+        self.config = OnnxModelConfig(int(meta["config"]["out_size"]), self.k, meta["config"])
+        enc, cached = sibling_paths(path)
+        self.encoder = session(enc) if enc.is_file() and self.k > 0 else None
+        self.cached = session(cached) if cached.is_file() and self.k > 0 else None
+        self.layout = [tuple(x) for x in _meta(self.cached)["cache_layout"]] if self.cached else []
+
+    # -- what the pipeline reads ------------------------------------------------------------------
+    def eval(self) -> "OnnxBackend":
+        return self
+
+    def parameters(self):
+        """One CPU placeholder: the pipeline reads the model's device from its first parameter."""
+        yield torch.empty(0)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    # -- the model calls --------------------------------------------------------------------------
+    def _pad(self, refs: torch.Tensor, ref_mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+        """References (B, k, 3, S, S) with k <= K -> K slots, the empty ones zero and masked out."""
+        b, k = refs.shape[:2]
+        if k > self.k:
+            raise ValueError(f"{k} references given; this ONNX export takes at most {self.k}")
+        mask = np.ones((b, k), bool) if ref_mask is None else _np(ref_mask).astype(bool)
+        s = self.config.out_size
+        out = np.zeros((b, self.k, 3, s, s), np.float32)
+        out[:, :k] = _np(_model_size(refs, s))
+        full_mask = np.zeros((b, self.k), bool)
+        full_mask[:, :k] = mask
+        return out, full_mask
+
+    def encode_references(self, refs: torch.Tensor | None, ref_mask: torch.Tensor | None = None):
+        """References -> a ReferenceCache of the encoder graph's outputs (or RawReferences without it)."""
+        if refs is None or refs.shape[1] == 0:
+            return None
+        if self.k == 0:
+            raise ValueError("this ONNX export takes no references (exported with --refs 0)")
+        padded, mask = self._pad(refs, ref_mask)
+        if self.encoder is None:
+            return RawReferences(padded, mask)
+        outs = self.encoder.run(cache_input_names(self.layout), {"refs": padded, "ref_mask": mask})
+        features: dict[int, dict[str, torch.Tensor]] = {}
+        for (r, key), arr in zip(self.layout, outs):
+            features.setdefault(int(r), {})[key] = torch.from_numpy(arr)
+        return ReferenceCache(features, torch.from_numpy(mask))
+
+    def restore(self, lq: torch.Tensor, cache=None, *, strength: float = 1.0, **_ignored) -> PSPGANOutput:
+        """Degraded aligned faces (B, 3, S, S) in [-1, 1] + a cache from `encode_references` -> PSPGANOutput."""
+        x = _np(_model_size(lq, self.config.out_size))
+        b = x.shape[0]
+        st = np.asarray(strength, np.float32)
+        if self.k == 0:
+            image = self.full.run(["image"], {"lq": x, "strength": st})[0]
+        elif isinstance(cache, ReferenceCache) and self.cached is not None:
+            cache = cache.for_batch(b)
+            feeds = {"lq": x, "ref_mask": _np(cache.mask).astype(bool), "strength": st}
+            for name, (r, key) in zip(cache_input_names(self.layout), self.layout):
+                feeds[name] = np.ascontiguousarray(_np(cache.features[int(r)][key]))
+            image = self.cached.run(["image"], feeds)[0]
+        else:
+            refs, mask = self._blind_or_raw(cache, b)
+            image = self.full.run(["image"], {"lq": x, "refs": refs, "ref_mask": mask, "strength": st})[0]
+        return PSPGANOutput(image=torch.from_numpy(image).to(lq.device))
+
+    def _blind_or_raw(self, cache, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Full-graph reference inputs: the raw references broadcast to the batch, or empty masked slots (blind)."""
+        s = self.config.out_size
+        if cache is None:
+            return np.zeros((batch, self.k, 3, s, s), np.float32), np.zeros((batch, self.k), bool)
+        if not isinstance(cache, RawReferences):
+            raise TypeError(f"cache of type {type(cache).__name__} needs the cached graphs (export with --cached)")
+        refs, mask = cache.refs, cache.mask
+        if refs.shape[0] != batch:
+            refs = np.ascontiguousarray(np.broadcast_to(refs, (batch, *refs.shape[1:])))
+            mask = np.ascontiguousarray(np.broadcast_to(mask, (batch, mask.shape[1])))
+        return refs, mask
+
+    def __call__(self, lq: torch.Tensor, refs: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
+                 *, strength: float = 1.0, **_ignored) -> PSPGANOutput:
+        return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength)
