@@ -15,13 +15,14 @@ import json
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from psp_hub.common import tensor_to_image, to_unit
 from psp_hub.data import DataConfig, build_eval_dataset, collate_samples
 from psp_hub.identity import IdentityEncoder
 from psp_hub.metrics import LPIPS, DlibIdentity, identity_similarity, psnr, ssim
@@ -46,7 +47,6 @@ class EvalConfig:
     out: str = "outputs/eval"
     grid_faces: int = 6
     other_person_refs: bool = False  # control: K=max with another test person's references (does K use identity?)
-    extra: dict = field(default_factory=dict)
 
 
 def balanced_subset(ds, max_samples: int | None):
@@ -77,11 +77,6 @@ def bicubic_baseline(lq: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return torch.stack(out).clamp(-1, 1)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) uint8."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-
-
 class Scorer:
     """Every metric for a batch of outputs against their targets, per image."""
 
@@ -99,7 +94,7 @@ class Scorer:
             "ssim": ssim(out, target).cpu().numpy(),
             "lpips": self.lpips(out, target).flatten().cpu().numpy(),
             "arcface_similarity": identity_similarity(self.arcface, out, target).cpu().numpy(),
-            "dlib_distance": self.dlib.distance(list(to_uint8(out)), list(to_uint8(target))),
+            "dlib_distance": self.dlib.distance(list(tensor_to_image(out)), list(tensor_to_image(target))),
         }
 
 
@@ -226,7 +221,7 @@ def save_grid(grids: dict, path: Path) -> None:
     for rows in grids.values():
         cols = torch.stack([r.float().cpu() for r in rows], dim=1)  # (n, 5, 3, S, S)
         blocks.append(cols.flatten(0, 1))
-    save_image(make_grid((torch.cat(blocks) + 1) / 2, nrow=5, padding=2).clamp(0, 1), str(path))
+    save_image(make_grid(to_unit(torch.cat(blocks)), nrow=5, padding=2), str(path))
 
 
 def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from psp_hub.face.alignment import align_face, ffhq_template, similarity_scale
+from psp_hub.common.geometry import ffhq_template, similarity_scale
+from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import FaceDetector
 from psp_hub.imageio import load_image
 

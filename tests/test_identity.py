@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from psp_hub.common import image_to_tensor
 from psp_hub.identity import IdentityEncoder, ffhq_to_arcface_matrix, warp_ffhq_to_arcface
 
 
@@ -31,10 +32,6 @@ def _celeba_pairs(faces, n_people: int, per_person: int):
     return np.stack(images), np.array(labels)
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @pytest.fixture(scope="module")
 def encoder(weights):
     return IdentityEncoder.from_onnx(weights / "mobilefacenet_arcface_112.onnx")
@@ -48,7 +45,7 @@ def corpus(faces):
 @pytest.fixture(scope="module")
 def embeddings(encoder, corpus):
     with torch.no_grad():
-        return encoder(_to_tensor(corpus[0]))
+        return encoder(image_to_tensor(corpus[0]))
 
 
 def _arcface_inputs(images: np.ndarray) -> np.ndarray:
@@ -114,7 +111,7 @@ def test_same_identity_scores_higher_than_different(embeddings, corpus):
 def test_embeddings_unit_norm_and_resolution_invariant(encoder, corpus, embeddings):
     assert embeddings.shape == (36, 192)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(36), atol=1e-5, rtol=0)
-    x = _to_tensor(corpus[0][:4])
+    x = image_to_tensor(corpus[0][:4])
     big = torch.nn.functional.interpolate(x, size=512, mode="bicubic", align_corners=False).clamp(-1, 1)
     with torch.no_grad():
         e_big = encoder(big)
@@ -122,7 +119,7 @@ def test_embeddings_unit_norm_and_resolution_invariant(encoder, corpus, embeddin
 
 
 def test_gradients_reach_input_but_not_weights(encoder, corpus):
-    x = _to_tensor(corpus[0][:2]).requires_grad_(True)
+    x = image_to_tensor(corpus[0][:2]).requires_grad_(True)
     encoder.train()  # must be ignored
     assert not encoder.training and not any(m.training for m in encoder.modules())
     (encoder(x) * torch.randn(2, 192)).sum().backward()
@@ -131,7 +128,7 @@ def test_gradients_reach_input_but_not_weights(encoder, corpus):
 
 
 def test_bf16_autocast_close_to_fp32(encoder, corpus, embeddings):
-    x = _to_tensor(corpus[0][:1])
+    x = image_to_tensor(corpus[0][:1])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         e = encoder(x)
     assert e.dtype == torch.float32

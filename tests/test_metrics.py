@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from psp_hub.common import image_to_tensor
 from psp_hub.identity import IdentityEncoder
 from psp_hub.metrics import (
     LPIPS,
@@ -31,14 +32,10 @@ def people(faces):
     return celeba_pairs(faces, 10)
 
 
-def _t(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @pytest.fixture(scope="module")
 def noisy_pair(people):
     gen = torch.Generator().manual_seed(0)
-    x = _t(people[:4])
+    x = image_to_tensor(people[:4])
     return x, (x + 0.1 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
 
 
@@ -99,7 +96,7 @@ def test_lpips_heads_equal_package_weights(package_lpips, weights):
 
 
 def test_lpips_matches_package(ours_lpips, package_lpips, people, noisy_pair):
-    x = _t(people[:6])
+    x = image_to_tensor(people[:6])
     y = torch.roll(x, 1, 0)
     nx, ny = noisy_pair
     with torch.no_grad():
@@ -130,7 +127,7 @@ def test_lpips_orders_distortions_and_is_frozen_but_differentiable(ours_lpips, n
 
 def test_arcface_identity_similarity_same_vs_different(people, weights):
     encoder = IdentityEncoder.from_onnx(weights / "mobilefacenet_arcface_112.onnx")
-    x = _t(people)
+    x = image_to_tensor(people)
     same = identity_similarity(encoder, x[0::2], x[1::2])
     diff = identity_similarity(encoder, x[0::2], torch.roll(x[1::2], 1, 0))
     assert same.shape == diff.shape == (10,)

@@ -180,7 +180,7 @@ def test_config_rejects_bad_values_with_a_clear_message(bad, message):
 
 
 def test_config_from_dict_rejects_unknown_fields():
-    with pytest.raises(ConfigError, match="unknown PSPGANConfig fields: colour"):
+    with pytest.raises(ConfigError, match="unknown PSPGANConfig keys: colour"):
         PSPGANConfig.from_dict({"out_size": 64, "colour": "blue"})
 
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from psp_hub import PSPGAN, default_model_dir
+from psp_hub.common import image_to_tensor, tensor_to_image
 from psp_hub.data import DegradationConfig, degrade, sample_degradation
 from psp_hub.evaluate import bicubic_baseline
 from psp_hub.metrics import LPIPS, DlibIdentity
@@ -23,10 +24,6 @@ def model():
     return PSPGAN.from_pretrained(str(default_model_dir())).eval()
 
 
-def _tensor(images: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 @pytest.fixture(scope="module")
 def people(model):
     """Targets, their severe (x8) degradations and three references each, at the model's size."""
@@ -37,8 +34,8 @@ def people(model):
     rng = np.random.default_rng(0)
     params = sample_degradation(DegradationConfig.severe(), rng, size)
     lq = [(degrade(t, params, rng) * 255).round().astype(np.uint8) for t in targets]
-    refs = torch.stack([_tensor([load(r) for r in p["references"]]) for p in index])
-    return _tensor(targets), _tensor(lq), refs, params.scale
+    refs = torch.stack([image_to_tensor([load(r) for r in p["references"]]) for p in index])
+    return image_to_tensor(targets), image_to_tensor(lq), refs, params.scale
 
 
 def test_bundled_model_is_trained_small_and_loads_strictly(model):
@@ -60,11 +57,6 @@ def test_restores_held_out_faces_with_and_without_references(model, people):
     assert not torch.allclose(blind, personal, atol=1e-3)  # the references change the result
 
 
-def _to_u8(x: torch.Tensor) -> list[np.ndarray]:
-    """(B, 3, S, S) in [-1, 1] -> B HxWx3 uint8 images, as dlib takes them."""
-    return list(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-
-
 @torch.no_grad()
 def test_own_references_bring_the_person_back(model, people):
     """The paper's claim on the shipped held-out faces (severe x8): the person's own three references bring the
@@ -72,7 +64,7 @@ def test_own_references_bring_the_person_back(model, people):
     target, lq, refs, _ = people
     mask = torch.ones(refs.shape[:2], dtype=torch.bool)
     dlib = DlibIdentity()
-    distance = lambda out: float(dlib.distance(_to_u8(out.image), _to_u8(target)).mean())
+    distance = lambda out: float(dlib.distance(list(tensor_to_image(out.image)), list(tensor_to_image(target))).mean())
     own = distance(model(lq, refs, mask))
     blind = distance(model(lq, None, None))
     other = distance(model(lq, refs.roll(1, dims=0), mask))  # each face gets the next person's references
@@ -87,8 +79,8 @@ def test_beats_bicubic_on_identity_and_perception(model, people):
     restored = model(lq, refs, mask).image.clamp(-1, 1)
     bicubic = bicubic_baseline(lq, torch.full((lq.shape[0],), scale))
     dlib = DlibIdentity()
-    d_model = dlib.distance(_to_u8(restored), _to_u8(target)).mean()
-    d_bicubic = dlib.distance(_to_u8(bicubic), _to_u8(target)).mean()
+    d_model = dlib.distance(list(tensor_to_image(restored)), list(tensor_to_image(target))).mean()
+    d_bicubic = dlib.distance(list(tensor_to_image(bicubic)), list(tensor_to_image(target))).mean()
     lpips = LPIPS.from_shared()
     l_model, l_bicubic = lpips(restored, target).mean(), lpips(bicubic, target).mean()
     assert d_model < d_bicubic, (d_model, d_bicubic)

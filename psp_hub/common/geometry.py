@@ -71,7 +71,7 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, method: str = "umeyama") ->
     src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
     if src.shape != dst.shape or len(src) < 2 or not (np.isfinite(src).all() and np.isfinite(dst).all()):
-        raise ValueError(f"need matching finite point sets of 2 or more, got {src.shape} and {dst.shape}")
+        raise ValueError(f"need matching finite landmark sets of 2 or more points, got {src.shape} and {dst.shape}")
     if method == "lmeds":
         import cv2  # only the robust fit needs OpenCV
 

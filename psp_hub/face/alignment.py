@@ -8,14 +8,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from psp_hub.identity.templates import ffhq_template as _ffhq_template
+from psp_hub.common.geometry import ffhq_template, fit_similarity, similarity_scale
 
 PADDINGS = ("blur", "reflect", "constant")
-
-
-def ffhq_template(size: int) -> np.ndarray:
-    """The FFHQ 5-point template scaled from 512 px to `size` px, as float32 (5, 2)."""
-    return _ffhq_template(size).astype(np.float32)
+__all__ = ["PADDINGS", "AlignedFace", "align_face", "warp_to_crop", "ffhq_template", "similarity_scale"]
 
 
 @dataclass
@@ -41,32 +37,6 @@ class AlignedFace:
         return similarity_scale(self.affine)
 
 
-def similarity_scale(affine: np.ndarray) -> float:
-    """The isotropic scale of a (2, 3) similarity transform."""
-    return float(math.sqrt(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:, :2]))))
-
-
-def _lstsq_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares 4-DoF similarity src -> dst (fallback when OpenCV's robust fit gives up)."""
-    a = np.zeros((2 * len(src), 4))
-    a[0::2] = np.c_[src[:, 0], -src[:, 1], np.ones(len(src)), np.zeros(len(src))]
-    a[1::2] = np.c_[src[:, 1], src[:, 0], np.zeros(len(src)), np.ones(len(src))]
-    p, *_ = np.linalg.lstsq(a, dst.reshape(-1), rcond=None)
-    return np.array([[p[0], -p[1], p[2]], [p[1], p[0], p[3]]], dtype=np.float64)
-
-
-def estimate_similarity(landmarks5: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """The (2, 3) similarity mapping the 5 photo landmarks onto the template (OpenCV LMEDS, as facexlib does)."""
-    src = np.asarray(landmarks5, dtype=np.float64).reshape(-1, 2)
-    dst = np.asarray(template, dtype=np.float64).reshape(-1, 2)
-    if src.shape != dst.shape or len(src) < 2 or not np.isfinite(src).all():
-        raise ValueError(f"need matching finite landmark sets, got {src.shape} and {dst.shape}")
-    affine, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
-    if affine is None or not np.isfinite(affine).all() or similarity_scale(affine) < 1e-6:
-        affine = _lstsq_similarity(src, dst)
-    return affine.astype(np.float64)
-
-
 def align_face(
     image_rgb_uint8: np.ndarray,
     landmarks5: np.ndarray,
@@ -80,14 +50,59 @@ def align_face(
     `padding`: "blur" = FFHQ-style reflect padding, blurred and faded to the median colour where the crop leaves
     the photo; "reflect" = plain mirror; "constant" = black.
     """
-    template = ffhq_template(size) if template is None else np.asarray(template, dtype=np.float32)
-    affine = estimate_similarity(landmarks5, template)
+    template = ffhq_template(size) if template is None else template
+    affine = fit_similarity(landmarks5, template, method="lmeds")  # robust to one bad landmark, as facexlib
     return AlignedFace(image=warp_to_crop(image_rgb_uint8, affine, size, padding, interpolation), affine=affine)
 
 
 def _translation(dx: float, dy: float, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
     """3x3 matrix for x' = sx * x + dx, y' = sy * y + dy."""
     return np.array([[sx, 0.0, dx], [0.0, sy, dy], [0.0, 0.0, 1.0]])
+
+
+def _roi_bounds(quad: np.ndarray, qsize: float, w: int, h: int) -> tuple[int, int, int, int]:
+    """The photo region (x0, y0, x1, y1) that the crop quad covers, with a margin; at least 2 x 2 px."""
+    x0, y0 = quad.min(0)
+    x1, y1 = quad.max(0)
+    margin = math.ceil(0.1 * qsize) + 4
+    rx0, ry0 = max(0, math.floor(x0) - margin), max(0, math.floor(y0) - margin)
+    rx1, ry1 = min(w, math.ceil(x1) + margin), min(h, math.ceil(y1) + margin)
+    if rx1 - rx0 < 2 or ry1 - ry0 < 2:  # the crop lies entirely outside the photo: use the nearest strip
+        rx0, rx1 = min(max(0, math.floor(x0)), w - 2), min(max(2, math.ceil(x1)), w)
+        ry0, ry1 = min(max(0, math.floor(y0)), h - 2), min(max(2, math.ceil(y1)), h)
+        rx0, ry0 = max(0, min(rx0, rx1 - 2)), max(0, min(ry0, ry1 - 2))
+    return rx0, ry0, rx1, ry1
+
+
+def _shrunk_roi(image: np.ndarray, bounds: tuple[int, int, int, int], s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The region, shrunk with area averaging when the crop downsamples by more than 2x, and photo -> ROI (3x3)."""
+    rx0, ry0, rx1, ry1 = bounds
+    roi = image[ry0:ry1, rx0:rx1]
+    r = s if s < 0.5 else 1.0
+    if r < 1.0:
+        nw, nh = max(2, round(roi.shape[1] * r)), max(2, round(roi.shape[0] * r))
+        rxs, rys = nw / roi.shape[1], nh / roi.shape[0]
+        roi = cv2.resize(roi, (nw, nh), interpolation=cv2.INTER_AREA)
+    else:
+        rxs = rys = 1.0
+    # pixel centres are preserved by cv2.resize
+    return roi, _translation(0.5 * rxs - 0.5 - rx0 * rxs, 0.5 * rys - 0.5 - ry0 * rys, rxs, rys)
+
+
+def _edge_pads(quad_roi: np.ndarray, roi_shape: tuple, q: float, touches: tuple[bool, bool, bool, bool]) -> tuple:
+    """Padding (left, top, right, bottom) in ROI px, only on sides where the crop leaves the photo."""
+    m = math.ceil(0.1 * q) + 4
+    rh, rw = roi_shape[:2]
+
+    def overshoot(edge_lo: float, lo: float) -> int:
+        return max(0, math.ceil(edge_lo - lo) + m) if lo < edge_lo else 0
+
+    left, top, right, bottom = touches
+    pl = overshoot(-0.5, quad_roi[:, 0].min()) if left else 0
+    pt = overshoot(-0.5, quad_roi[:, 1].min()) if top else 0
+    pr = overshoot(-(rw - 0.5), -quad_roi[:, 0].max()) if right else 0
+    pb = overshoot(-(rh - 0.5), -quad_roi[:, 1].max()) if bottom else 0
+    return pl, pt, pr, pb
 
 
 def warp_to_crop(
@@ -111,45 +126,15 @@ def warp_to_crop(
     affine = np.asarray(affine, dtype=np.float64)
     s = similarity_scale(affine)  # crop px per photo px
     qsize = size / s  # crop side in photo px
-
     inv = cv2.invertAffineTransform(affine)
     corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
     quad = corners @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = quad.min(0)
-    x1, y1 = quad.max(0)
-    margin = math.ceil(0.1 * qsize) + 4
-
-    rx0, ry0 = max(0, math.floor(x0) - margin), max(0, math.floor(y0) - margin)
-    rx1, ry1 = min(w, math.ceil(x1) + margin), min(h, math.ceil(y1) + margin)
-    if rx1 - rx0 < 2 or ry1 - ry0 < 2:  # the crop lies entirely outside the photo: use the nearest strip
-        rx0, rx1 = min(max(0, math.floor(x0)), w - 2), min(max(2, math.ceil(x1)), w)
-        ry0, ry1 = min(max(0, math.floor(y0)), h - 2), min(max(2, math.ceil(y1)), h)
-        rx0, ry0 = max(0, min(rx0, rx1 - 2)), max(0, min(ry0, ry1 - 2))
-    roi = image[ry0:ry1, rx0:rx1]
-
-    # Shrink with area averaging when the crop downsamples by more than 2x.
-    r = s if s < 0.5 else 1.0
-    if r < 1.0:
-        nw, nh = max(2, round(roi.shape[1] * r)), max(2, round(roi.shape[0] * r))
-        rxs, rys = nw / roi.shape[1], nh / roi.shape[0]
-        roi = cv2.resize(roi, (nw, nh), interpolation=cv2.INTER_AREA)
-    else:
-        rxs = rys = 1.0
-    # photo -> ROI (pixel centres preserved by cv2.resize)
-    to_roi = _translation(0.5 * rxs - 0.5 - rx0 * rxs, 0.5 * rys - 0.5 - ry0 * rys, rxs, rys)
-    q = qsize * rxs  # crop side in ROI px
-    m = math.ceil(0.1 * q) + 4
-
-    def overshoot(edge_lo: float, lo: float) -> int:
-        return max(0, math.ceil(edge_lo - lo) + m) if lo < edge_lo else 0
-
-    # Pads only on sides where the crop leaves the photo (the ROI touches the photo border there).
-    qr = (np.c_[quad, np.ones(4)] @ to_roi.T)[:, :2]
-    rh, rw = roi.shape[:2]
-    pl = overshoot(-0.5, qr[:, 0].min()) if rx0 == 0 else 0
-    pt = overshoot(-0.5, qr[:, 1].min()) if ry0 == 0 else 0
-    pr = overshoot(-(rw - 0.5), -qr[:, 0].max()) if rx1 == w else 0
-    pb = overshoot(-(rh - 0.5), -qr[:, 1].max()) if ry1 == h else 0
+    bounds = _roi_bounds(quad, qsize, w, h)
+    roi, to_roi = _shrunk_roi(image, bounds, s)
+    q = qsize * to_roi[0, 0]  # crop side in ROI px
+    quad_roi = (np.c_[quad, np.ones(4)] @ to_roi.T)[:, :2]
+    touches = (bounds[0] == 0, bounds[1] == 0, bounds[2] == w, bounds[3] == h)
+    pl, pt, pr, pb = _edge_pads(quad_roi, roi.shape, q, touches)
 
     border = cv2.BORDER_CONSTANT if padding == "constant" else cv2.BORDER_REFLECT
     if (pl or pt or pr or pb) and padding != "constant":

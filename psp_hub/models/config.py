@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from psp_hub.common.channels import stylegan2_channels
+from psp_hub.common.config import ConfigError, build_config
+
 FUSION_DIRECTIONS = ("reference_query", "input_query")
-
-# StyleGAN2's channel table at channel multiplier 1 and narrow 1 (Karras et al.; GFPGAN uses the same).
-_BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot build a model; the message says which and why."""
+__all__ = ["FUSION_DIRECTIONS", "ConfigError", "PSPGANConfig", "tiny_config"]
 
 
 @dataclass
@@ -111,13 +108,12 @@ class PSPGANConfig:
         return resolution <= self.fusion_global_max_resolution
 
     def gan_channels(self, resolution: int) -> int:
-        base = _BASE_CHANNELS[resolution]
-        if resolution >= 64:
-            base *= self.channel_multiplier
-        return max(1, min(self.max_channels, int(base * self.narrow)))
+        """Width of the StyleGAN2 prior at this resolution."""
+        return stylegan2_channels(resolution, self.channel_multiplier, self.narrow, self.max_channels)
 
     def unet_channels(self, resolution: int) -> int:
-        return max(1, min(self.max_channels, int(_BASE_CHANNELS[resolution] * self.unet_narrow)))
+        """Width of the U-Net at this resolution: StyleGAN2's table (multiplier 1) x unet_narrow."""
+        return stylegan2_channels(resolution, 1, self.unet_narrow, self.max_channels)
 
     def fusion_dim(self, resolution: int) -> int:
         return min(self.unet_channels(resolution), self.fusion_max_dim)
@@ -127,11 +123,8 @@ class PSPGANConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PSPGANConfig":
-        """Build from a dict (e.g. config.json); unknown keys are an error, not silently dropped."""
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown PSPGANConfig fields: {', '.join(unknown)}")
-        return cls(**values)
+        """Build from a dict (e.g. config.json), strictly: unknown keys and wrongly typed values are ConfigErrors."""
+        return build_config(cls, values)
 
 
 def tiny_config(out_size: int = 64, **overrides) -> PSPGANConfig:

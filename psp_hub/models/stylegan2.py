@@ -16,12 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import _BASE_CHANNELS
-
-
-def _gan_channels(resolution: int, channel_multiplier: int, narrow: float, max_channels: int) -> int:
-    base = _BASE_CHANNELS[resolution] * (channel_multiplier if resolution >= 64 else 1)
-    return max(1, min(max_channels, int(base * narrow)))
+from psp_hub.common.channels import stylegan2_channel_table
 
 
 class NormStyleCode(nn.Module):
@@ -121,8 +116,7 @@ class StyleGAN2Generator(nn.Module):
         self.log_size = int(math.log2(out_size))
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.num_latent = self.log_size * 2 - 2
-        ch = {2**i: _gan_channels(2**i, channel_multiplier, narrow, max_channels) for i in range(2, self.log_size + 1)}
-        self.channels = ch
+        self.channels = ch = stylegan2_channel_table(out_size, channel_multiplier, narrow, max_channels)
 
         layers: list[nn.Module] = [NormStyleCode()]
         for _ in range(n_mlp):
