@@ -27,11 +27,6 @@ class AlignedFace:
         return int(self.image.shape[0])
 
     @property
-    def inverse_affine(self) -> np.ndarray:
-        """The (2, 3) transform from crop pixels back to photo pixels."""
-        return cv2.invertAffineTransform(self.affine)
-
-    @property
     def scale(self) -> float:
         """Crop pixels per photo pixel (above 1: the face is upsampled)."""
         return similarity_scale(self.affine)

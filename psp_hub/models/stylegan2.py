@@ -148,14 +148,6 @@ class StyleGAN2Generator(nn.Module):
         c = self.channels[resolution]
         return c - c // 2 if self.sft_half else c
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        return self.style_mlp(z)
-
-    @torch.no_grad()
-    def mean_latent(self, n: int = 4096) -> torch.Tensor:
-        z = torch.randn(n, self.style_dim, device=self.constant_input.weight.device)
-        return self.style_mlp(z).mean(0, keepdim=True)
-
     def _noise(self, randomize: bool) -> list[torch.Tensor | None]:
         return [None] * self.num_layers if randomize else [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)]
 
@@ -185,19 +177,14 @@ class StyleGAN2Generator(nn.Module):
             return torch.cat([keep, mod * (1 + scale) + shift], dim=1)
         return out * (1 + scale) + shift
 
-    def forward(self, z: torch.Tensor | Sequence[torch.Tensor], truncation: float = 1.0,
-                truncation_latent: torch.Tensor | None = None, randomize_noise: bool = True,
-                mixing_index: int | None = None, return_latents: bool = False):
-        """Unconditional sampling from z (one code, or two for style mixing at `mixing_index`)."""
+    def forward(self, z: torch.Tensor | Sequence[torch.Tensor], randomize_noise: bool = True,
+                mixing_index: int | None = None) -> torch.Tensor:
+        """Unconditional sampling from z: one code, or two for style mixing at `mixing_index` (random if None)."""
         zs = [z] if isinstance(z, torch.Tensor) else list(z)
         ws = [self.style_mlp(zi) for zi in zs]
-        if truncation < 1:
-            assert truncation_latent is not None, "truncation needs truncation_latent (see mean_latent)"
-            ws = [truncation_latent + truncation * (w - truncation_latent) for w in ws]
         if len(ws) == 1:
             latents = ws[0].unsqueeze(1).expand(-1, self.num_latent, -1)
         else:
             k = mixing_index if mixing_index is not None else random.randint(1, self.num_latent - 1)
             latents = torch.cat([ws[0].unsqueeze(1).expand(-1, k, -1), ws[1].unsqueeze(1).expand(-1, self.num_latent - k, -1)], 1)
-        image = self.synthesis(latents, randomize_noise=randomize_noise)
-        return (image, latents) if return_latents else image
+        return self.synthesis(latents, randomize_noise=randomize_noise)
