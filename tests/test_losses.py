@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import load_file
 
+from psp_hub.data.components import component_boxes
 from psp_hub.identity import IdentityEncoder
 from psp_hub.identity.templates import ffhq_template
 from psp_hub.losses import (
@@ -18,7 +19,6 @@ from psp_hub.losses import (
     IdentityLoss,
     PerceptualConfig,
     PerceptualLoss,
-    component_boxes_from_landmarks,
     crop_components,
     d_logistic_loss,
     default_component_sizes,
@@ -203,14 +203,15 @@ def test_r1_penalty_under_bf16_autocast_is_fp32_and_trains_discriminator():
 # ---------------------------------------------------------------- components
 
 
-def test_component_boxes_on_template_match_gfpgan_sizes():
+def test_component_boxes_on_template():
     for size in (128, 512):
         lm = torch.tensor(ffhq_template(size), dtype=torch.float32)[None]
-        boxes = component_boxes_from_landmarks(lm, size)
+        boxes = torch.from_numpy(component_boxes(lm.numpy(), size))
         assert boxes.shape == (1, 3, 4)
         sides = boxes[0, :, 2:] - boxes[0, :, :2]
-        torch.testing.assert_close(sides[:2], torch.full((2, 2), 80 / 512 * size), atol=0.05 * size / 512, rtol=0)
-        torch.testing.assert_close(sides[2], torch.full((2,), 120 / 512 * size), atol=0.05 * size / 512, rtol=0)
+        iod, mouth = (lm[0, 1] - lm[0, 0]).norm(), (lm[0, 4] - lm[0, 3]).norm()
+        torch.testing.assert_close(sides[:2], torch.full((2, 2), 0.6 * float(iod)))
+        torch.testing.assert_close(sides[2], torch.full((2,), 1.1 * float(mouth)))
         centres = (boxes[0, :, :2] + boxes[0, :, 2:]) / 2
         torch.testing.assert_close(centres[0], lm[0, 0])
         torch.testing.assert_close(centres[1], lm[0, 1])
@@ -221,7 +222,7 @@ def test_component_boxes_on_template_match_gfpgan_sizes():
 def test_component_boxes_follow_scale_and_shift():
     lm = torch.tensor(ffhq_template(256), dtype=torch.float32)[None]
     moved = lm * 0.5 + torch.tensor([10.0, 20.0])
-    b0, b1 = component_boxes_from_landmarks(lm), component_boxes_from_landmarks(moved)
+    b0, b1 = (torch.from_numpy(component_boxes(x.numpy(), 256)) for x in (lm, moved))
     torch.testing.assert_close(b1, b0 * 0.5 + torch.tensor([10.0, 20.0, 10.0, 20.0]), atol=1e-4, rtol=0)
 
 
@@ -242,12 +243,12 @@ def test_crop_components_real_face_flip_consistency_and_grad(people):
     size = 128
     images = people[:2].clone().requires_grad_(True)
     lm = torch.tensor(ffhq_template(size), dtype=torch.float32).expand(2, 5, 2)
-    crops = crop_components(images, component_boxes_from_landmarks(lm, size))
+    crops = crop_components(images, torch.from_numpy(component_boxes(lm.numpy(), size)))
     assert crops["left_eye"].shape == (2, 3, 20, 20) and crops["mouth"].shape == (2, 3, 30, 30)
     flipped_lm = lm.clone()
     flipped_lm[..., 0] = size - lm[..., 0]
     flipped_lm = flipped_lm[:, [1, 0, 2, 4, 3]]
-    crops_f = crop_components(images.detach().flip(-1), component_boxes_from_landmarks(flipped_lm, size))
+    crops_f = crop_components(images.detach().flip(-1), torch.from_numpy(component_boxes(flipped_lm.numpy(), size)))
     torch.testing.assert_close(crops_f["left_eye"], crops["right_eye"].detach().flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(crops_f["mouth"], crops["mouth"].detach().flip(-1), atol=1e-5, rtol=0)
     sum(c.sum() for c in crops.values()).backward()

@@ -8,7 +8,8 @@ from .degradation import DegradationParams, degrade, sample_degradation
 from .evaluation import EvalDataset, build_eval_dataset
 from .hub import push_to_hub
 from .references import ReferenceStore
-from .schedule import boost_start_iteration, older_fraction_for, phase_position
+from .resident_batches import build_train_batches
+from .schedule import boost_start_iteration, older_fraction_for, phase_at, phase_position
 from .schema import FEATURES
 from .mixing import MixSchedule
 from .sources import interleaved_stream
@@ -30,6 +31,7 @@ __all__ = [
     "boost_start_iteration",
     "build_dataset",
     "build_eval_dataset",
+    "build_train_batches",
     "build_train_dataloader",
     "collate_samples",
     "component_boxes",
@@ -38,6 +40,7 @@ __all__ = [
     "is_older",
     "interleaved_stream",
     "older_fraction_for",
+    "phase_at",
     "phase_position",
     "push_to_hub",
     "sample_degradation",

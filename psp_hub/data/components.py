@@ -1,34 +1,20 @@
-"""Eye and mouth boxes for the component (ROI) discriminators, and landmark flipping that keeps left = image-left."""
+"""Eye and mouth boxes and landmark flipping for the loader: the rule lives in psp_hub.common.geometry.
+
+The resident loader keeps each face's boxes for both orientations (`boxes_both_ways`), computed once with that
+rule, so the batched GPU path needs no second (torch) copy of it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-# Landmark order everywhere: 0 image-left eye, 1 image-right eye, 2 nose, 3 image-left mouth corner, 4 image-right.
-FLIP_ORDER = [1, 0, 2, 4, 3]
+from psp_hub.common.geometry import FLIP_ORDER, component_boxes, flip_landmarks
+
+__all__ = ["FLIP_ORDER", "boxes_both_ways", "component_boxes", "flip_landmarks"]
 
 
-def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
-    """Landmarks of the horizontally flipped image (pixel-centre convention: x -> width - 1 - x).
-
-    Points are re-ordered so index 0 is still the eye on the image's left (the subject's other eye after a flip),
-    matching what a detector would report on the flipped image.
-    """
-    out = np.asarray(landmarks, dtype=np.float32).copy()
-    out[:, 0] = (width - 1) - out[:, 0]
-    return out[FLIP_ORDER]
-
-
-def component_boxes(landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6, mouth_box_width: float = 1.1) -> np.ndarray:
-    """(3, 4) float32 boxes x1, y1, x2, y2 for [image-left eye, image-right eye, mouth], clipped to the image.
-
-    Eye boxes are squares centred on each eye with side eye_box_iod x inter-ocular distance; the mouth box is a
-    square centred between the mouth corners with side mouth_box_width x their distance.
-    """
+def boxes_both_ways(landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6, mouth_box_width: float = 1.1) -> np.ndarray:
+    """(N, 2, 3, 4) float32: the boxes of (N, 5, 2) landmarks as they are [:, 0] and after a horizontal flip [:, 1]."""
     lm = np.asarray(landmarks, dtype=np.float32)
-    iod = float(np.linalg.norm(lm[1] - lm[0]))
-    mouth_w = float(np.linalg.norm(lm[4] - lm[3]))
-    centres = [lm[0], lm[1], (lm[3] + lm[4]) / 2.0]
-    halves = [eye_box_iod * iod / 2.0] * 2 + [mouth_box_width * mouth_w / 2.0]
-    boxes = np.array([[c[0] - h, c[1] - h, c[0] + h, c[1] + h] for c, h in zip(centres, halves)], dtype=np.float32)
-    return np.clip(boxes, 0.0, float(size - 1))
+    return np.stack([component_boxes(lm, size, eye_box_iod, mouth_box_width),
+                     component_boxes(flip_landmarks(lm, size), size, eye_box_iod, mouth_box_width)], axis=1)

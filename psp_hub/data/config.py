@@ -105,6 +105,12 @@ class DataConfig:
     mouth_box_width: float = 1.1  # mouth box side as a fraction of the mouth-corner distance
     ref_cache_mb: int = 128  # per-process cache of reference image bytes
     node_split: Literal["auto", "shards", "examples"] = "auto"  # datasets.split_dataset_by_node strategy
+    # "workers": the streaming DataLoader above (decode and eq. (10) per sample in CPU worker processes).
+    # "resident": every face of the split decoded once into a uint8 tensor on the training device (a 256 px face is
+    # 192 KiB: 30k of them take 5.9 GB), batches drawn, augmented and degraded there in one go (data/resident.py)
+    loader: Literal["workers", "resident"] = "workers"
+    resident_on_cpu: bool = False  # resident: keep the decoded faces in RAM, not on the GPU (degradation still there)
+    resident_max_rows: int = 0  # resident: decode only the first N rows of the split (0 = all; for quick benchmarks)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
     def __post_init__(self) -> None:

@@ -17,13 +17,19 @@ def older_fraction_for(cfg: DataConfig, phase: str) -> float:
 
 
 def boost_start_iteration(cfg: DataConfig, total_iterations: int) -> int:
-    """First iteration of the boost phase (e.g. 700k of 800k with boost_start=0.875)."""
+    """First iteration of the boost phase (e.g. 700k of 800k with boost_start=0.875); the one rule (ceil) for it."""
     return int(math.ceil(cfg.boost_start * total_iterations))
+
+
+def phase_at(cfg: DataConfig, iteration: int, total_iterations: int) -> tuple[str, int]:
+    """(phase, the iteration at which that phase's stream starts) for a run of `total_iterations`."""
+    start = boost_start_iteration(cfg, total_iterations)
+    if cfg.boost_start < 1.0 and iteration >= start:
+        return "boost", start
+    return "main", 0
 
 
 def phase_position(cfg: DataConfig, iteration: int, total_iterations: int, samples_per_iteration: int) -> tuple[str, int]:
     """(phase, start_sample) for resuming at `iteration`: each phase's stream counts its own samples from 0."""
-    start = boost_start_iteration(cfg, total_iterations)
-    if iteration < start:
-        return "main", iteration * samples_per_iteration
-    return "boost", (iteration - start) * samples_per_iteration
+    phase, start = phase_at(cfg, iteration, total_iterations)
+    return phase, (iteration - start) * samples_per_iteration

@@ -2,8 +2,6 @@
 
 from .components import (
     COMPONENTS,
-    ComponentBoxConfig,
-    component_boxes_from_landmarks,
     crop_components,
     default_component_sizes,
 )
@@ -21,8 +19,6 @@ __all__ = [
     "d_logistic_loss",
     "r1_penalty",
     "COMPONENTS",
-    "ComponentBoxConfig",
-    "component_boxes_from_landmarks",
     "crop_components",
     "default_component_sizes",
     "gram_matrix",

@@ -1,58 +1,22 @@
-"""Facial-component boxes from 5 landmarks and differentiable crops (roi_align) for the component discriminators."""
+"""Differentiable facial-component crops (roi_align) for the component discriminators, at GFPGAN's sizes."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torchvision.ops import roi_align
 
-COMPONENTS = ("left_eye", "right_eye", "mouth")
+from psp_hub.common.geometry import COMPONENTS
 
 
-@dataclass(frozen=True)
-class ComponentBoxConfig:
-    """Box sides as a fraction of the face size (the FFHQ crop side the landmarks imply).
-
-    GFPGAN crops eyes with half-side max(eye width / 2, 16) * 1.4 and the mouth with max(mouth width / 2, 16)
-    from 68 landmarks on 512 px FFHQ faces, which comes to about 80 px per eye and 120 px for the mouth; its
-    roi_align output sizes are exactly 80 and 120 per 512. From 5 points we centre the eye boxes on the eye
-    landmarks and the mouth box on the mouth-corner midpoint, with sides 80/512 and 120/512 of the face size.
-    """
-
-    eye_size: float = 80.0 / 512.0
-    mouth_size: float = 120.0 / 512.0
-
-
-# Inter-ocular distance of the FFHQ 5-point template as a fraction of the crop side (125.92 px at 512).
-_FFHQ_EYE_DISTANCE = 125.92161 / 512.0
-
-
-def component_boxes_from_landmarks(landmarks: torch.Tensor, size: int | None = None,
-                                   config: ComponentBoxConfig = ComponentBoxConfig()) -> torch.Tensor:
-    """(B, 5, 2) landmarks (left eye, right eye, nose, left/right mouth corner; pixels) -> (B, 3, 4) x1, y1, x2, y2.
-
-    The face size is taken from the inter-ocular distance (so jittered or scaled faces get matching boxes);
-    `size`, if given, is the crop side and boxes are clamped to it. Order of boxes: COMPONENTS. After a
-    horizontal flip, swap the eye landmarks first so that "left_eye" stays the image-left one.
-    """
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
-        raise ValueError(f"expected (B, 5, 2) landmarks, got {tuple(landmarks.shape)}")
-    lm = landmarks.float()
-    face = (lm[:, 1] - lm[:, 0]).norm(dim=-1) / _FFHQ_EYE_DISTANCE  # (B,) implied face-crop side
-    centres = torch.stack([lm[:, 0], lm[:, 1], (lm[:, 3] + lm[:, 4]) / 2], dim=1)  # (B, 3, 2)
-    sides = torch.stack([face * config.eye_size, face * config.eye_size, face * config.mouth_size], dim=1)
-    half = (sides / 2).unsqueeze(-1)
-    boxes = torch.cat([centres - half, centres + half], dim=-1)
-    if size is not None:
-        boxes = boxes.clamp(0, float(size))
-    return boxes
+# GFPGAN's roi_align output sizes as a fraction of the face: eyes 80 and mouth 120 px per 512 (its crops from 68
+# landmarks come to about that). The boxes themselves come from psp_hub.data.components (one rule for them).
+EYE_CROP = 80.0 / 512.0
+MOUTH_CROP = 120.0 / 512.0
 
 
 def default_component_sizes(size: int) -> dict[str, int]:
     """GFPGAN's roi_align output sizes (eyes 80, mouth 120 at 512 px) scaled to a `size` px face."""
-    cfg = ComponentBoxConfig()
-    eye, mouth = round(cfg.eye_size * size), round(cfg.mouth_size * size)
+    eye, mouth = round(EYE_CROP * size), round(MOUTH_CROP * size)
     return {"left_eye": eye, "right_eye": eye, "mouth": mouth}
 
 
@@ -69,9 +33,15 @@ def crop_components(images: torch.Tensor, boxes: torch.Tensor,
         out_size = default_component_sizes(images.shape[-1])
     sizes = out_size if isinstance(out_size, dict) else {name: int(out_size) for name in COMPONENTS}
     boxes = boxes.to(device=images.device, dtype=images.dtype if images.is_floating_point() else torch.float32)
-    crops: dict[str, torch.Tensor] = {}
+    b = images.shape[0]
+    index = torch.arange(b, device=images.device, dtype=boxes.dtype)[:, None]
+    by_size: dict[int, list[int]] = {}  # the two eyes share a size: one roi_align call for both
     for i, name in enumerate(COMPONENTS):
-        s = int(sizes[name])
-        crops[name] = roi_align(images, [b for b in boxes[:, i : i + 1]], output_size=(s, s),
-                                spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-    return crops
+        by_size.setdefault(int(sizes[name]), []).append(i)
+    crops: dict[str, torch.Tensor] = {}
+    for s, parts in by_size.items():
+        rois = torch.cat([torch.cat([index, boxes[:, i]], dim=1) for i in parts])  # (len(parts) * B, 5)
+        out = roi_align(images, rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        for j, i in enumerate(parts):
+            crops[COMPONENTS[i]] = out[j * b:(j + 1) * b]
+    return {name: crops[name] for name in COMPONENTS}

@@ -63,6 +63,9 @@ class OptimConfig:
     grad_clip: float | None = None
     # torch's fused Adam: one kernel per parameter group instead of a few per tensor (fewer launches per step)
     fused: bool = False
+    # samples per step that lr, d_lr and ema_decay were tuned at; another batch rescales them (training/scaling.py).
+    # 0 = use them as given
+    reference_batch: int = 0
 
 
 @dataclass
@@ -81,6 +84,12 @@ class TrainConfig:
     # kernels: a 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which
     # compile lacks. Costs a few minutes of compiling at the start of each run.
     compile: bool = False
+    # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
+    # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
+    channels_last: bool = False
+    # keep the frozen loss networks (VGG, identity) in bf16 under bf16 mixed precision, so autocast does not
+    # re-cast their fp32 weights on every call (copy kernels on each step)
+    loss_nets_bf16: bool = False
     prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
     # stage 'pspgan': fine-tune a trained PSP-GAN instead (Hub repo id or folder; its config must equal `model`);
     # the generator starts from its weights, the discriminators and optimizers start fresh

@@ -47,16 +47,20 @@ class Discriminators(nn.Module):
         self.components = nn.ModuleDict({name: ComponentDiscriminator(self.crop_sizes[name], base_channels=component_channels)
                                          for name in COMPONENTS})
 
-    @property
-    def r1_global_d(self) -> nn.Module:
-        """The module the R1 penalty differentiates twice (a training view may compile `global_d` but not this)."""
-        return self.global_d
+
+class DiscView:
+    """What the objective calls: `global_d`, `components[name]` (modules, or compiled wrappers of them) and
+    `r1_global_d`, always an eager global discriminator (R1 differentiates it twice, which compile does not do)."""
+
+    def __init__(self, global_d, components, r1_global_d=None):
+        self.global_d, self.components = global_d, components
+        self.r1_global_d = global_d if r1_global_d is None else r1_global_d
 
 
 class PSPGANObjective(nn.Module):
     """Computes every generator and discriminator term of the paper's objective for one batch.
 
-    The loss networks (VGG, identity encoder) are frozen and stay in eval mode.
+    The loss networks (VGG, identity encoder) are frozen and stay in eval mode whatever `train()` is called with.
     """
 
     def __init__(self, weights: LossWeights, size: int, identity: IdentityEncoder | None = None):
@@ -68,17 +72,13 @@ class PSPGANObjective(nn.Module):
                            if weights.perceptual > 0 else None)
         self.identity = (IdentityLoss(identity or IdentityEncoder.from_onnx(), weights.identity_criterion)
                          if weights.identity > 0 else None)
-        self.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True):
-        return super().train(False)
+        self.requires_grad_(False)  # its networks keep themselves in eval mode (their own train() overrides)
 
     def unet_active(self, step: int, max_steps: int) -> bool:
         """Whether the U-Net reconstruction term counts at this step (weighted, and before `unet_until`)."""
         return self.w.unet > 0 and step < self.w.unet_until * max_steps
 
-    def generator_losses(self, out, batch, discs: Discriminators, use_unet: bool) -> dict[str, torch.Tensor]:
+    def generator_losses(self, out, batch, discs: DiscView, use_unet: bool) -> dict[str, torch.Tensor]:
         """Weighted generator terms (each already multiplied by its weight), by name.
 
         `use_unet` (from `unet_active`) adds the U-Net reconstruction term, so `out` must then hold `unet_images`
@@ -118,7 +118,7 @@ class PSPGANObjective(nn.Module):
                 losses["component_style"] = w.component_style * comp_style
         return losses
 
-    def discriminator_losses(self, fake: torch.Tensor, batch, discs: Discriminators, with_r1: bool) -> dict[str, torch.Tensor]:
+    def discriminator_losses(self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool) -> dict[str, torch.Tensor]:
         """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval)."""
         target, fake = batch["target"], fake.detach()
         losses = {"d_global": d_logistic_loss(discs.global_d(target), discs.global_d(fake))}

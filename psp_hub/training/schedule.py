@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from torch import nn
 
 
 def step_decay_scheduler(optimizer, max_steps: int, decay_at: tuple[float, ...], factor: float):
@@ -22,3 +26,15 @@ def step_decay_scheduler(optimizer, max_steps: int, decay_at: tuple[float, ...],
 def make_ema(model, decay: float) -> EMAModel:
     """diffusers' EMAModel over the trainable parameters (fixed decay, no warm-up, as in GFPGAN/StyleGAN2)."""
     return EMAModel([p for p in model.parameters()], decay=decay, use_ema_warmup=False, foreach=True)
+
+
+@contextmanager
+def ema_weights(ema: EMAModel, model: nn.Module) -> Iterator[nn.Module]:
+    """`model` holding the EMA weights inside the block, its own weights again after it (also on an error)."""
+    params = list(model.parameters())
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield model
+    finally:
+        ema.restore(params)

@@ -19,11 +19,13 @@ from psp_hub.models import PSPGAN, PSPGANConfig, StyleGAN2Generator
 
 from .compilation import compile_in_place, compiled_view
 from .config import TrainConfig
-from .objectives import Discriminators, PSPGANObjective
+from .objectives import Discriminators, DiscView, PSPGANObjective
 from .param_groups import equalized_lr_groups
-from .schedule import make_ema, step_decay_scheduler
+from .scaling import scaled_for_batch
+from .schedule import ema_weights, make_ema, step_decay_scheduler
+from .warm_start import PRIOR_FILE, load_matching, prior_state_dict
 
-PRIOR_FILE = "prior_ema.safetensors"
+__all__ = ["PRIOR_FILE", "PriorStage", "PSPGANStage", "Stage", "make_stage"]
 
 
 def _adam(params, lr, betas, fused=False):
@@ -43,19 +45,23 @@ class Stage:
 
     def __init__(self, cfg: TrainConfig, accelerator):
         self.cfg, self.acc = cfg, accelerator
+        self.optim = scaled_for_batch(cfg.optim, cfg.batch_size * cfg.grad_accum * accelerator.num_processes)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
     def _finish_build(self, generator, discriminators: list[torch.nn.Module]):
-        cfg = self.cfg
-        opt_g = _generator_adam(generator, cfg.optim.lr, cfg.optim.betas, cfg.optim.fused)
-        opt_d = _adam([p for d in discriminators for p in d.parameters()], cfg.optim.d_lr, cfg.optim.betas, cfg.optim.fused)
-        sched_g = step_decay_scheduler(opt_g, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
-        sched_d = step_decay_scheduler(opt_d, cfg.max_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
+        cfg, optim = self.cfg, self.optim
+        for module in (generator, *discriminators):
+            module.to(memory_format=self.memory_format)
+        opt_g = _generator_adam(generator, optim.lr, optim.betas, optim.fused)
+        opt_d = _adam([p for d in discriminators for p in d.parameters()], optim.d_lr, optim.betas, optim.fused)
+        sched_g = step_decay_scheduler(opt_g, cfg.max_steps, optim.decay_at, optim.decay_factor)
+        sched_d = step_decay_scheduler(opt_d, cfg.max_steps, optim.decay_at, optim.decay_factor)
         prepared = self.acc.prepare(generator, *discriminators, opt_g, opt_d, sched_g, sched_d)
         n = len(discriminators)
         self.generator, self.discriminators = prepared[0], list(prepared[1:1 + n])
         self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared[1 + n:]
         # after prepare: with several processes DDP has broadcast rank 0's weights, so every EMA starts equal
-        self.ema = make_ema(self.raw_generator, cfg.optim.ema_decay)
+        self.ema = make_ema(self.raw_generator, optim.ema_decay)
         self.ema.to(self.acc.device)
         if cfg.compile:
             compile_in_place(self.raw_generator)
@@ -82,6 +88,9 @@ class Stage:
         if self.acc.sync_gradients:
             self.ema.step(self.raw_generator.parameters())
 
+    def _r1_due(self, step: int) -> bool:
+        return step % self.cfg.losses.r1_every == 0
+
 
 class PriorStage(Stage):
     """Stage 1: an unconditional StyleGAN2 (the class PSP-GAN uses) with logistic loss, lazy R1 and EMA."""
@@ -89,11 +98,16 @@ class PriorStage(Stage):
     def build(self):
         m = self.cfg.model
         generator = StyleGAN2Generator(m.out_size, m.style_dim, m.n_mlp, m.channel_multiplier, m.narrow, m.max_channels, m.sft_half)
+        if self.cfg.init_from:
+            report = load_matching(generator, prior_state_dict(self.cfg.init_from), self.cfg.init_from)
+            self.acc.print(report.summary())
         disc = StyleGAN2Discriminator(m.out_size, channel_multiplier=m.channel_multiplier, narrow=self.cfg.d_narrow)
         self._finish_build(generator, [disc])
         self.disc = self.discriminators[0]
+        # the compiled view serves the logistic terms; R1's double backward keeps the eager module
+        self.disc_fast = compiled_view(self.disc) if self.cfg.compile else self.disc
 
-    def step(self, batch, step: int) -> dict[str, float]:
+    def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
         real = batch["target"]
         b = real.shape[0]
@@ -105,13 +119,13 @@ class PriorStage(Stage):
         self._set_requires_grad([self.disc], False)
         with acc.autocast():
             fake = self.generator(z)
-            g_loss = g_nonsaturating_loss(self.disc(fake))
+            g_loss = g_nonsaturating_loss(self.disc_fast(fake))
         self._optimizer_step(g_loss, self.opt_g, self.sched_g, self.generator.parameters())
         logs["g_gan"] = g_loss.detach()
         self._set_requires_grad([self.disc], True)
         with acc.autocast():
-            d_loss = d_logistic_loss(self.disc(real), self.disc(fake.detach()))
-            if step % cfg.losses.r1_every == 0:
+            d_loss = d_logistic_loss(self.disc_fast(real), self.disc_fast(fake.detach()))
+            if self._r1_due(step):
                 real_r1 = real.detach().requires_grad_(True)
                 r1 = r1_penalty(self.disc(real_r1), real_r1)
                 d_loss = d_loss + cfg.losses.r1_gamma / 2 * r1 * cfg.losses.r1_every
@@ -131,12 +145,8 @@ class PriorStage(Stage):
         """EMA generator weights as safetensors plus the generator's settings."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        g = self.raw_generator
-        params = list(g.parameters())
-        self.ema.store(params)
-        self.ema.copy_to(params)
-        state = {k: v.detach().float().cpu().contiguous() for k, v in g.state_dict().items()}
-        self.ema.restore(params)
+        with ema_weights(self.ema, self.raw_generator) as g:
+            state = {k: v.detach().float().cpu().contiguous() for k, v in g.state_dict().items()}
         save_file(state, str(folder / PRIOR_FILE))
         m = self.cfg.model
         (folder / "prior_config.json").write_text(json.dumps(
@@ -168,21 +178,29 @@ class PSPGANStage(Stage):
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
         self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size).to(self.acc.device)
-        if cfg.compile:  # the frozen loss networks: VGG, and the identity net (its warp stays eager)
-            if self.objective.perceptual is not None:
-                compile_in_place(self.objective.perceptual.vgg)
-            if self.objective.identity is not None:
-                compile_in_place(self.objective.identity.encoder.net)
+        self._prepare_loss_nets()
         self._finish_build(model, [discs.global_d, *discs.components.values()])
         global_d, components = self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:]))
         if cfg.compile:
             # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
             # torch.compile does not support) keeps calling the eager global discriminator.
-            self.discs = _DiscView(compiled_view(global_d), {n: compiled_view(d) for n, d in components.items()},
-                                   r1_global_d=global_d)
+            self.discs = DiscView(compiled_view(global_d), {n: compiled_view(d) for n, d in components.items()},
+                                  r1_global_d=global_d)
         else:
-            self.discs = _DiscView(global_d, components)
+            self.discs = DiscView(global_d, components)
         self._prior_frozen = None
+
+    def _prepare_loss_nets(self):
+        """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, its warp eager)."""
+        nets = [net for net in (self.objective.perceptual and self.objective.perceptual.vgg,
+                                self.objective.identity and self.objective.identity.encoder.net) if net is not None]
+        bf16 = self.cfg.loss_nets_bf16 and self.acc.mixed_precision == "bf16"
+        for net in nets:
+            net.to(memory_format=self.memory_format)
+            if bf16:  # autocast would otherwise cast the fp32 weights to bf16 again on every call
+                net.to(torch.bfloat16)
+            if self.cfg.compile:
+                compile_in_place(net)
 
     def _freeze_prior(self, frozen: bool):
         if frozen == self._prior_frozen:
@@ -192,7 +210,7 @@ class PSPGANStage(Stage):
                 p.requires_grad_(not frozen)
         self._prior_frozen = frozen
 
-    def step(self, batch, step: int) -> dict[str, float]:
+    def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
         self._freeze_prior(step < cfg.freeze_prior_steps)
         self._set_requires_grad(self.discriminators, False)
@@ -206,8 +224,7 @@ class PSPGANStage(Stage):
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)
         with acc.autocast():
-            d_losses = self.objective.discriminator_losses(out.image.detach(), batch, self.discs,
-                                                           with_r1=step % cfg.losses.r1_every == 0)
+            d_losses = self.objective.discriminator_losses(out.image.detach(), batch, self.discs, with_r1=self._r1_due(step))
             d_total = sum(d_losses.values())
         self._optimizer_step(d_total, self.opt_d, self.sched_d, [p for d in self.discriminators for p in d.parameters()])
         self.ema_step()
@@ -228,13 +245,9 @@ class PSPGANStage(Stage):
 
     def export(self, folder: str | Path, push_to_hub: bool = False, summary: str = "", metrics_markdown: str = "") -> Path:
         """EMA weights through save_pretrained (Hub layout, rendered card); push_to_hub when asked."""
-        g = self.raw_generator
-        params = list(g.parameters())
-        self.ema.store(params)
-        self.ema.copy_to(params)
-        export = PSPGAN(g.config)
-        export.load_state_dict({k: v.detach().float().cpu() for k, v in g.state_dict().items()})
-        self.ema.restore(params)
+        with ema_weights(self.ema, self.raw_generator) as g:
+            export = PSPGAN(g.config)
+            export.load_state_dict({k: v.detach().float().cpu() for k, v in g.state_dict().items()})
         card = dict(trained=True, training_summary=summary, metrics_markdown=metrics_markdown,
                     repo_id=self.cfg.hub_repo_id or f"psp-gan/{Path(folder).name}")
         readme = Path(folder) / "README.md"
@@ -245,15 +258,6 @@ class PSPGANStage(Stage):
                 raise ValueError("push_to_hub needs hub_repo_id in the config")
             export.push_to_hub(self.cfg.hub_repo_id, model_card_kwargs=card)
         return Path(folder)
-
-
-class _DiscView:
-    """Gives the objective `global_d`, `components[name]` (prepared modules, or compiled wrappers of them) and
-    `r1_global_d` (always the eager global discriminator, for the R1 penalty)."""
-
-    def __init__(self, global_d, components, r1_global_d=None):
-        self.global_d, self.components = global_d, components
-        self.r1_global_d = global_d if r1_global_d is None else r1_global_d
 
 
 def make_stage(cfg: TrainConfig, accelerator) -> Stage:

@@ -7,10 +7,9 @@ and the number of samples this process consumed, and the data stream restarts at
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,11 +17,13 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from psp_hub.data import build_train_dataloader
+from psp_hub.data import build_train_batches, phase_at
 
+from .batches import batch_to_device
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .divergence import TrainingDiverged, nonfinite_terms
+from .schedule import ema_weights
 from .stages import make_stage
 from .visuals import restoration_grid, save_grid
 
@@ -60,24 +61,59 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _phase_for(cfg: TrainConfig, step: int) -> tuple[str, int]:
-    """('main' or 'boost', the step at which that phase's stream starts)."""
-    boost_step = int(math.floor(cfg.data.boost_start * cfg.max_steps))
-    if cfg.stage == "pspgan" and cfg.data.boost_start < 1.0 and step >= boost_step:
-        return "boost", boost_step
-    return "main", 0
+def phase_for(cfg: TrainConfig, step: int) -> tuple[str, int]:
+    """('main' or 'boost', the step at which that phase's stream starts); the prior stage has no boost phase."""
+    if cfg.stage != "pspgan":
+        return "main", 0
+    return phase_at(cfg.data, step, cfg.max_steps)
 
 
-def _batch_to(batch: dict, device) -> dict:
-    return {k: (_batch_to(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-            for k, v in batch.items()}
+class BatchSource:
+    """Device batches of the current data phase: rebuilds the stream at the boost boundary, times the wait."""
+
+    def __init__(self, cfg: TrainConfig, accelerator, state: TrainState):
+        self.cfg, self.acc, self.state = cfg, accelerator, state
+        self.per_step = cfg.batch_size * cfg.grad_accum
+        self.phase, self.batches, self.wait_s = None, None, 0.0
+
+    def _open(self, phase: str, phase_start: int):
+        cfg, acc = self.cfg, self.acc
+        self.phase = phase
+        self.batches = build_train_batches(cfg.data, batch_size=cfg.batch_size, phase=phase,
+                                           start_sample=self.state.samples_seen - phase_start * self.per_step,
+                                           process_index=acc.process_index, num_processes=acc.num_processes,
+                                           device=acc.device)
+
+    def next(self) -> dict:
+        """The next batch on the device (a new pass when a finite stream ends)."""
+        phase, phase_start = phase_for(self.cfg, self.state.step)
+        if phase != self.phase:  # the paper's final boost of older faces
+            self._open(phase, phase_start)
+        t0 = time.monotonic()
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self._open(phase, phase_start)
+            batch = next(self.batches)
+        # the wait is the loader's alone: a pageable host-to-device copy would also wait for the queued GPU work
+        self.wait_s += time.monotonic() - t0
+        return batch_to_device(batch, self.acc.device, self.cfg.channels_last)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None, push_to_hub: bool = False,
-          max_steps_this_run: int | None = None, export: bool = False) -> RunResult:
-    """Run (or continue) a training run until max_steps, the time budget, a stop signal, or this run's step cap."""
-    t_start = time.monotonic()
-    out_dir = Path(cfg.output_dir)
+@dataclass
+class _Timing:
+    """Step and checkpoint times of this run."""
+
+    step_s: list[float] = field(default_factory=list)
+    ckpt_s: float = 0.0
+
+    def summary(self, per_step: int, processes: int, wait_s: float) -> dict[str, float]:
+        total = max(1e-9, sum(self.step_s))
+        return {"steps_this_run": len(self.step_s), "seconds": sum(self.step_s), "it_per_s": len(self.step_s) / total,
+                "samples_per_s": len(self.step_s) * per_step * processes / total, "data_wait_share": wait_s / total}
+
+
+def _make_accelerator(cfg: TrainConfig, out_dir: Path) -> Accelerator:
     # without `cpu=True` accelerate never sets up a CPU process group, so `torchrun` on a GPU-less host would run
     # N unsynchronised copies of the job racing on one output folder
     accelerator = Accelerator(
@@ -97,103 +133,47 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     if cfg.tracker != "none":
         accelerator.init_trackers("psp-gan", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+    return accelerator
 
-    stage = make_stage(cfg, accelerator)
-    validator = None  # built before a resume: building it draws from the RNG that the checkpoint restores
-    if cfg.stage == "pspgan" and cfg.validate_every > 0 and accelerator.is_main_process:
-        from .validation import Validator
 
-        validator = Validator(cfg.data, cfg.val_samples, accelerator.device, getattr(stage.objective.identity, "encoder", None))
-    state = TrainState()
-    accelerator.register_for_checkpointing(stage.ema, state)
-    ckpt = latest_checkpoint(out_dir) if resume else None
+def _make_validator(cfg: TrainConfig, stage, accelerator):
+    """The validator, or None; built before a resume, because building it draws from the RNG the checkpoint restores."""
+    if cfg.stage != "pspgan" or cfg.validate_every <= 0 or not accelerator.is_main_process:
+        return None
+    from .validation import Validator
+
+    return Validator(cfg.data, cfg.val_samples, accelerator.device, getattr(stage.objective.identity, "encoder", None))
+
+
+def _resume(accelerator, stage, out_dir: Path, state: TrainState) -> Path | None:
+    ckpt = latest_checkpoint(out_dir)
     if ckpt is not None:
         load_checkpoint(accelerator, ckpt)
         stage.ema.to(accelerator.device)  # EMAModel.load_state_dict leaves its shadow copies on the CPU
         accelerator.print(f"resumed from {ckpt} at step {state.step}")
+    return ckpt
 
-    per_step = cfg.batch_size * cfg.grad_accum
-    phase, phase_start = _phase_for(cfg, state.step)
-    loader = build_train_dataloader(cfg.data, batch_size=cfg.batch_size, phase=phase,
-                                    start_sample=state.samples_seen - phase_start * per_step,
-                                    process_index=accelerator.process_index, num_processes=accelerator.num_processes)
-    batches = iter(loader)
+
+def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None, push_to_hub: bool = False,
+          max_steps_this_run: int | None = None, export: bool = False) -> RunResult:
+    """Run (or continue) a training run until max_steps, the time budget, a stop signal, or this run's step cap."""
+    t_start = time.monotonic()
+    out_dir = Path(cfg.output_dir)
+    accelerator = _make_accelerator(cfg, out_dir)
+    stage = make_stage(cfg, accelerator)
+    validator = _make_validator(cfg, stage, accelerator)
+    state = TrainState()
+    accelerator.register_for_checkpointing(stage.ema, state)
+    ckpt = _resume(accelerator, stage, out_dir, state) if resume else None
     end_step = cfg.max_steps if max_steps_this_run is None else min(cfg.max_steps, state.step + max_steps_this_run)
-    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not accelerator.is_local_main_process, desc=cfg.stage)
-    reason, step_times, wait_time, last_ckpt = "finished", [], 0.0, ckpt
-    ckpt_seconds = 0.0
-
-    with _StopFlag() as stop:
-        while state.step < end_step:
-            new_phase, phase_start = _phase_for(cfg, state.step)
-            if new_phase != phase:  # the paper's final boost of older faces
-                phase = new_phase
-                loader = build_train_dataloader(cfg.data, batch_size=cfg.batch_size, phase=phase,
-                                                start_sample=state.samples_seen - phase_start * per_step,
-                                                process_index=accelerator.process_index, num_processes=accelerator.num_processes)
-                batches = iter(loader)
-            t0 = time.monotonic()
-            logs = {}
-            for _ in range(cfg.grad_accum):
-                tw = time.monotonic()
-                try:
-                    batch = next(batches)
-                except StopIteration:  # the stream ended (finite local data): start its next pass
-                    batches = iter(loader)
-                    batch = next(batches)
-                wait_time += time.monotonic() - tw
-                batch = _batch_to(batch, accelerator.device)
-                with accelerator.accumulate(*_models(stage)):
-                    logs = stage.step(batch, state.step)
-                state.samples_seen += cfg.batch_size
-            state.step += 1
-            step_times.append(time.monotonic() - t0)
-            bar.update(1)
-
-            if state.step % cfg.log_every == 0 or state.step == end_step:
-                scalars = {k: float(v) for k, v in logs.items()}
-                scalars["lr"] = stage.sched_g.get_last_lr()[0]
-                scalars["data_wait_share"] = wait_time / max(1e-9, sum(step_times))
-                scalars["it_per_s"] = len(step_times) / max(1e-9, sum(step_times))
-                accelerator.log(scalars, step=state.step)
-                _append_jsonl(out_dir / "metrics.jsonl", {"step": state.step, **scalars}, accelerator)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("g_total", "g_gan", "d_loss", "l1", "lr")})
-            if cfg.images_every and state.step % cfg.images_every == 0 and accelerator.is_main_process:
-                _log_images(stage, batch, accelerator, out_dir, state.step)
-            if validator is not None and state.step % cfg.validate_every == 0:
-                _validate(stage, validator, accelerator, state.step)
-
-            checkpoint_due = state.step % cfg.checkpoint_every == 0 or state.step == end_step
-            if state.step % cfg.log_every == 0 or checkpoint_due:  # NaN weights stay NaN, so this sampling catches it
-                bad = nonfinite_terms(logs, accelerator)
-                if bad:
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"step {state.step}: {', '.join(bad)} not finite; stopped without writing a checkpoint, so "
-                        f"{last_ckpt or 'no checkpoint'} is the newest good one. Lower optim.lr / optim.d_lr or set "
-                        f"optim.grad_clip, then --resume.")
-            budget_hit = max_minutes is not None and (
-                time.monotonic() - t_start + 2 * max(step_times[-20:]) + ckpt_seconds + 30 > max_minutes * 60)
-            stop_now = stop.set or budget_hit
-            if checkpoint_due or stop_now:
-                tc = time.monotonic()
-                last_ckpt = save_checkpoint(accelerator, out_dir, state.step, cfg.keep_checkpoints,
-                                            extra={"samples_seen": state.samples_seen, "phase": phase})
-                ckpt_seconds = time.monotonic() - tc
-            if stop_now:
-                reason = "interrupted" if stop.set else "time budget"
-                break
-    bar.close()
-
+    loop = _Loop(cfg, accelerator, stage, state, validator, out_dir)
+    reason, last_ckpt = loop.run(end_step, ckpt, deadline=None if max_minutes is None else t_start + max_minutes * 60)
     exported = None
     if (state.step >= cfg.max_steps or export) and accelerator.is_main_process:
         target = cfg.export_dir or str(out_dir / "export")
-        exported = stage.export(target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {per_step}.")
+        exported = stage.export(target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {loop.source.per_step}.")
         accelerator.print(f"exported EMA weights to {exported}")
-    timing = {"steps_this_run": len(step_times), "seconds": sum(step_times),
-              "it_per_s": len(step_times) / max(1e-9, sum(step_times)),
-              "samples_per_s": len(step_times) * per_step * accelerator.num_processes / max(1e-9, sum(step_times)),
-              "data_wait_share": wait_time / max(1e-9, sum(step_times))}
+    timing = loop.timing.summary(loop.source.per_step, accelerator.num_processes, loop.source.wait_s)
     if torch.cuda.is_available():  # this process's GPU; the processes of a DDP run hold the same replicas
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
     accelerator.print(f"stopped at step {state.step} ({reason}); " + ", ".join(f"{k} {v:.3g}" for k, v in timing.items()))
@@ -203,8 +183,81 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     return RunResult(state.step, reason, last_ckpt, exported)
 
 
-def _models(stage):
-    return [stage.generator, *stage.discriminators]
+class _Loop:
+    """The steps of one run and what follows each: logs, images, validation, the divergence check, checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, accelerator, stage, state: TrainState, validator, out_dir: Path):
+        self.cfg, self.acc, self.stage, self.state = cfg, accelerator, stage, state
+        self.validator, self.out_dir = validator, out_dir
+        self.source = BatchSource(cfg, accelerator, state)
+        self.timing = _Timing()
+
+    def run(self, end_step: int, last_ckpt: Path | None, deadline: float | None) -> tuple[str, Path | None]:
+        """Step until `end_step`, a stop signal or the deadline; ('finished' or why not, the newest checkpoint)."""
+        state, bar = self.state, tqdm(total=self.cfg.max_steps, initial=self.state.step,
+                                      disable=not self.acc.is_local_main_process, desc=self.cfg.stage)
+        reason = "finished"
+        with _StopFlag() as stop:
+            while state.step < end_step:
+                logs, batch = self._step()
+                bar.update(1)
+                self._report(logs, batch, bar, end_step)
+                checkpoint_due = state.step % self.cfg.checkpoint_every == 0 or state.step == end_step
+                if state.step % self.cfg.log_every == 0 or checkpoint_due:  # NaN weights stay NaN: sampling catches it
+                    self._check_finite(logs, last_ckpt, bar)
+                budget_hit = deadline is not None and (time.monotonic() + 2 * max(self.timing.step_s[-20:])
+                                                       + self.timing.ckpt_s + 30 > deadline)
+                if checkpoint_due or stop.set or budget_hit:
+                    last_ckpt = self._checkpoint()
+                if stop.set or budget_hit:
+                    reason = "interrupted" if stop.set else "time budget"
+                    break
+        bar.close()
+        return reason, last_ckpt
+
+    def _step(self) -> tuple[dict, dict]:
+        t0 = time.monotonic()
+        logs, batch = {}, None
+        for _ in range(self.cfg.grad_accum):
+            batch = self.source.next()
+            with self.acc.accumulate(self.stage.generator, *self.stage.discriminators):
+                logs = self.stage.step(batch, self.state.step)
+            self.state.samples_seen += self.cfg.batch_size
+        self.state.step += 1
+        self.timing.step_s.append(time.monotonic() - t0)
+        return logs, batch
+
+    def _report(self, logs: dict, batch: dict, bar, end_step: int) -> None:
+        """Scalars every log_every steps (the only host syncs of a step), images, validation."""
+        step, timing = self.state.step, self.timing
+        if step % self.cfg.log_every == 0 or step == end_step:
+            scalars = {k: float(v) for k, v in logs.items()}
+            scalars["lr"] = self.stage.sched_g.get_last_lr()[0]
+            scalars["data_wait_share"] = self.source.wait_s / max(1e-9, sum(timing.step_s))
+            scalars["it_per_s"] = len(timing.step_s) / max(1e-9, sum(timing.step_s))
+            self.acc.log(scalars, step=step)
+            _append_jsonl(self.out_dir / "metrics.jsonl", {"step": step, **scalars}, self.acc)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("g_total", "g_gan", "d_loss", "l1", "lr")})
+        if self.cfg.images_every and step % self.cfg.images_every == 0 and self.acc.is_main_process:
+            _log_images(self.stage, batch, self.acc, self.out_dir, step)
+        if self.validator is not None and step % self.cfg.validate_every == 0:
+            _validate(self.stage, self.validator, self.acc, step)
+
+    def _check_finite(self, logs: dict, last_ckpt: Path | None, bar) -> None:
+        bad = nonfinite_terms(logs, self.acc)
+        if bad:
+            bar.close()
+            raise TrainingDiverged(
+                f"step {self.state.step}: {', '.join(bad)} not finite; stopped without writing a checkpoint, so "
+                f"{last_ckpt or 'no checkpoint'} is the newest good one. Lower optim.lr / optim.d_lr or set "
+                f"optim.grad_clip, then --resume.")
+
+    def _checkpoint(self) -> Path:
+        tc = time.monotonic()
+        path = save_checkpoint(self.acc, self.out_dir, self.state.step, self.cfg.keep_checkpoints,
+                               extra={"samples_seen": self.state.samples_seen, "phase": self.source.phase})
+        self.timing.ckpt_s = time.monotonic() - tc
+        return path
 
 
 def _log_images(stage, batch, accelerator, out_dir: Path, step: int) -> None:
@@ -218,12 +271,8 @@ def _log_images(stage, batch, accelerator, out_dir: Path, step: int) -> None:
 
 
 def _validate(stage, validator, accelerator, step: int) -> None:
-    g = stage.raw_generator
-    params = list(g.parameters())
-    stage.ema.store(params)
-    stage.ema.copy_to(params)
-    metrics = validator(g)
-    stage.ema.restore(params)
+    with ema_weights(stage.ema, stage.raw_generator) as g:
+        metrics = validator(g)
     accelerator.log(metrics, step=step)
     _append_jsonl(Path(accelerator.project_dir) / "metrics.jsonl", {"step": step, **metrics}, accelerator)
     accelerator.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -1,0 +1,109 @@
+"""Training batches from resident faces (resident.py), made on the training device in a few batched kernels.
+
+Same keys, shapes and value ranges as the streaming loader's collated batches (docs/data.md), minus the strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .augment import augmented_views_batch
+from .config import DataConfig
+from .gpu_degradation import degrade_batch, sample_degradation_batch, to_gray_batch
+from .resident import ResidentFaces, resident_faces
+from .rng import stream_key
+from .schedule import older_fraction_for
+
+
+def _generator(cfg: DataConfig, phase: str, process_index: int, start_sample: int, device) -> torch.Generator:
+    seq = np.random.SeedSequence([int(cfg.seed) & 0xFFFFFFFF, stream_key(phase), int(process_index), int(start_sample)])
+    return torch.Generator(device=device).manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+
+
+class ResidentBatches:
+    """Endless batches for one process and phase; `start_sample` only seeds them (a resumed run gets fresh draws)."""
+
+    def __init__(self, cfg: DataConfig, batch_size: int, phase: str = "main", start_sample: int = 0,
+                 process_index: int = 0, device="cpu"):
+        self.cfg, self.batch_size, self.device = cfg, int(batch_size), torch.device(device)
+        self.faces: ResidentFaces = resident_faces(cfg, "cpu" if cfg.resident_on_cpu else self.device)
+        older = self.faces.is_older.cpu()
+        frac = older_fraction_for(cfg, phase)
+        self.older_fraction = 0.0 if not older.any() else 1.0 if older.all() else frac
+        self.pools = [torch.nonzero(~older)[:, 0].to(self.faces.images.device),
+                      torch.nonzero(older)[:, 0].to(self.faces.images.device)]
+        self.gen = _generator(cfg, phase, process_index, start_sample, self.device)
+        self.store_gen = self.gen if self.faces.images.device == self.device else torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=self.gen, device=self.device).cpu()))
+        self.next_index = int(start_sample)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield self.batch()
+
+    def _draw(self) -> torch.Tensor:
+        """Row indices: Bernoulli(older share) per sample, then uniform within that group."""
+        b, g = self.batch_size, self.store_gen
+        dev = self.faces.images.device
+        pick = [pool[torch.randint(0, max(1, len(pool)), (b,), generator=g, device=dev) % max(1, len(pool))]
+                if len(pool) else torch.zeros(b, dtype=torch.int64, device=dev) for pool in self.pools]
+        older = torch.rand(b, generator=g, device=dev) < self.older_fraction
+        return torch.where(older, pick[1], pick[0])
+
+    def _references(self, idx: torch.Tensor, hr: torch.Tensor) -> dict:
+        """K per sample: other photos of the person (in random order, each flipped at random), else augmented views."""
+        cfg, f, g, dev = self.cfg, self.faces, self.gen, self.device
+        b, kmax = idx.shape[0], cfg.max_references
+        k = torch.randint(cfg.min_references, cfg.max_references + 1, (b, 1), generator=g, device=dev)
+        cand = f.refs[idx].to(dev)
+        keys = torch.rand(cand.shape, generator=g, device=dev).masked_fill(cand < 0, 2.0)
+        order = keys.argsort(dim=1)[:, :kmax]
+        chosen = torch.gather(cand, 1, order)
+        if chosen.shape[1] < kmax:
+            chosen = torch.cat([chosen, chosen.new_full((b, kmax - chosen.shape[1]), -1)], dim=1)
+        slot = torch.arange(kmax, device=dev)[None]
+        real = (chosen >= 0) & (slot < k)
+        lists = f.lists_refs[idx].to(dev)[:, None]
+        aug = (slot < k) & ~lists & (cfg.single_photo_refs == "augment")
+        views = f.images[chosen.clamp_min(0).to(f.images.device)].to(dev).float() / 255  # (B, K, 3, S, S)
+        flip = torch.rand(b, kmax, generator=g, device=dev) < cfg.ref_hflip_prob
+        views = torch.where(flip[..., None, None, None], views.flip(-1), views)
+        stand_in = augmented_views_batch(hr.repeat_interleave(kmax, dim=0), g).view_as(views)
+        views = torch.where(aug[..., None, None, None], stand_in, views)
+        refs = torch.where((real | aug)[..., None, None, None], views * 2 - 1, torch.zeros((), device=dev))
+        return {"refs": refs, "ref_mask": real | aug, "ref_is_augmented": aug}
+
+    def batch(self) -> dict:
+        cfg, f, g, dev = self.cfg, self.faces, self.gen, self.device
+        idx = self._draw()
+        b, size = idx.shape[0], cfg.out_size
+        flip = (torch.rand(b, generator=g, device=dev) < cfg.hflip_prob).long()
+        hr = f.images[idx].to(dev, non_blocking=True).float() / 255
+        hr = torch.where(flip[:, None, None, None] > 0, hr.flip(-1), hr)
+        at = torch.arange(b, device=dev)
+        params = sample_degradation_batch(cfg.degradation, b, size, g)
+        lq = degrade_batch(hr, params, cfg.degradation, g)
+        grey_target = (params["gray"] > 0) & cfg.degradation.gt_gray
+        target = torch.where(grey_target.view(-1, 1, 1, 1), to_gray_batch(hr), hr)
+        idx_dev = idx.to(dev)
+        batch = {"target": target * 2 - 1, "lq": lq * 2 - 1, **self._references(idx_dev, hr),
+                 "boxes": f.boxes[idx].to(dev)[at, flip], "landmarks": f.landmarks[idx].to(dev)[at, flip],
+                 "is_older": f.is_older[idx].to(dev), "flipped": flip.bool(),
+                 "index": self.next_index + at, "degradation": params}
+        self.next_index += b
+        return batch
+
+
+def build_train_batches(cfg: DataConfig, *, batch_size: int, phase: str = "main", start_sample: int = 0,
+                        process_index: int = 0, num_processes: int = 1, device="cpu") -> Iterator[dict]:
+    """Endless training batches with the loader `cfg.loader` names: the streaming DataLoader (CPU batches) or
+    resident faces (batches already on `device`)."""
+    if cfg.loader == "resident":
+        return iter(ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device))
+    from .stream import build_train_dataloader
+
+    return iter(build_train_dataloader(cfg, batch_size=batch_size, phase=phase, start_sample=start_sample,
+                                       process_index=process_index, num_processes=num_processes))

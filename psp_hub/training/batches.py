@@ -1,0 +1,25 @@
+"""Moving a loader's batch (nested dicts of tensors, lists of strings) onto the training device."""
+
+from __future__ import annotations
+
+import torch
+
+IMAGE_KEYS = ("lq", "target")  # the (B, 3, S, S) images of a batch, the ones a channels-last step wants in that layout
+
+
+def batch_to_device(batch: dict, device, channels_last: bool = False) -> dict:
+    """A copy of `batch` on `device` (non-blocking, so pinned batches overlap the step); strings stay as they are.
+
+    With `channels_last` the image tensors are also laid out NHWC, the layout the channels-last networks take without
+    a conversion kernel of their own.
+    """
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, dict):
+            value = batch_to_device(value, device)
+        elif torch.is_tensor(value):
+            value = value.to(device, non_blocking=True)
+            if channels_last and key in IMAGE_KEYS and value.ndim == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
