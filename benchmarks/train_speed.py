@@ -1,7 +1,8 @@
-"""Training speed: iterations/s, samples/s, peak GPU memory and the share of time spent waiting for data.
+"""Training speed: iterations/s, samples/s, ms/step, peak GPU memory, the share of time spent waiting for data, the
+start-up and compile time, and (with --profile) the GPU-busy share.
 
-Runs the real stage (every loss of the config on) on the real streaming loader for `--warmup` + `--steps`
-steps and prints one JSON line per config. `--profile N` then runs N more steps under torch.profiler and
+Runs the real stage (every loss of the config on) on the config's real loader (`data.loader`: the streaming
+DataLoader or resident faces) for `--warmup` + `--steps` steps and prints one JSON line per config. `--profile N` then runs N more steps under torch.profiler and
 prints the GPU's kernel time per step against the unprofiled step time (well below it: the step is bound by the
 host, i.e. Python and kernel launches; the busy share under the profiler, which slows the host, is a lower
 bound), the kernels launched per step and those that take the most time. Example (device GPU):
@@ -25,10 +26,10 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
 
 import psp_hub  # noqa: E402
-from psp_hub.data import build_train_dataloader  # noqa: E402
+from psp_hub.data import build_train_batches  # noqa: E402
 from psp_hub.training import TrainConfig  # noqa: E402
+from psp_hub.training.batches import batch_to_device  # noqa: E402
 from psp_hub.training.stages import make_stage  # noqa: E402
-from psp_hub.training.trainer import _batch_to  # noqa: E402
 
 
 def _sync(device):
@@ -39,7 +40,7 @@ def _sync(device):
 def synthetic_batches(cfg: TrainConfig):
     """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset."""
     from psp_hub.data.components import component_boxes
-    from psp_hub.face.alignment import ffhq_template
+    from psp_hub.common.geometry import ffhq_template
 
     s, k, b = cfg.model.out_size, cfg.data.max_references, cfg.batch_size
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -66,52 +67,104 @@ def _touch(path: str | None) -> None:
         open(path, "a").close()
 
 
-def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, profile: int = 0,
-            ready: str | None = None, wait_for: list[str] = (), done: str | None = None) -> dict:
-    """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader."""
-    acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
-    set_seed(cfg.seed)
-    stage = make_stage(cfg, acc)
-    loader = synthetic_batches(cfg) if synthetic else iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))
-    t_warm = time.perf_counter()
-    device = acc.device
-    step_s, wait_s = [], []
+def _batches(cfg: TrainConfig, synthetic: bool, device):
+    if synthetic:
+        return synthetic_batches(cfg)
+    return build_train_batches(cfg.data, batch_size=cfg.batch_size, device=device)
+
+
+def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, warmup: int, signals: dict) -> dict:
+    """Run warmup + steps steps; per timed step its wall time and the time blocked on the loader."""
+    step_s, wait_s, t_warm = [], [], time.perf_counter()
+    first_step_s = warmup_s = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             warmup_s = time.perf_counter() - t_warm
             _sync(device)
-            _touch(ready)
-            _wait_for(list(wait_for))
+            _touch(signals.get("ready"))
+            _wait_for(list(signals.get("wait_for", ())))
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
         _sync(device)
         t0 = time.perf_counter()
-        batch = _batch_to(next(loader), device)
+        raw = next(loader)
         t1 = time.perf_counter()
-        stage.step(batch, i)
+        stage.step(batch_to_device(raw, device, cfg.channels_last), i)
         _sync(device)
+        if i == 0:
+            first_step_s = time.perf_counter() - t0
         if i >= warmup:
             step_s.append(time.perf_counter() - t0)
             wait_s.append(t1 - t0)
-    total = sum(step_s)
-    profiled = profile_steps(stage, loader, device, profile, warmup + steps) if profile else {}
+    return {"step_s": step_s, "wait_s": wait_s, "warmup_s": warmup_s, "first_step_s": first_step_s}
+
+
+def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, profile: int = 0,
+            ready: str | None = None, wait_for: list[str] = (), done: str | None = None, count_syncs: bool = False) -> dict:
+    """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader.
+
+    compile_s is what the warm-up steps took beyond as many steady steps (compilation, cuDNN autotuning).
+    """
+    t_start = time.perf_counter()
+    acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    set_seed(cfg.seed)
+    stage = make_stage(cfg, acc)
+    device = acc.device
+    t_data = time.perf_counter()
+    loader = _batches(cfg, synthetic, device)
+    first = next(loader)  # opens the stream (or decodes the resident faces): start-up, not step time
+    loader = _prepend(first, loader)
+    data_setup_s = time.perf_counter() - t_data
+    t = _timed_steps(stage, loader, cfg, device, steps, warmup, {"ready": ready, "wait_for": wait_for})
+    step_s, total = t["step_s"], sum(t["step_s"])
+    median = sorted(step_s)[len(step_s) // 2]
+    syncs = count_host_syncs(stage, loader, cfg, device, warmup + steps) if count_syncs else None
+    profiled = profile_steps(stage, loader, device, profile, warmup + steps, cfg.channels_last) if profile else {}
     _touch(done)
     return {
         "config": cfg.output_dir, "stage": cfg.stage, "size": cfg.model.out_size, "batch": cfg.batch_size,
         "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
         "precision": acc.mixed_precision, "compile": cfg.compile, "synthetic": synthetic, "steps": steps,
-        "warmup_s": round(warmup_s, 1),
+        "loader": "synthetic" if synthetic else cfg.data.loader, "channels_last": cfg.channels_last,
+        "fused_adam": cfg.optim.fused, "loss_nets_bf16": cfg.loss_nets_bf16,
+        "startup_s": round(t_data - t_start, 1), "data_setup_s": round(data_setup_s, 1),
+        "warmup_s": round(t["warmup_s"], 1), "first_step_s": round(t["first_step_s"], 1),
+        "compile_s": round(max(0.0, t["warmup_s"] - warmup * median), 1),
         "it_per_s": round(steps / total, 2), "samples_per_s": round(steps * cfg.batch_size / total, 1),
-        "ms_per_step_median": round(sorted(step_s)[len(step_s) // 2] * 1e3, 1),
-        "data_wait_share": round(sum(wait_s) / total, 3),
+        "ms_per_step_median": round(median * 1e3, 1),
+        "data_wait_share": round(sum(t["wait_s"]) / total, 3),
         "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        "host_syncs_per_step": syncs,
         "code": os.path.dirname(psp_hub.__file__),
         "workers": cfg.data.num_workers, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **profiled,
     }
 
 
-def profile_steps(stage, loader, device, steps: int, first_step: int, top: int = 25) -> dict:
+def _prepend(first, rest):
+    yield first
+    yield from rest
+
+
+def count_host_syncs(stage, loader, cfg: TrainConfig, device, step: int) -> int | None:
+    """Host-device synchronisations in one step (CUDA's sync debug mode warns once per sync); None off the GPU."""
+    if device.type != "cuda":
+        return None
+    import warnings
+
+    batch = batch_to_device(next(loader), device, cfg.channels_last)
+    _sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            stage.step(batch, step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def profile_steps(stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25) -> dict:
     """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -121,7 +174,7 @@ def profile_steps(stage, loader, device, steps: int, first_step: int, top: int =
     with profile(activities=activities) as prof:
         t0 = time.perf_counter()
         for i in range(steps):
-            stage.step(_batch_to(next(loader), device), first_step + i)
+            stage.step(batch_to_device(next(loader), device, channels_last), first_step + i)
         _sync(device)
         wall = time.perf_counter() - t0
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
@@ -153,11 +206,14 @@ def main(argv=None) -> int:
     p.add_argument("--ready", help="touch this file when the warm-up steps are done")
     p.add_argument("--wait-for", action="append", default=[], help="after warm-up, wait until this file exists")
     p.add_argument("--done", help="touch this file when timing (and profiling) is done")
+    p.add_argument("--count-syncs", action="store_true", help="count the host-device syncs of one step (GPU only)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = p.parse_args(argv)
     for path in args.config:
         cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
-        print(json.dumps(measure(cfg, args.steps, args.warmup, args.synthetic, args.profile, args.ready, args.wait_for, args.done)), flush=True)
+        result = measure(cfg, args.steps, args.warmup, args.synthetic, args.profile, args.ready, args.wait_for,
+                         args.done, args.count_syncs)
+        print(json.dumps({"config_file": path, **result}), flush=True)
     return 0
 
 

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from psp_hub.data import build_train_dataloader  # noqa: E402
 from psp_hub.training import TrainConfig  # noqa: E402
 from psp_hub.training.stages import make_stage  # noqa: E402
-from psp_hub.training.trainer import _batch_to  # noqa: E402
+from psp_hub.training.batches import batch_to_device  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     set_seed(cfg.seed)
     stage = make_stage(cfg, acc)
-    batch = _batch_to(next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))), acc.device)
+    batch = batch_to_device(next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))), acc.device)
     step = 0 if a.r1 else 1
     stage.step(batch, step)  # warm-up (allocator, cuDNN choice)
     prof = PhaseProfile(stage, acc.device)

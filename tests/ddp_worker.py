@@ -13,7 +13,7 @@ from accelerate.utils import set_seed
 from psp_hub.data import build_train_dataloader
 from psp_hub.training import TrainConfig
 from psp_hub.training.stages import make_stage
-from psp_hub.training.trainer import _batch_to
+from psp_hub.training.batches import batch_to_device
 
 
 def main(config: str, dataset: str, out: str) -> None:
@@ -28,7 +28,7 @@ def main(config: str, dataset: str, out: str) -> None:
         batch = next(loader)
         ids += list(batch["id"])
         with acc.accumulate(stage.generator, *stage.discriminators):
-            stage.step(_batch_to(batch, acc.device), step)
+            stage.step(batch_to_device(batch, acc.device), step)
     g = stage.raw_generator
     shadow = stage.ema.shadow_params
     record = {

@@ -1,6 +1,7 @@
 """Training batches from resident faces (resident.py), made on the training device in a few batched kernels.
 
-Same keys, shapes and value ranges as the streaming loader's collated batches (docs/data.md), minus the strings.
+Same keys, shapes and value ranges as the streaming loader's collated batches (docs/data.md), minus the strings,
+plus `row`: each sample's row in the resident faces.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ class ResidentBatches:
         self.next_index = int(start_sample)
 
     def __iter__(self) -> Iterator[dict]:
-        while True:
-            yield self.batch()
+        return self
+
+    def __next__(self) -> dict:
+        return self.batch()
 
     def _draw(self) -> torch.Tensor:
         """Row indices: Bernoulli(older share) per sample, then uniform within that group."""
@@ -92,7 +95,7 @@ class ResidentBatches:
         batch = {"target": target * 2 - 1, "lq": lq * 2 - 1, **self._references(idx_dev, hr),
                  "boxes": f.boxes[idx].to(dev)[at, flip], "landmarks": f.landmarks[idx].to(dev)[at, flip],
                  "is_older": f.is_older[idx].to(dev), "flipped": flip.bool(),
-                 "index": self.next_index + at, "degradation": params}
+                 "index": self.next_index + at, "row": idx_dev, "degradation": params}
         self.next_index += b
         return batch
 
@@ -102,7 +105,7 @@ def build_train_batches(cfg: DataConfig, *, batch_size: int, phase: str = "main"
     """Endless training batches with the loader `cfg.loader` names: the streaming DataLoader (CPU batches) or
     resident faces (batches already on `device`)."""
     if cfg.loader == "resident":
-        return iter(ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device))
+        return ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device)
     from .stream import build_train_dataloader
 
     return iter(build_train_dataloader(cfg, batch_size=batch_size, phase=phase, start_sample=start_sample,

@@ -1,4 +1,4 @@
-"""Moving a loader's batch (nested dicts of tensors, lists of strings) onto the training device."""
+"""Batches onto the training device, and the memory layout (NCHW or channels-last) of batches and networks."""
 
 from __future__ import annotations
 
@@ -23,3 +23,13 @@ def batch_to_device(batch: dict, device, channels_last: bool = False) -> dict:
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
+
+
+@torch.no_grad()
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """Lay out every 4-D parameter and buffer of `module` NHWC, in place (`Module.to(memory_format=...)` refuses
+    modules that also hold 5-D tensors, as the modulated convolutions' weights are)."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.ndim == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module

@@ -17,6 +17,7 @@ from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.models import PSPGAN, PSPGANConfig, StyleGAN2Generator
 
+from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view
 from .config import TrainConfig
 from .objectives import Discriminators, DiscView, PSPGANObjective
@@ -46,12 +47,12 @@ class Stage:
     def __init__(self, cfg: TrainConfig, accelerator):
         self.cfg, self.acc = cfg, accelerator
         self.optim = scaled_for_batch(cfg.optim, cfg.batch_size * cfg.grad_accum * accelerator.num_processes)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
     def _finish_build(self, generator, discriminators: list[torch.nn.Module]):
         cfg, optim = self.cfg, self.optim
-        for module in (generator, *discriminators):
-            module.to(memory_format=self.memory_format)
+        if cfg.channels_last:
+            for module in (generator, *discriminators):
+                to_channels_last(module)
         opt_g = _generator_adam(generator, optim.lr, optim.betas, optim.fused)
         opt_d = _adam([p for d in discriminators for p in d.parameters()], optim.d_lr, optim.betas, optim.fused)
         sched_g = step_decay_scheduler(opt_g, cfg.max_steps, optim.decay_at, optim.decay_factor)
@@ -196,7 +197,8 @@ class PSPGANStage(Stage):
                                 self.objective.identity and self.objective.identity.encoder.net) if net is not None]
         bf16 = self.cfg.loss_nets_bf16 and self.acc.mixed_precision == "bf16"
         for net in nets:
-            net.to(memory_format=self.memory_format)
+            if self.cfg.channels_last:
+                to_channels_last(net)
             if bf16:  # autocast would otherwise cast the fp32 weights to bf16 again on every call
                 net.to(torch.bfloat16)
             if self.cfg.compile:

@@ -2,6 +2,8 @@
 
     python3 train/device/run_speed.py RUN_DIR [RUN_DIR ...]          it/s, samples/s, scaling against the first run
     python3 train/device/run_speed.py --compare ORIGINAL RESUMED     per-step losses where both logged the same step
+    python3 train/device/run_speed.py --table OUT_DIR                benchmarks/train_speed.py results of speed_all.sh:
+                                                                     old and new per config, and new / old samples/s
 
 Speed is taken from the runs' own logs (trainer timing, `log_every=1`), skipping the first `--skip` steps
 (cuDNN autotuning, worker start-up), so the 1- and 2-GPU figures come from the same steady stretch.
@@ -69,14 +71,51 @@ def compare(original: Path, resumed: Path) -> str:
     return "\n".join(out)
 
 
+SPEED_CONFIGS = ("prior-128", "psp-128", "prior-256", "psp-256")
+SPEED_COLUMNS = (("batch", "batch"), ("loader", "loader"), ("samples_per_s", "samples/s"), ("it_per_s", "it/s"),
+                 ("ms_per_step_median", "ms/step"), ("gpu_busy_share", "GPU busy"), ("data_wait_share", "data wait"),
+                 ("peak_mem_GiB", "peak GiB"), ("compile_s", "compile/warm-up s"), ("host_syncs_per_step", "syncs/step"))
+
+
+def _last_json(path: Path) -> dict | None:
+    """The last JSON object line of a benchmark's stdout, or None (missing file, crashed run)."""
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def speed_results_table(folder: Path, configs=SPEED_CONFIGS, note: str = "") -> str:
+    """Markdown: one row per (config, tree) from `old-<config>.json` / `new-<config>.json`, with new / old samples/s."""
+    head = "| config | tree | " + " | ".join(title for _, title in SPEED_COLUMNS) + " | new / old |"
+    lines = ([note] if note else []) + [head, "|" + " --- |" * (len(SPEED_COLUMNS) + 3)]
+    for name in configs:
+        runs = {side: _last_json(folder / f"{side}-{name}.json") for side in ("old", "new")}
+        ratio = (f"{runs['new']['samples_per_s'] / runs['old']['samples_per_s']:.2f}x"
+                 if runs["old"] and runs["new"] and runs["old"]["samples_per_s"] else "n/a")
+        for side in ("old", "new"):
+            r = runs[side]
+            cells = ["no result (see the .err file)"] + [""] * (len(SPEED_COLUMNS) - 1) if r is None else [
+                "" if r.get(key) is None else str(r[key]) for key, _ in SPEED_COLUMNS]
+            lines.append(f"| {name} | {side} | " + " | ".join(cells) + f" | {ratio if side == 'new' else ''} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="*", type=Path)
     p.add_argument("--compare", action="store_true", help="two runs: ORIGINAL RESUMED")
+    p.add_argument("--table", type=Path, metavar="OUT_DIR", help="speed_all.sh's results: old vs new per config")
+    p.add_argument("--note", default="", help="a line printed above the --table table")
     p.add_argument("--skip", type=int, default=20, help="leave out the first steps of each run from the speed")
     p.add_argument("--until", type=int, default=None, help="end the speed window at this many steps into each run")
     args = p.parse_args(argv)
-    print(compare(*args.runs) if args.compare else speed_table(args.runs, args.skip, args.until))
+    if args.table:
+        print(speed_results_table(args.table, note=args.note))
+    elif not args.runs:
+        p.error("give run folders, or --table OUT_DIR")
+    else:
+        print(compare(*args.runs) if args.compare else speed_table(args.runs, args.skip, args.until))
     return 0
 
 
