@@ -12,9 +12,10 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import ctypes  # noqa: E402
 import logging  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
+import uuid  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -23,16 +24,11 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import spaces  # noqa: E402
 import torch  # noqa: E402
+from gradio.data_classes import ListFiles  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 
 from psp_hub.imageio import ImageLoadError, load_image, save_image  # noqa: E402
-from psp_hub.pipeline import (  # noqa: E402
-    NoFaceError,
-    PipelineConfig,
-    PipelineError,
-    ResizeUpscaler,
-    RestorationPipeline,
-)
-from psp_hub.pipeline.background import output_size  # noqa: E402
+from psp_hub.pipeline import NoFaceError, PipelineConfig, PipelineError, RestorationPipeline  # noqa: E402
 
 log = logging.getLogger("psp_gan.app")
 HERE = Path(__file__).resolve().parent
@@ -52,13 +48,19 @@ class AppConfig:
 
     max_pixels: int = _env_int("PSP_MAX_PIXELS", 25_000_000)  # photos above this are refused with a message
     max_output_pixels: int = _env_int("PSP_MAX_OUTPUT_PIXELS", 32_000_000)  # the upscale is lowered above this
-    max_reference_uploads: int = _env_int("PSP_MAX_REFERENCE_UPLOADS", 8)  # more are cut to the first N (said so)
+    max_reference_uploads: int = _env_int("PSP_MAX_REFERENCE_UPLOADS", 0)  # 0: the model's K; more are cut (said so)
     max_file_size: str = os.environ.get("PSP_MAX_FILE_SIZE", "20mb")  # upload size limit
     concurrency: int = _env_int("PSP_CONCURRENCY", 2)  # requests run at once; the rest wait in the queue
     queue_size: int = _env_int("PSP_QUEUE_SIZE", 64)
     gpu_duration: int = _env_int("PSP_GPU_DURATION", 60)  # ZeroGPU seconds reserved per call
     preview_side: int = _env_int("PSP_PREVIEW_SIDE", 1600)  # the before/after slider shows at most this size
+    delete_after_s: int = _env_int("PSP_DELETE_AFTER", 3600)  # uploads and results are deleted after this age
     cache_examples: bool = os.environ.get("PSP_CACHE_EXAMPLES", "1") not in ("0", "false", "False")
+
+    @property
+    def delete_every_s(self) -> int:
+        """How often Gradio's cache sweep runs: a sixth of the age, so a file lives at most 7/6 of it."""
+        return max(5, self.delete_after_s // 6)
 
 
 APP = AppConfig()
@@ -66,18 +68,42 @@ PIPE = RestorationPipeline.from_pretrained(
     device="cuda" if os.environ.get("SPACES_ZERO_GPU") else None, max_input_pixels=APP.max_pixels
 )
 INFO = PIPE.info
-OUT_DIR = Path(tempfile.mkdtemp(prefix="psp-gan-app-"))
+REFERENCE_LIMIT = APP.max_reference_uploads or INFO.max_references  # the one limit the page states
+# Results are written inside Gradio's own cache folder: Gradio serves them in place (no second copy, so no
+# half-written shared copy for identical requests) and its `delete_cache` sweep removes them with the uploads.
+OUT_ROOT = Path(get_upload_folder()) / "psp-gan-results"
 
 FACE_CHOICES = [("All faces", "all"), ("Largest face", "largest"), ("Face nearest the centre", "center")]
 
 
+class UserInputError(Exception):
+    """A request the app refuses with a message for the user (logged as one line, no traceback)."""
+
+    def __init__(self, message: str, title: str = "Cannot restore this photo") -> None:
+        super().__init__(message)
+        self.title = title
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the OS after a request (glibc keeps them otherwise; see docs/app.md)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _paths(files) -> list[str]:
-    """File paths from a gr.File value (str, list of str, or file objects)."""
+    """File paths from a gr.File value: a path, a file object or FileData dict, or a list of those."""
     if files is None:
         return []
-    if isinstance(files, (str, os.PathLike)):
+    if isinstance(files, (str, os.PathLike, dict)) or hasattr(files, "path"):
         files = [files]
-    return [str(getattr(f, "path", None) or getattr(f, "name", None) or f) for f in files]
+    out = []
+    for f in files:
+        path = f.get("path") if isinstance(f, dict) else getattr(f, "path", None) or getattr(f, "name", None) or f
+        if path:
+            out.append(str(path))
+    return out
 
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:
@@ -85,11 +111,6 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     h, w = image.shape[:2]
     s = side / max(h, w)
     return image if s >= 1 else cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-
-
-def _strip(faces: list[np.ndarray]) -> np.ndarray:
-    """Faces side by side (only-faces output)."""
-    return np.concatenate(faces, axis=1)
 
 
 def _status_markdown(result, notes: list[str]) -> str:
@@ -127,76 +148,123 @@ _LAST_ERRORS: dict[str, str] = {}  # session -> message of its last failed reque
 
 
 def _fail(message: str, title: str, request: gr.Request | None) -> gr.Error:
-    """A gr.Error for the toast / API caller; the message is also kept for the page's status box."""
+    """A gr.Error for the toast / API caller (Gradio prints no traceback); the page's status box shows it too."""
     if request is not None and getattr(request, "session_hash", None):
         if len(_LAST_ERRORS) > 1000:
             _LAST_ERRORS.clear()
         _LAST_ERRORS[request.session_hash] = message
-    return gr.Error(message, title=title)
+    return gr.Error(message, title=title, print_exception=False)
 
 
 def show_failure(request: gr.Request):
     """After a failed request: clear stale results and show the error message in the status box."""
     message = _LAST_ERRORS.pop(getattr(request, "session_hash", None) or "", "The request failed.")
-    return None, None, [], [], f"**Cannot restore this photo.** {message}", None
+    return None, None, [], None, [], f"**Cannot restore this photo.** {message}", None
 
 
-def restore(photo, references, faces="all", upscale=2.0, strength=1.0, drop_mismatched=True,
-            reference_faces="best", input_is_aligned=False, only_faces=False, request: gr.Request = None):
-    """Restore the faces in `photo` with the reference photos; returns the page's outputs (API: /restore)."""
+def _pipeline_config(faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned,
+                     only_faces) -> PipelineConfig:
+    """The page's options as a validated PipelineConfig (ValueError names a bad option)."""
+    return PipelineConfig(
+        faces=faces or "all", upscale=float(upscale), strength=float(strength), input_is_aligned=bool(input_is_aligned),
+        only_faces=bool(only_faces), mismatched_references="drop" if drop_mismatched else "keep",
+        reference_faces=reference_faces or "best", max_output_pixels=APP.max_output_pixels,
+    )
+
+
+def _request_files(photo, references) -> tuple[str, list[str], list[str]]:
+    """The photo path, the reference paths (cut to the limit) and the notes about them."""
+    photo_paths = _paths(photo)
+    if not photo_paths:
+        raise UserInputError("Please upload a photo to restore.", "No photo")
+    refs, notes = _paths(references), []
+    if len(refs) > REFERENCE_LIMIT:
+        notes.append(f"You gave {len(refs)} reference photos; only the first {REFERENCE_LIMIT} were used.")
+        refs = refs[:REFERENCE_LIMIT]
+    if not refs:
+        notes.append("No reference photos: blind restoration (the model sees only the photo).")
+    return photo_paths[0], refs, notes
+
+
+def _faces_caption(face) -> str:
+    mode = f"personalised, {len(face.references_used)} refs" if face.references_used else "blind"
+    return f"face {face.index}: input | restored ({mode})"
+
+
+def _write_outputs(result, photo: str, aligned_refs) -> tuple:
+    """Every file the page shows, written once into this request's own folder (full-size PNGs, JPEG previews)."""
+    out = OUT_ROOT / uuid.uuid4().hex
+    stem = Path(photo).stem[:40] or "photo"
+    faces_png = [save_image(f.restored, out / f"{stem}_face_{f.index:02d}.png") for f in result.faces]
+    if result.image is not None:
+        after = result.image
+        preview_after = _fit(after, APP.preview_side)
+        source = load_image(photo, max_pixels=APP.max_pixels)
+        interp = cv2.INTER_AREA if source.shape[1] > preview_after.shape[1] else cv2.INTER_LANCZOS4
+        preview_before = cv2.resize(source, preview_after.shape[1::-1], interpolation=interp)
+        del source
+    else:
+        after = np.concatenate([f.restored for f in result.faces], axis=1)
+        preview_after = after
+        preview_before = np.concatenate([f.aligned_input for f in result.faces], axis=1)
+    download = save_image(after, out / f"{stem}_restored.png")
+    slider = (str(save_image(preview_before, out / "before.jpg", quality=90)),
+              str(save_image(preview_after, out / "after.jpg", quality=90)))
+    faces_gallery = [(str(save_image(np.concatenate([f.aligned_input, f.restored], axis=1), out / f"pair_{f.index:02d}.png")),
+                      _faces_caption(f)) for f in result.faces]
+    used = {name for f in result.faces for name in f.references_used}
+    refs_gallery = [(str(save_image(image, out / f"ref_{i:02d}.png")), f"{name}: {'used' if name in used else 'not used'}")
+                    for i, (name, image) in enumerate(aligned_refs)]
+    return slider, str(download), faces_gallery, [str(p) for p in faces_png], refs_gallery
+
+
+def _restore(photo, references, options: tuple, request: gr.Request | None) -> tuple[tuple, list[str]]:
+    """Run one request; returns the page's outputs and the warnings to show. Errors become gr.Error."""
     started = time.perf_counter()
     try:
-        photo_paths = _paths(photo)
-        if not photo_paths:
-            raise _fail("Please upload a photo to restore.", "No photo", request)
-        refs = _paths(references)
-        notes = []
-        if len(refs) > APP.max_reference_uploads:
-            notes.append(f"You gave {len(refs)} reference photos; only the first {APP.max_reference_uploads} were used.")
-            refs = refs[: APP.max_reference_uploads]
-        if not refs:
-            notes.append("No reference photos: blind restoration (the model sees only the photo).")
-        config = PipelineConfig(
-            faces=faces or "all", upscale=float(upscale), strength=float(strength), input_is_aligned=bool(input_is_aligned),
-            only_faces=bool(only_faces), mismatched_references="drop" if drop_mismatched else "keep",
-            reference_faces=reference_faces or "best", max_output_pixels=APP.max_output_pixels,
-        )
-        result, aligned_refs = _run_pipeline(photo_paths[0], refs, config)
-    except gr.Error:
-        raise
+        photo_path, refs, notes = _request_files(photo, references)
+        result, aligned_refs = _run_pipeline(photo_path, refs, _pipeline_config(*options))
+        files = _write_outputs(result, photo_path, aligned_refs)
+        report = dict(result.report, app_seconds=round(time.perf_counter() - started, 3), app_notes=notes)
+        outputs = (*files, _status_markdown(result, notes), report)
+        return outputs, [w for w in notes + result.warnings if w != INFO.message]
+    except UserInputError as exc:
+        log.warning("refused: %s", exc)
+        raise _fail(str(exc), exc.title, request) from None
     except (ImageLoadError, NoFaceError, PipelineError, ValueError) as exc:
+        log.warning("refused: %s: %s", type(exc).__name__, exc)  # the user's input, not a fault: one line
         raise _fail(str(exc), "Cannot restore this photo", request) from None
     except torch.OutOfMemoryError:
+        log.warning("refused: out of memory")
         raise _fail("The server ran out of memory on this photo; try a smaller photo or a lower upscale.",
                     "Out of memory", request) from None
-    except Exception:  # noqa: BLE001 - never show a traceback in the page
+    except Exception:  # noqa: BLE001 - never show a traceback in the page; the log gets it once
         log.exception("restore failed")
         raise _fail("Something went wrong while restoring this photo; the details are in the server log.",
                     "Unexpected error", request) from None
+    finally:
+        result = aligned_refs = None  # the full-size arrays are on disk now: free them before trimming the heap
+        _release_memory()
 
-    for w in notes + result.warnings:
-        if w != INFO.message:
-            gr.Warning(w)
-    source = load_image(photo_paths[0], max_pixels=APP.max_pixels)
-    stem = Path(photo_paths[0]).stem[:40] or "photo"
-    out_dir = Path(tempfile.mkdtemp(dir=OUT_DIR))
-    if result.image is not None:
-        before = ResizeUpscaler(config.background)(source, output_size(source.shape, result.report["upscale"]))
-        after = result.image
-    else:
-        before = _strip([f.aligned_input for f in result.faces])
-        after = _strip([f.restored for f in result.faces])
-    download = save_image(after, out_dir / f"{stem}_restored.png")
-    slider = (_fit(before, APP.preview_side), _fit(after, APP.preview_side))
-    faces_gallery = [
-        (np.concatenate([f.aligned_input, f.restored], axis=1),
-         f"face {f.index}: input | restored ({'personalised, ' + str(len(f.references_used)) + ' refs' if f.references_used else 'blind'})")
-        for f in result.faces
-    ]
-    used = {name for f in result.faces for name in f.references_used}
-    refs_gallery = [(image, f"{name}: {'used' if name in used else 'not used'}") for name, image in aligned_refs]
-    report = dict(result.report, app_seconds=round(time.perf_counter() - started, 3), app_notes=notes)
-    return slider, str(download), faces_gallery, refs_gallery, _status_markdown(result, notes), report
+
+def restore(photo, references=None, faces="all", upscale=2.0, strength=1.0, drop_mismatched=True,
+            reference_faces="best", input_is_aligned=False, only_faces=False, request: gr.Request = None):
+    """Restore the faces in `photo` with the reference photos (optional; one file or a list); API: /restore.
+
+    Returns the before/after previews, the restored photo (PNG), the faces gallery, the restored faces (PNG, full
+    size), the references as the model sees them, the status text and the JSON report.
+    """
+    options = (faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces)
+    outputs, warnings = _restore(photo, references, options, request)
+    for w in warnings:
+        gr.Warning(w)
+    return outputs
+
+
+def restore_example(photo, references, photo_thumbnail=None, reference_thumbnails=None, request: gr.Request = None):
+    """Cached examples: default options; the notes stay in the status box (no toast at start-up)."""
+    options = ("all", 2.0, 1.0, True, "best", False, False)
+    return _restore(photo, references, options, request)[0]
 
 
 def preview_photo(photo):
@@ -212,15 +280,24 @@ def preview_photo(photo):
     return gr.update(value=_fit(image, 800), visible=True), f"{w} x {h} pixels"
 
 
-def restore_example(photo, references, request: gr.Request = None):
-    """Cached examples: default options."""
-    return restore(photo, references, request=request)
+class OneOrManyFiles(ListFiles):
+    """Reference photos: a list of files, or a single file (`handle_file(...)` without a list)."""
+
+    @classmethod
+    def model_validate(cls, obj, *args, **kwargs):
+        return super().model_validate([obj] if isinstance(obj, dict) else obj, *args, **kwargs)
+
+
+def _reference_text() -> str:
+    """The reference limit, worded the same everywhere on the page."""
+    return f"up to {REFERENCE_LIMIT} reference photos"
 
 
 def _model_banner() -> str:
     if INFO.trained:
-        return (f"<div class='psp-ok'>Model: {INFO.message} · {INFO.out_size} px faces · up to "
-                f"{INFO.max_references} references · {INFO.device}</div>")
+        used = "" if REFERENCE_LIMIT == INFO.max_references else f" (the best {INFO.max_references} per face)"
+        return (f"<div class='psp-ok'>Model: {INFO.message} · {INFO.out_size} px faces · {_reference_text()}{used} · "
+                f"{INFO.device}</div>")
     return (f"<div class='psp-warn' id='untrained-warning'><b>⚠️ Untrained model.</b> {INFO.message} "
             f"({INFO.out_size} px, {INFO.device})</div>")
 
@@ -244,68 +321,96 @@ References that look like someone else are dropped (you can keep them); without 
 
 
 def _examples() -> list[list]:
-    """Example rows from the repository's `examples/` folder (only those present)."""
+    """Example rows (photo, references) from `examples/`; the first shows one person in photo and references."""
     rows = []
-    r7222 = sorted(str(p) for p in (EXAMPLES / "references" / "celeba_7222").glob("*.jpg"))
-    r7256 = sorted(str(p) for p in (EXAMPLES / "references" / "celeba_7256").glob("*.jpg"))
-    for photo, refs in [("celeba_7222_lq.jpg", r7222[:3]), ("celeba_7256_lq.jpg", r7256), ("family_lq.jpg", r7222[:3])]:
+    for photo, person, n in [("celeba_7399_lq.jpg", "celeba_7399", 4), ("celeba_7222_lq.jpg", "celeba_7222", 3),
+                             ("celeba_7256_lq.jpg", "celeba_7256", 4), ("family_lq.jpg", "celeba_7222", 3)]:
         path = EXAMPLES / "photos" / photo
+        refs = sorted(str(p) for p in (EXAMPLES / "references" / person).glob("*.jpg"))[:n]
         if path.is_file() and refs:
-            rows.append([str(path), refs])
+            rows.append([str(path), refs, str(path), refs])
     return rows
+
+
+def _input_column() -> dict:
+    """Photo, references and options; returns the components by name."""
+    c = {"photo": gr.File(label="Photo to restore", file_count="single", type="filepath", elem_id="photo-input")}
+    c["preview"] = gr.Image(label="Photo", type="numpy", interactive=False, visible=False, height=240,
+                            elem_id="photo-preview")
+    c["photo_info"] = gr.Markdown(elem_id="photo-info")
+    c["references"] = gr.File(label=f"Reference photos of the same person ({_reference_text()})", file_count="multiple",
+                              type="filepath", elem_id="reference-input")
+    c["references"].data_model = OneOrManyFiles
+    with gr.Accordion("Options", open=False):
+        c["faces"] = gr.Radio(FACE_CHOICES, value="all", label="Faces to restore")
+        c["upscale"] = gr.Slider(1, 4, value=2, step=0.5, label="Upscale factor (whole photo)")
+        c["strength"] = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Reference strength (0 = blind)")
+        c["drop"] = gr.Checkbox(value=True, label="Drop references that look like someone else")
+        c["reference_faces"] = gr.Radio([("Best-matching face only", "best"), ("Every face", "all")], value="best",
+                                        label="In group photos, use the references for")
+        c["aligned"] = gr.Checkbox(value=False, label="The photo is already an aligned face crop")
+        c["only_faces"] = gr.Checkbox(value=False, label="Output the restored faces only")
+    c["run"] = gr.Button("Restore", variant="primary", elem_id="restore-button")
+    return c
+
+
+def _output_column() -> list:
+    """The results, in the order of the /restore endpoint's outputs (each named: the API lists them by label)."""
+    slider = gr.ImageSlider(label="Before and after", type="filepath", elem_id="result-slider",
+                            buttons=["fullscreen"], max_height=640)
+    download = gr.File(label="Restored photo (PNG, full size)", elem_id="result-download")
+    status = gr.Markdown(label="Status", elem_id="result-status")
+    with gr.Row():
+        faces_out = gr.Gallery(label="Restored faces (aligned input | restored)", columns=2, height=260,
+                               elem_id="result-faces")
+        refs_out = gr.Gallery(label="References as the model sees them", columns=4, height=260,
+                              elem_id="result-references")
+    faces_png = gr.File(label="Restored faces (PNG, full size)", file_count="multiple", elem_id="result-face-files")
+    with gr.Accordion("Report", open=False):
+        report = gr.JSON(label="Report", elem_id="result-report")
+    return [slider, download, faces_out, faces_png, refs_out, status, report]
+
+
+def _add_examples(c: dict, outputs: list) -> None:
+    """Examples shown as thumbnails (hidden image columns); choosing one fills the photo and reference inputs."""
+    rows = _examples()
+    if not rows:
+        return
+    thumb = gr.Image(label="Photo", type="filepath", visible=False)
+    thumbs = gr.Gallery(label="References", type="filepath", visible=False)
+    gr.Examples(rows, [c["photo"], c["references"], thumb, thumbs], outputs, fn=restore_example,
+                cache_examples=APP.cache_examples, visible_columns=[2, 3], api_visibility="private",
+                label="Examples (degraded photos with references; the first shows the same person in both)",
+                preload=0 if APP.cache_examples else False)
+
+
+def _footer() -> str:
+    minutes = max(1, round((APP.delete_after_s + APP.delete_every_s) / 60))
+    return (f"Uploads and results are kept only in the server's temporary folder and deleted within {minutes} "
+            f"minute(s). Limits: {APP.max_pixels / 1e6:g} megapixels per photo, {APP.max_file_size} per upload, "
+            f"{_reference_text()}. Usage analytics are off.")
 
 
 def build_demo() -> gr.Blocks:
     """The page: inputs and options on the left, before/after, faces, references and report on the right."""
-    with gr.Blocks(title="PSP-GAN: personalised face restoration", analytics_enabled=False) as demo:
+    with gr.Blocks(title="PSP-GAN: personalised face restoration", analytics_enabled=False,
+                   delete_cache=(APP.delete_every_s, APP.delete_after_s)) as demo:
         gr.Markdown("# PSP-GAN — personalised face restoration", elem_id="psp-title")
         gr.HTML(_model_banner())
         gr.Markdown(DESCRIPTION)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                photo = gr.File(label="Photo to restore", file_count="single", type="filepath", elem_id="photo-input")
-                preview = gr.Image(label="Photo", type="numpy", interactive=False, visible=False, height=240,
-                                   elem_id="photo-preview")
-                photo_info = gr.Markdown(elem_id="photo-info")
-                references = gr.File(label=f"Reference photos of the same person (up to {APP.max_reference_uploads})",
-                                     file_count="multiple", type="filepath", elem_id="reference-input")
-                with gr.Accordion("Options", open=False):
-                    faces = gr.Radio(FACE_CHOICES, value="all", label="Faces to restore")
-                    upscale = gr.Slider(1, 4, value=2, step=0.5, label="Upscale factor (whole photo)")
-                    strength = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Reference strength (0 = blind)")
-                    drop = gr.Checkbox(value=True, label="Drop references that look like someone else")
-                    ref_faces = gr.Radio([("Best-matching face only", "best"), ("Every face", "all")], value="best",
-                                         label="In group photos, use the references for")
-                    aligned = gr.Checkbox(value=False, label="The photo is already an aligned face crop")
-                    only_faces = gr.Checkbox(value=False, label="Output the restored faces only")
-                run = gr.Button("Restore", variant="primary", elem_id="restore-button")
+                c = _input_column()
             with gr.Column(scale=2):
-                slider = gr.ImageSlider(label="Before / after", type="numpy", elem_id="result-slider",
-                                        buttons=["fullscreen"], max_height=640)
-                download = gr.File(label="Restored photo (PNG, full size)", elem_id="result-download")
-                status = gr.Markdown(elem_id="result-status")
-                with gr.Row():
-                    faces_out = gr.Gallery(label="Restored faces (aligned input | restored)", columns=2, height=260,
-                                           elem_id="result-faces")
-                    refs_out = gr.Gallery(label="References as the model sees them", columns=4, height=260,
-                                          elem_id="result-references")
-                with gr.Accordion("Report", open=False):
-                    report = gr.JSON(label="Report", elem_id="result-report")
-        outputs = [slider, download, faces_out, refs_out, status, report]
-        photo.change(preview_photo, photo, [preview, photo_info], api_name=False, show_progress="hidden")
-        event = run.click(restore, [photo, references, faces, upscale, strength, drop, ref_faces, aligned, only_faces],
-                          outputs, api_name="restore", concurrency_limit=APP.concurrency)
+                outputs = _output_column()
+        inputs = [c[k] for k in ("photo", "references", "faces", "upscale", "strength", "drop", "reference_faces",
+                                 "aligned", "only_faces")]
+        c["photo"].change(preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False,
+                          show_progress="hidden")
+        event = c["run"].click(restore, inputs, outputs, api_name="restore", concurrency_limit=APP.concurrency)
         event.failure(show_failure, None, outputs, api_name=False, show_progress="hidden")
-        rows = _examples()
-        if rows:
-            gr.Examples(rows, [photo, references], outputs, fn=restore_example, cache_examples=APP.cache_examples,
-                        label="Examples (degraded photos with references of the same person)", api_name=False,
-                        preload=False)
-        gr.Markdown(
-            "Photos are processed in memory and not stored beyond the session's temporary files. "
-            f"Limits: {APP.max_pixels / 1e6:g} megapixels per photo, {APP.max_file_size} per upload, "
-            f"{APP.max_reference_uploads} references. Usage analytics are off."
-        )
+        _add_examples(c, outputs)
+        gr.Markdown(_footer())
     return demo
 
 
@@ -313,6 +418,6 @@ demo = build_demo()
 demo.queue(default_concurrency_limit=APP.concurrency, max_size=APP.queue_size)
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo.launch(max_file_size=APP.max_file_size, theme=THEME, css=CSS, show_error=False,
                 footer_links=["api", "gradio"])

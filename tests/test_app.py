@@ -1,9 +1,11 @@
-"""The running Space through gradio_client: the named endpoint restores, and bad input is a readable error."""
+"""The running Space through gradio_client: the named endpoint restores, bad input is a readable one-line error,
+identical concurrent calls all succeed, and results and uploads are deleted after the configured time."""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import subprocess
 import sys
 import time
@@ -48,6 +50,9 @@ def start_app(tmp: Path, model_dir: Path, **env) -> tuple[subprocess.Popen, str]
     raise RuntimeError("app did not start in time")
 
 
+ARGS = ("all", 2, 1.0, True, "best", False, False)  # faces, upscale, strength, drop, reference_faces, aligned, only
+
+
 def stop_app(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -57,12 +62,23 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    PSPGAN(tiny_config(64)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("app")
-    PSPGAN(tiny_config(64)).save_pretrained(tmp / "tiny")
-    proc, url = start_app(tmp, tmp / "tiny", PSP_CACHE_EXAMPLES="0", PSP_MAX_REFERENCE_UPLOADS="4")
-    yield url
+    proc, url = start_app(tmp, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_MAX_REFERENCE_UPLOADS="4")
+    yield url, tmp / "app.log"
     stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +90,64 @@ def client(app_url, tmp_path_factory):
 def test_named_endpoint_returns_the_restored_photo(client, samples):
     photo = samples / "references" / "celeba_7222" / "010582.jpg"
     refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
-    slider, download, faces, references, status, report = client.predict(
-        handle_file(str(photo)), [handle_file(str(r)) for r in refs], "all", 2, 1.0, True, "best", False, False,
-        api_name="/restore")
+    slider, download, faces, face_files, references, status, report = client.predict(
+        handle_file(str(photo)), [handle_file(str(r)) for r in refs], *ARGS, api_name="/restore")
     out = load_image(download)
     assert out.shape == (1600, 1202, 3)
     assert len(slider) == 2 and load_image(slider[1]).shape[2] == 3
     assert len(faces) == 1 and len(references) == 3
     assert report["faces"][0]["references_used"] == [r.name for r in refs]
     assert "Untrained model" in status  # the test model is untrained and the page says so
+    assert [Path(f).suffix for f in face_files] == [".png"]  # the restored face at the model's full size, lossless
+    assert load_image(face_files[0]).shape == (64, 64, 3)
+
+
+def test_every_output_and_parameter_is_named_and_references_are_optional(client):
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/restore"]
+    labels = [r["label"] for r in info["returns"]]
+    assert len(labels) == 7 and not any(label.startswith("value_") for label in labels), labels
+    params = {p["parameter_name"]: p for p in info["parameters"]}
+    assert params["references"]["parameter_has_default"] and not params["photo"]["parameter_has_default"]
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/restore"]
+
+
+def test_references_may_be_left_out_or_given_as_one_file(client, samples):
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    *_, status, report = client.predict(handle_file(str(photo)), api_name="/restore")  # every option defaulted
+    assert "blind" in status and report["references_given"] == 0
+    ref = samples / "references" / "celeba_7222" / "000131.jpg"
+    *_, status, report = client.predict(handle_file(str(photo)), handle_file(str(ref)), *ARGS, api_name="/restore")
+    assert report["references_given"] == 1 and report["faces"][0]["references_used"] == ["000131.jpg"]
+
+
+def test_identical_concurrent_requests_all_succeed(app_url, samples, tmp_path):
+    """Identical calls share cached upload files: every one must come back whole (no half-written shared file)."""
+    photo = samples / "references" / "celeba_7256" / "011760.jpg"
+    refs = sorted((samples / "references" / "celeba_7256").glob("*.jpg"))[:2]
+    results, errors = [], []
+
+    def call(i: int) -> None:
+        c = Client(app_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / f"c{i}"))
+        try:
+            out = c.predict(handle_file(str(photo)), [handle_file(str(r)) for r in refs], *ARGS, api_name="/restore")
+            results.append((load_image(out[1]).shape, [load_image(g["image"]).shape for g in out[2]]))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 6 and len(set(map(repr, results))) == 1  # the same, complete answer six times
 
 
 def test_no_references_is_blind_and_said_so(client, samples):
     photo = samples / "photos" / "cropped" / "Paris_Hilton_crop.png"
     *_, status, report = client.predict(handle_file(str(photo)), [], "all", 1, 1.0, True, "best", False, False,
                                         api_name="/restore")
+    assert len(report["faces"]) == 1
     assert "blind" in status and report["faces"][0]["mode"] == "blind"
 
 
@@ -135,3 +194,43 @@ def test_references_of_someone_else_are_flagged(client, samples):
     *_, status, report = client.predict(handle_file(str(photo)), [handle_file(str(r)) for r in refs], "all", 1, 1.0,
                                         True, "best", False, False, api_name="/restore")
     assert "may show someone else" in status and report["faces"][0]["mode"] == "blind"
+
+
+def test_user_errors_are_one_log_line_without_traceback(client, app_server, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "notes.png").write_text("not a photo")
+    Image.new("RGB", (300, 200), (120, 130, 140)).save(tmp_path / "wall.jpg")
+    for name in ("notes.png", "wall.jpg"):
+        with pytest.raises(Exception):
+            client.predict(handle_file(str(tmp_path / name)), api_name="/restore")
+    log = app_server[1].read_text()
+    refused = [line for line in log.splitlines() if "refused:" in line]
+    assert any("not an image file" in line for line in refused) and any("No face" in line for line in refused)
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_results_and_uploads_are_deleted_after_the_configured_age(tmp_path, tiny_model, samples):
+    """PSP_DELETE_AFTER=1: Gradio's cache sweep (every 5 s) removes the outputs and the uploads of a request."""
+    proc, url = start_app(tmp_path, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_DELETE_AFTER="1")
+    try:
+        c = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        photo = samples / "references" / "celeba_7222" / "010582.jpg"
+        out = c.predict(handle_file(str(photo)), handle_file(str(photo)), *ARGS, api_name="/restore")
+        served = [out[1]["path"], *[f["path"] for f in out[3]]]
+        cache = tmp_path / "gradio"
+        assert all(Path(p).resolve().is_relative_to(cache.resolve()) for p in served)  # written in Gradio's cache
+
+        def left() -> list[Path]:  # this request's files: its results and its uploaded photo
+            return [f for f in cache.rglob("*") if f.is_file() and (str(f) in served or f.name == photo.name)]
+
+        deadline = time.time() + 600  # the sweep runs every 5 s; the bound only guards against a hung server
+        while time.time() < deadline and left():
+            time.sleep(1)
+        assert left() == []
+        shipped = {p.name for p in (REPO / "examples").rglob("*.jpg")}
+        others = [f for f in cache.rglob("*") if f.is_file() and f.name not in shipped and f.stat().st_size > 0]
+        assert others == []  # what stays is the examples' copies (and Gradio's empty upload stubs)
+    finally:
+        stop_app(proc)
