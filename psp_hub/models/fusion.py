@@ -151,6 +151,53 @@ class CrossAttentionFusion(nn.Module):
         weights = mask.to(per_ref.dtype)[:, :, None, None]
         return (per_ref * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
+    # -- which reference the input draws on (only when asked: training never calls this) ----------
+    @torch.no_grad()
+    def reference_mass(self, x: torch.Tensor, prepared: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """(B, K) attention mass per reference, read from the input's side: at every input position the
+        query-key scores over all references' tokens are normalised jointly (softmax over references and tokens),
+        and each reference's share is averaged over positions and heads. For "input_query" this is exactly the
+        fusion's attention; for "reference_query", whose softmax runs per reference (so its mass per reference is
+        uniform by construction), it is the same scores seen from the input. Sums to 1 over valid references."""
+        b, _, size, _ = x.shape
+        t = self.norm_input(_tokens(x))
+        mask = mask.to(torch.bool)
+        logits, inside = self._mass_logits(t, size, prepared)  # (B, h, K, M, N), (M, N) or None
+        valid = mask[:, None, :, None, None]
+        if inside is not None:
+            valid = valid & inside[None, None, None]
+        logits = logits.float().masked_fill(~valid, _MASKED)
+        kcount, m = logits.shape[2], logits.shape[3]
+        p = logits.flatten(2, 3).softmax(dim=2).unflatten(2, (kcount, m))
+        mass = p.sum(dim=3).mean(dim=(1, 3)) * mask  # (B, K)
+        return mass / mass.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _mass_logits(self, t, size, prepared) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores (B, h, K, M, N) between each input position n and the M reference tokens it can meet."""
+        b, n, _ = t.shape
+        d = self.dim // self.heads
+        if self.direction == "input_query":
+            ref_tok = prepared["k"]
+            q_in = self.q(t + self._pe(size, t)) if self.window is None else self.q(t)
+        else:
+            ref_tok = prepared["q"]
+            q_in = self.k(t + self._pe(size, t)) if self.window is None else self.k(t)
+        kcount = ref_tok.shape[1]
+        q_in = q_in.transpose(1, 2).reshape(b, self.heads, d, n).float()  # (B, h, d, N)
+        if self.window is None:
+            r = ref_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, n).float()  # (B, K, h, d, M=N)
+            return torch.einsum("bkhdm,bhdn->bhkmn", r, q_in) / math.sqrt(d), None
+        w2 = self.window**2
+        if self.direction == "input_query":  # the input's query meets the references' window around it
+            r = self._unfold(ref_tok, size).reshape(b, kcount, self.heads, d, w2, n).float()
+            logits = torch.einsum("bhdn,bkhdwn->bhkwn", q_in, r) / math.sqrt(d)
+        else:  # each reference token's window over the input, grouped by the reference position
+            k_win = self._unfold(self.k(t)[:, None], size).reshape(b, self.heads, d, w2, n).float()
+            r = ref_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, n).float()
+            logits = torch.einsum("bkhdn,bhdwn->bhkwn", r, k_win) / math.sqrt(d)
+        bias = self.rel_bias.float()[None, :, None, :, None]
+        return logits + bias, self._window_valid(size, t.device)
+
     def _unfold(self, tokens: torch.Tensor, size: int) -> torch.Tensor:
         """(B, K, N, dim) tokens -> (B, K, dim*w*w, N) neighbourhoods (zero outside the image)."""
         b, kcount, n, dim = tokens.shape

@@ -114,44 +114,63 @@ class PSPGAN(
 
     # -- restoration ------------------------------------------------------------------------------
     def restore(self, lq: torch.Tensor, cache: ReferenceCache | None = None, *, strength: float = 1.0,
-                randomize_noise: bool | None = None, return_unet_images: bool = False) -> PSPGANOutput:
+                randomize_noise: bool | None = None, return_unet_images: bool = False,
+                return_contributions: bool = False) -> PSPGANOutput:
         """Degraded faces (B, 3, H, W) in [-1, 1] + cached references -> PSPGANOutput.
 
         `strength` scales how much the references change the features (0 = blind restoration, 1 = trained
         behaviour). Noise is random in training and fixed (the stored buffers) in eval mode.
         `return_unet_images` also runs the E_LR decoder's RGB heads (only the U-Net loss needs them; skipped
         otherwise so that inference does no extra work and DDP does not wait for gradients they never get).
+        `return_contributions` also measures each reference's share of the fusion's attention (see
+        `PSPGANOutput.contributions`); it does extra attention work, so it is off unless asked.
         """
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq must be (B, 3, H, W), got {tuple(lq.shape)}")
         randomize_noise = self.training if randomize_noise is None else randomize_noise
         x = self._to_model_size(lq)
         cache = cache.for_batch(x.shape[0]) if cache is not None else None
+        masses = [] if return_contributions else None
         feat, skips = self.lr_unet.encode(x)
-        feat = self._fuse(feat, cache, strength)
+        feat = self._fuse(feat, cache, strength, masses)
         latents = self.latent_head(self.latent_reduce(feat).flatten(1)).view(-1, self.config.num_latent, self.config.style_dim)
         conditions, unet_images = {}, []
         for i in range(len(self.lr_unet.up)):
-            feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength)
+            feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength, masses)
             r = feat.shape[-1]
             conditions[r] = self.sft[str(r)](feat)
             if return_unet_images:
                 unet_images.append(self.lr_unet.rgb(i, feat))
         image = self.generator.synthesis(latents, conditions, randomize_noise=randomize_noise)
-        return PSPGANOutput(image=image, unet_images=tuple(unet_images), latents=latents)
+        return PSPGANOutput(image=image, unet_images=tuple(unet_images), latents=latents,
+                            contributions=self._contributions(masses, cache, x))
 
     def forward(self, lq: torch.Tensor, refs: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
                 *, strength: float = 1.0, randomize_noise: bool | None = None,
-                return_unet_images: bool = False) -> PSPGANOutput:
+                return_unet_images: bool = False, return_contributions: bool = False) -> PSPGANOutput:
         """Restore `lq` (B, 3, H, W) with references `refs` (B, K, 3, S, S) and their mask (B, K); see `restore`."""
         return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength, randomize_noise=randomize_noise,
-                            return_unet_images=return_unet_images)
+                            return_unet_images=return_unet_images, return_contributions=return_contributions)
 
-    def _fuse(self, feat: torch.Tensor, cache: ReferenceCache | None, strength: float) -> torch.Tensor:
+    def _fuse(self, feat: torch.Tensor, cache: ReferenceCache | None, strength: float,
+              masses: list[torch.Tensor] | None = None) -> torch.Tensor:
         key = str(feat.shape[-1])
         if cache is None or key not in self.fusion:
             return feat
-        return self.fusion[key](feat, cache.features[feat.shape[-1]], cache.mask, strength)
+        prepared = cache.features[feat.shape[-1]]
+        if masses is not None:
+            masses.append(self.fusion[key].reference_mass(feat, prepared, cache.mask))
+        return self.fusion[key](feat, prepared, cache.mask, strength)
+
+    @staticmethod
+    def _contributions(masses: list[torch.Tensor] | None, cache: ReferenceCache | None, x: torch.Tensor) -> torch.Tensor | None:
+        """Mean over the fusion scales of each reference's attention share; (B, 0) without references."""
+        if masses is None:
+            return None
+        if cache is None or not masses:
+            return torch.zeros(x.shape[0], 0, device=x.device)
+        mean = torch.stack(masses).mean(dim=0)
+        return mean / mean.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
     def _to_model_size(self, x: torch.Tensor) -> torch.Tensor:
         s = self.config.out_size
