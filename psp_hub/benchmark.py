@@ -13,7 +13,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from psp_hub import PSPGAN, PSPGANConfig
+from psp_hub import PSPGAN, PSPGANConfig, tiny_config
 from psp_hub.peak_memory import PeakMemory
 
 
@@ -54,12 +54,12 @@ def gflops_per_face(model: PSPGAN, refs: int, cached: bool) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def run(args) -> list[dict]:
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    config = PSPGANConfig(out_size=args.size, fusion_direction=args.fusion_direction)
+def _model(args, device: torch.device) -> PSPGAN:
+    """The model to time: the full-width config at `args.size` (or the CPU-sized one with --tiny), on `device`."""
+    if args.tiny:
+        config = tiny_config(args.size, fusion_direction=args.fusion_direction)
+    else:
+        config = PSPGANConfig(out_size=args.size, fusion_direction=args.fusion_direction)
     model = PSPGAN(config).eval()
     print(f"PSP-GAN {args.size} px, {model.num_parameters() / 1e6:.1f} M parameters, fusion {args.fusion_direction}, "
           f"device {device}, channels_last {args.channels_last}, compile {args.compile}")
@@ -72,36 +72,50 @@ def run(args) -> list[dict]:
         for module in model.modules():  # 4-D conv weights only (the modulated convs keep a 5-D weight)
             if isinstance(module, torch.nn.Conv2d):
                 module.to(memory_format=torch.channels_last)
+    return model
+
+
+def _measure(args, model: PSPGAN, restore, device: torch.device, dtype_name: str, batch: int, k: int) -> list[dict]:
+    """Latency, throughput and peak memory of one (dtype, batch, K): direct and with cached references."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    lq = (torch.rand(batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+    if args.channels_last:
+        lq = lq.contiguous(memory_format=torch.channels_last)
+    refs = (torch.rand(1, k, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
+    refs_b = refs.expand(batch, -1, -1, -1, -1)
+    rows = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is torch.bfloat16)
+    with torch.no_grad(), autocast:
+        cache = model.encode_references(refs)
+        modes = [("cached", lambda: restore(lq, cache))]
+        if not args.cached_only:
+            modes.insert(0, ("direct", lambda: model(lq, refs_b)))
+        for mode, fn in modes:
+            # peak of the timed runs only: warm-up includes cuDNN's algorithm search, whose trial
+            # workspaces are not what a warmed-up model needs per call
+            _warm_up(fn, device, args.warmup)
+            with PeakMemory(device) as memory:
+                sec = _time(fn, device, args.iters)
+            rows.append(dict(dtype=dtype_name, batch=batch, refs=k, mode=mode, ms=sec * 1e3, faces_per_s=batch / sec,
+                             peak_mib=memory.mib))
+            print(f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} "
+                  f"faces/s  peak {memory.mib:8.0f} MiB", flush=True)
+    return rows
+
+
+def run(args) -> list[dict]:
+    """Time every (dtype, batch, K) and print a markdown table; returns the rows."""
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    model = _model(args, device)
     restore = model.restore
     if args.compile != "none":
         restore = torch.compile(model.restore, mode=None if args.compile == "default" else args.compile, dynamic=False)
-    rows = []
-    for dtype_name in args.dtypes:
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-        for batch in args.batches:
-            for k in args.refs:
-                gen = torch.Generator(device="cpu").manual_seed(0)
-                lq = (torch.rand(batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
-                if args.channels_last:
-                    lq = lq.contiguous(memory_format=torch.channels_last)
-                refs = (torch.rand(1, k, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
-                refs_b = refs.expand(batch, -1, -1, -1, -1)
-                autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype is torch.bfloat16)
-                with torch.no_grad(), autocast:
-                    cache = model.encode_references(refs)
-                    modes = [("cached", lambda: restore(lq, cache))]
-                    if not args.cached_only:
-                        modes.insert(0, ("direct", lambda: model(lq, refs_b)))
-                    for mode, fn in modes:
-                        # peak of the timed runs only: warm-up includes cuDNN's algorithm search, whose trial
-                        # workspaces are not what a warmed-up model needs per call
-                        _warm_up(fn, device, args.warmup)
-                        with PeakMemory(device) as memory:
-                            sec = _time(fn, device, args.iters)
-                        peak = memory.mib
-                        row = dict(dtype=dtype_name, batch=batch, refs=k, mode=mode, ms=sec * 1e3, faces_per_s=batch / sec, peak_mib=peak)
-                        rows.append(row)
-                        print(f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} faces/s  peak {peak:8.0f} MiB", flush=True)
+    rows = [row for dtype_name in args.dtypes for batch in args.batches for k in args.refs
+            for row in _measure(args, model, restore, device, dtype_name, batch, k)]
     what = "allocated GPU memory" if device.type == "cuda" else "process RSS, weights included"
     print(f"\npeak MiB = {what}")
     print("\n| dtype | batch | refs | references | latency (ms) | faces/s | peak MiB |\n| --- | --- | --- | --- | --- | --- | --- |")
@@ -124,6 +138,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"],
                    help="torch.compile the cached restore path (reduce-overhead adds CUDA graphs)")
     p.add_argument("--cached-only", action="store_true", help="time only the cached-reference path")
+    p.add_argument("--tiny", action="store_true", help="the CPU-sized test config instead of the full-width one")
     p.add_argument("--flops", action="store_true", help="also count GFLOP per face (CPU, slow at 512 px)")
     return run(p.parse_args(argv))
 

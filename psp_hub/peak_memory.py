@@ -28,13 +28,28 @@ class PeakMemory:
         self.start_mib = float("nan")  # CPU: the RSS when the block began (after the trim)
         self._stop = threading.Event()
         self._peak = 0
+        self._readings = 0
+        self._taken = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         proc = psutil.Process()
         while not self._stop.is_set():
-            self._peak = max(self._peak, proc.memory_info().rss)
+            rss = proc.memory_info().rss
+            with self._taken:
+                self._peak = max(self._peak, rss)
+                self._readings += 1
+                self._taken.notify_all()
             self._stop.wait(self.interval_s)
+
+    def wait_for_reading(self) -> None:
+        """CPU: block until the sampler has read the RSS after this call, so what is resident now counts in the
+        peak however long a busy machine keeps the sampler waiting (no effect on CUDA)."""
+        if self._thread is None:
+            return
+        with self._taken:
+            target = self._readings + 2  # the reading under way may have started before this call
+            self._taken.wait_for(lambda: self._readings >= target or not self._thread.is_alive())
 
     def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
