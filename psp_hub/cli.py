@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Folders are processed file by file; a bad file is reported and skipped.",
     )
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="photos and/or folders of photos")
-    p.add_argument("--ref", nargs="+", default=[], metavar="REF", help="reference photos (or folders) of the person; "
-                   "none = blind restoration")
+    p.add_argument("--ref", nargs="+", action="extend", default=[], metavar="REF",
+                   help="reference photos (or folders) of the person: --ref a.jpg b.jpg or --ref a.jpg --ref b.jpg "
+                   "(every file is kept); none = blind restoration")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--model", default=None, metavar="ID_OR_PATH",
                    help="Hub id or folder of PSP-GAN weights (default: $PSP_MODEL, then the bundled weights)")
@@ -72,6 +73,106 @@ def _reference_files(items: list[str]) -> tuple[list[Path], list[str]]:
     return [f for f, _ in files], problems
 
 
+def _config(args):
+    """The run's PipelineConfig from the options (ValueError names a bad value)."""
+    from psp_hub.pipeline import PipelineConfig
+
+    return PipelineConfig(
+        faces=args.faces, upscale=args.upscale, only_faces=args.only_faces, strength=args.strength,
+        input_is_aligned=args.aligned, no_face=args.no_face, max_references=args.max_references,
+        mismatched_references="keep" if args.keep_mismatched else "drop", reference_faces=args.reference_faces,
+    )
+
+
+def _load_pipeline(args, config):
+    """The pipeline around the chosen model, with a one-line account of it on stderr."""
+    from psp_hub.pipeline import RestorationPipeline
+
+    t0 = time.perf_counter()
+    pipe = RestorationPipeline.from_pretrained(args.model, device=None if args.device == "auto" else args.device,
+                                               config=config)
+    info = pipe.info
+    print(f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
+          f"device {info.device}, {info.dtype} | loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if not info.trained:
+        print(f"WARNING: {info.message}", file=sys.stderr)
+    return pipe
+
+
+def _prepare_references(pipe, refs: list[Path]):
+    """Align and embed the references once for the whole run; say how many are usable."""
+    refset = pipe.prepare_references([str(r) for r in refs])
+    for w in refset.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"references: {len(refset.usable)} usable of {len(refs)}"
+          + ("" if refset.usable else " -> blind restoration (no reference photos)"), file=sys.stderr)
+    return refset
+
+
+class _Run:
+    """One run over the photos: output planning, clash and overwrite checks, writing, counting."""
+
+    def __init__(self, args, pipe, refset) -> None:
+        self.args, self.pipe, self.refset = args, pipe, refset
+        self.out_dir = Path(args.out)
+        self.seen: dict[Path, Path] = {}
+        self.ok = self.failures = 0
+
+    def _error(self, message: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"error: {message}", file=sys.stderr)
+        self.failures += 1
+
+    def _planned(self, stem: Path) -> tuple[list[Path], Path]:
+        a = self.args
+        target, report = self.out_dir / f"{stem}.{a.ext}", self.out_dir / f"{stem}.json"
+        return ([] if a.only_faces else [target]) + ([report] if a.report else []), self.out_dir / f"{stem}_faces"
+
+    def photo(self, photo: Path, stem: Path) -> None:
+        """Restore one photo and write its outputs, or report why not (the run goes on)."""
+        from psp_hub.imageio import ImageLoadError
+        from psp_hub.pipeline import NoFaceError, PipelineError
+
+        a = self.args
+        planned, faces_dir = self._planned(stem)
+        clash = next((p for p in planned if p in self.seen), None)
+        if clash is not None:
+            return self._error(f"{photo}: its output {clash} would overwrite the output of {self.seen[clash]}; skipped")
+        existing = [p for p in planned + ([faces_dir] if a.only_faces or a.save_faces else []) if p.exists()]
+        if existing and not a.overwrite:
+            return self._error(f"{photo}: {existing[0]} exists (use --overwrite to replace it); skipped")
+        try:
+            result = self.pipe.restore(str(photo), self.refset)
+        except (ImageLoadError, NoFaceError, PipelineError) as exc:
+            return self._error(f"{photo}: {getattr(exc, 'reason', exc)}; skipped")
+        except (RuntimeError, MemoryError) as exc:  # e.g. out of GPU memory: report, keep going
+            return self._error(f"{photo}: {type(exc).__name__}: {exc}")
+        for p in planned:
+            self.seen[p] = photo
+        self._write(result, planned, faces_dir, photo)
+        self.ok += 1
+
+    def _write(self, result, planned: list[Path], faces_dir: Path, photo: Path) -> None:
+        from tqdm import tqdm
+
+        from psp_hub.imageio import save_image
+
+        a = self.args
+        if result.image is not None:
+            save_image(result.image, planned[0])
+        if a.only_faces or a.save_faces:
+            for face in result.faces:
+                save_image(face.restored, faces_dir / f"face_{face.index:02d}.{a.ext}")
+        if a.report:
+            planned[-1].parent.mkdir(parents=True, exist_ok=True)
+            planned[-1].write_text(json.dumps(result.report, indent=2))
+        info = self.pipe.info
+        for w in result.warnings:
+            if info.trained or w != info.message:
+                tqdm.write(f"warning: {photo.name}: {w}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some inputs failed, 2 usage/model error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
@@ -79,22 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {out_dir} exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
-
     try:
-        from psp_hub.pipeline import ModelLoadError, NoFaceError, PipelineConfig, PipelineError, RestorationPipeline
-        from psp_hub.imageio import ImageLoadError, save_image
         from tqdm import tqdm
 
+        from psp_hub.pipeline import ModelLoadError
+
         try:
-            config = PipelineConfig(
-                faces=args.faces, upscale=args.upscale, only_faces=args.only_faces, strength=args.strength,
-                input_is_aligned=args.aligned, no_face=args.no_face, max_references=args.max_references,
-                mismatched_references="keep" if args.keep_mismatched else "drop", reference_faces=args.reference_faces,
-            )
+            config = _config(args)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-
         photos, problems = collect_inputs(args.inputs, args.recursive)
         refs, ref_problems = _reference_files(args.ref)
         for msg in problems + ref_problems:
@@ -102,79 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         if not photos:
             print("error: no photos to restore", file=sys.stderr)
             return EXIT_USAGE
-
         t0 = time.perf_counter()
         try:
-            pipe = RestorationPipeline.from_pretrained(args.model, device=None if args.device == "auto" else args.device,
-                                                       config=config)
+            pipe = _load_pipeline(args, config)
         except (ModelLoadError, FileNotFoundError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        info = pipe.info
-        print(f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
-              f"device {info.device}, {info.dtype} | loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        if not info.trained:
-            print(f"WARNING: {info.message}", file=sys.stderr)
-
-        refset = pipe.prepare_references([str(r) for r in refs])  # aligned and embedded once for the whole run
-        for w in refset.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        print(f"references: {len(refset.usable)} usable of {len(refs)}"
-              + ("" if refset.usable else " -> blind restoration (no reference photos)"), file=sys.stderr)
-
-        failures = len(problems)
-        seen: dict[Path, Path] = {}
-        ok = 0
+        run = _Run(args, pipe, _prepare_references(pipe, refs))
+        run.failures = len(problems)
         bar = tqdm(photos, unit="photo", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
         for photo, stem in bar:
             bar.set_postfix_str(photo.name[:30])
-            target = out_dir / f"{stem}.{args.ext}"
-            faces_dir = out_dir / f"{stem}_faces"
-            report_path = out_dir / f"{stem}.json"
-            planned = ([] if args.only_faces else [target]) + ([report_path] if args.report else [])
-            clash = next((p for p in planned if p in seen), None)
-            if clash is not None:
-                tqdm.write(f"error: {photo}: its output {clash} would overwrite the output of {seen[clash]}; skipped",
-                           file=sys.stderr)
-                failures += 1
-                continue
-            existing = [p for p in planned + ([faces_dir] if args.only_faces or args.save_faces else []) if p.exists()]
-            if existing and not args.overwrite:
-                tqdm.write(f"error: {photo}: {existing[0]} exists (use --overwrite to replace it); skipped", file=sys.stderr)
-                failures += 1
-                continue
-            try:
-                result = pipe.restore(str(photo), refset)
-            except (ImageLoadError, NoFaceError, PipelineError) as exc:
-                tqdm.write(f"error: {photo}: {getattr(exc, 'reason', exc)}; skipped", file=sys.stderr)
-                failures += 1
-                continue
-            except (RuntimeError, MemoryError) as exc:  # e.g. out of GPU memory: report, keep going
-                tqdm.write(f"error: {photo}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                failures += 1
-                continue
-            for p in planned:
-                seen[p] = photo
-            if result.image is not None:
-                save_image(result.image, target)
-            if args.only_faces or args.save_faces:
-                for face in result.faces:
-                    save_image(face.restored, faces_dir / f"face_{face.index:02d}.{args.ext}")
-            if args.report:
-                report_path.parent.mkdir(parents=True, exist_ok=True)
-                report_path.write_text(json.dumps(result.report, indent=2))
-            untrained_msg = info.message if not info.trained else None
-            for w in result.warnings:
-                if w != untrained_msg:
-                    tqdm.write(f"warning: {photo.name}: {w}", file=sys.stderr)
-            ok += 1
+            run.photo(photo, stem)
         bar.close()
-        elapsed = time.perf_counter() - t0
-        print(f"done: {ok} restored, {failures} failed, in {elapsed:.1f} s -> {out_dir}", file=sys.stderr)
-        if not info.trained:
+        print(f"done: {run.ok} restored, {run.failures} failed, in {time.perf_counter() - t0:.1f} s -> {out_dir}",
+              file=sys.stderr)
+        if not pipe.info.trained:
             print("NOTE: these outputs come from an UNTRAINED model (random weights), not a real restoration.",
                   file=sys.stderr)
-        return EXIT_OK if failures == 0 else EXIT_FAILED_INPUTS
+        return EXIT_OK if run.failures == 0 else EXIT_FAILED_INPUTS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

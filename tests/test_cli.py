@@ -106,3 +106,27 @@ def test_console_script_runs(tmp_path, tiny_model, samples):
                           capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert load_image(tmp_path / "o" / "Julia_Roberts_crop.png").shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize("form", ["repeated", "list", "mixed"])
+def test_every_reference_is_kept_whichever_way_they_are_given(form):
+    from psp_hub.cli import build_parser
+
+    refs = ["a.jpg", "b.jpg", "c.jpg"]
+    args = {"repeated": ["--ref", "a.jpg", "--ref", "b.jpg", "--ref", "c.jpg"], "list": ["--ref", *refs],
+            "mixed": ["--ref", "a.jpg", "b.jpg", "--ref", "c.jpg"]}[form]
+    parsed = build_parser().parse_args(["photo.jpg", *args, "--out", "o"])
+    assert parsed.ref == refs and parsed.inputs == ["photo.jpg"]
+
+
+def test_repeated_ref_restores_with_all_three(tmp_path, samples, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    args = [photo, "--out", tmp_path / "o", "--report", "--quiet", "--upscale", "1"]
+    for r in refs:
+        args += ["--ref", r]
+    code, err = run(args, capsys)
+    assert code == 0 and "references: 3 usable of 3" in err
+    report = json.loads((tmp_path / "o" / "010582.json").read_text())
+    assert report["faces"][0]["references_used"] == [r.name for r in refs]
