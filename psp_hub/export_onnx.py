@@ -22,6 +22,7 @@ import torch
 
 from psp_hub.models import PSPGAN
 from psp_hub.onnx_graphs import BlindGraph, CachedRestoreGraph, EncoderGraph, RestoreGraph, cache_input_names, cache_layout
+from psp_hub.profiles import model_fingerprint
 
 # Opset 18 is the dynamo exporter's native opset in torch 2.14 (no version conversion pass runs).
 OPSET = 18
@@ -86,7 +87,7 @@ def export_model(model: PSPGAN, out: str | Path, num_references: int | None = No
         raise ValueError(f"--refs must be in 0..{model.config.max_references} for this model, got {k}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"config": model.config.to_dict(), "references": k, "opset": OPSET}
+    meta = {"config": model.config.to_dict(), "references": k, "opset": OPSET, "model_hash": model_fingerprint(model)}
     lq, refs, mask = _example(model, k)
     strength = torch.tensor(1.0, device=model.device)
     with torch.no_grad():

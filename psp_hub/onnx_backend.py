@@ -81,6 +81,7 @@ class OnnxBackend:
         self.encoder = session(enc) if enc.is_file() and self.k > 0 else None
         self.cached = session(cached) if cached.is_file() and self.k > 0 else None
         self.layout = [tuple(x) for x in _meta(self.cached)["cache_layout"]] if self.cached else []
+        self.fingerprint = meta.get("model_hash")  # the exported PyTorch model's, so profiles' caches carry over
 
     # -- what the pipeline reads ------------------------------------------------------------------
     def eval(self) -> "OnnxBackend":
@@ -131,7 +132,7 @@ class OnnxBackend:
         if self.k == 0:
             image = self.full.run(["image"], {"lq": x, "strength": st})[0]
         elif isinstance(cache, ReferenceCache) and self.cached is not None:
-            cache = cache.for_batch(b)
+            cache = self._pad_cache(cache.for_batch(b))
             feeds = {"lq": x, "ref_mask": _np(cache.mask).astype(bool), "strength": st}
             for name, (r, key) in zip(cache_input_names(self.layout), self.layout):
                 feeds[name] = np.ascontiguousarray(_np(cache.features[int(r)][key]))
@@ -140,6 +141,17 @@ class OnnxBackend:
             refs, mask = self._blind_or_raw(cache, b)
             image = self.full.run(["image"], {"lq": x, "refs": refs, "ref_mask": mask, "strength": st})[0]
         return PSPGANOutput(image=torch.from_numpy(image).to(lq.device))
+
+    def _pad_cache(self, cache: ReferenceCache) -> ReferenceCache:
+        """A cache of k < K references (e.g. a profile's, encoded by PyTorch) -> K slots, the extra ones masked out."""
+        k = cache.mask.shape[1]
+        if k == self.k:
+            return cache
+        if k > self.k:
+            raise ValueError(f"the cache holds {k} references; this ONNX export takes at most {self.k}")
+        pad = lambda t: torch.cat([t, t.new_zeros(t.shape[0], self.k - k, *t.shape[2:])], dim=1)
+        features = {r: {key: pad(t) for key, t in d.items()} for r, d in cache.features.items()}
+        return ReferenceCache(features, pad(cache.mask))
 
     def _blind_or_raw(self, cache, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Full-graph reference inputs: the raw references broadcast to the batch, or empty masked slots (blind)."""
