@@ -61,12 +61,16 @@ def _model(args, device: torch.device) -> PSPGAN:
     else:
         config = PSPGANConfig(out_size=args.size, fusion_direction=args.fusion_direction)
     model = PSPGAN(config).eval()
-    print(f"PSP-GAN {args.size} px, {model.num_parameters() / 1e6:.1f} M parameters, fusion {args.fusion_direction}, "
-          f"device {device}, channels_last {args.channels_last}, compile {args.compile}")
+    print(
+        f"PSP-GAN {args.size} px, {model.num_parameters() / 1e6:.1f} M parameters, fusion {args.fusion_direction}, "
+        f"device {device}, channels_last {args.channels_last}, compile {args.compile}"
+    )
     if args.flops:
         for k in args.refs:
-            print(f"  {k} refs: {gflops_per_face(model, k, cached=False):.1f} GFLOP/face direct, "
-                  f"{gflops_per_face(model, k, cached=True):.1f} GFLOP/face with cache")
+            print(
+                f"  {k} refs: {gflops_per_face(model, k, cached=False):.1f} GFLOP/face direct, "
+                f"{gflops_per_face(model, k, cached=True):.1f} GFLOP/face with cache"
+            )
     model = model.to(device)
     if args.channels_last:
         for module in model.modules():  # 4-D conv weights only (the modulated convs keep a 5-D weight)
@@ -97,10 +101,22 @@ def _measure(args, model: PSPGAN, restore, device: torch.device, dtype_name: str
             _warm_up(fn, device, args.warmup)
             with PeakMemory(device) as memory:
                 sec = _time(fn, device, args.iters)
-            rows.append(dict(dtype=dtype_name, batch=batch, refs=k, mode=mode, ms=sec * 1e3, faces_per_s=batch / sec,
-                             peak_mib=memory.mib))
-            print(f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} "
-                  f"faces/s  peak {memory.mib:8.0f} MiB", flush=True)
+            rows.append(
+                {
+                    "dtype": dtype_name,
+                    "batch": batch,
+                    "refs": k,
+                    "mode": mode,
+                    "ms": sec * 1e3,
+                    "faces_per_s": batch / sec,
+                    "peak_mib": memory.mib,
+                }
+            )
+            print(
+                f"  {dtype_name} batch {batch:3d} refs {k} {mode:6s}: {sec * 1e3:9.2f} ms  {batch / sec:8.1f} "
+                f"faces/s  peak {memory.mib:8.0f} MiB",
+                flush=True,
+            )
     return rows
 
 
@@ -114,13 +130,22 @@ def run(args) -> list[dict]:
     restore = model.restore
     if args.compile != "none":
         restore = torch.compile(model.restore, mode=None if args.compile == "default" else args.compile, dynamic=False)
-    rows = [row for dtype_name in args.dtypes for batch in args.batches for k in args.refs
-            for row in _measure(args, model, restore, device, dtype_name, batch, k)]
+    rows = [
+        row
+        for dtype_name in args.dtypes
+        for batch in args.batches
+        for k in args.refs
+        for row in _measure(args, model, restore, device, dtype_name, batch, k)
+    ]
     what = "allocated GPU memory" if device.type == "cuda" else "process RSS, weights included"
     print(f"\npeak MiB = {what}")
-    print("\n| dtype | batch | refs | references | latency (ms) | faces/s | peak MiB |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| dtype | batch | refs | references | latency (ms) | faces/s | peak MiB |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
     for r in rows:
-        print(f"| {r['dtype']} | {r['batch']} | {r['refs']} | {r['mode']} | {r['ms']:.2f} | {r['faces_per_s']:.1f} | {r['peak_mib']:.0f} |")
+        print(
+            f"| {r['dtype']} | {r['batch']} | {r['refs']} | {r['mode']} | {r['ms']:.2f} | {r['faces_per_s']:.1f} | {r['peak_mib']:.0f} |"
+        )
     return rows
 
 
@@ -135,8 +160,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format for convs and inputs")
-    p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"],
-                   help="torch.compile the cached restore path (reduce-overhead adds CUDA graphs)")
+    p.add_argument(
+        "--compile",
+        default="none",
+        choices=["none", "default", "reduce-overhead", "max-autotune"],
+        help="torch.compile the cached restore path (reduce-overhead adds CUDA graphs)",
+    )
     p.add_argument("--cached-only", action="store_true", help="time only the cached-reference path")
     p.add_argument("--tiny", action="store_true", help="the CPU-sized test config instead of the full-width one")
     p.add_argument("--flops", action="store_true", help="also count GFLOP per face (CPU, slow at 512 px)")

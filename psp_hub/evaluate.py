@@ -110,11 +110,17 @@ def evaluate(cfg: EvalConfig) -> dict:
     t0 = time.time()
     for level in cfg.levels:
         # faces whose person has other photos: every K is comparable on them
-        ds = balanced_subset(build_eval_dataset(data_cfg, cfg.split, degradation=level, num_references=kmax,
-                                                only_with_references=True), cfg.max_samples)
+        ds = balanced_subset(
+            build_eval_dataset(data_cfg, cfg.split, degradation=level, num_references=kmax, only_with_references=True),
+            cfg.max_samples,
+        )
         scores, older, refs_available, grids[level] = _run(model, scorer, ds, cfg.refs, kmax, cfg, device)
-        level_result = {"samples": len(ds), "older": int(np.sum(older)),
-                        f"mean_refs_for_K={kmax}": float(np.mean(refs_available)), "methods": {}}
+        level_result = {
+            "samples": len(ds),
+            "older": int(np.sum(older)),
+            f"mean_refs_for_K={kmax}": float(np.mean(refs_available)),
+            "methods": {},
+        }
         for name, by_metric in scores.items():
             level_result["methods"][name] = _grouped(by_metric, np.array(older, dtype=bool))
         # older faces: in this data they come from a source with one photo per person, so only K=0 applies
@@ -124,8 +130,11 @@ def evaluate(cfg: EvalConfig) -> dict:
             old_ds = balanced_subset(old_ds, cfg.max_samples)
             old_scores, _, _, _ = _run(model, scorer, old_ds, (0,), 0, cfg, device)
             level_result["older_without_references"] = {
-                "samples": len(old_ds), "methods": {n: {"older": {m: float(np.mean(v)) for m, v in bm.items()}}
-                                                    for n, bm in old_scores.items()}}
+                "samples": len(old_ds),
+                "methods": {
+                    n: {"older": {m: float(np.mean(v)) for m, v in bm.items()}} for n, bm in old_scores.items()
+                },
+            }
         results["levels"][level] = level_result
     results["seconds"] = round(time.time() - t0, 1)
     out_dir = Path(cfg.out)
@@ -138,8 +147,11 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def _grouped(by_metric: dict, older: np.ndarray) -> dict:
     """Mean of every metric over all, older and younger faces (groups with no face are left out)."""
-    return {group: {m: float(np.mean(np.array(v)[sel])) for m, v in by_metric.items()}
-            for group, sel in (("all", np.ones_like(older)), ("older", older), ("younger", ~older)) if sel.any()}
+    return {
+        group: {m: float(np.mean(np.array(v)[sel])) for m, v in by_metric.items()}
+        for group, sel in (("all", np.ones_like(older)), ("older", older), ("younger", ~older))
+        if sel.any()
+    }
 
 
 @torch.no_grad()
@@ -169,7 +181,9 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
                 outputs[f"K={k}"] = model(lq, refs, k_mask).image
         if others is not None:
             stand_in = collate_samples([ds[int(others[i])] for i in range(start, start + lq.shape[0])])
-            outputs[f"K={kmax}, other person"] = model(lq, stand_in["refs"].to(device), stand_in["ref_mask"].to(device)).image
+            outputs[f"K={kmax}, other person"] = model(
+                lq, stand_in["refs"].to(device), stand_in["ref_mask"].to(device)
+            ).image
         for name, out in outputs.items():
             for metric, values in scorer(out, target).items():
                 scores[name][metric].extend(values.tolist())
@@ -193,8 +207,12 @@ def other_person_index(identities: list[str]) -> torch.Tensor:
 
 def _table(title: str, methods: dict) -> list[str]:
     """A markdown table: rows = method x group of faces, columns = metrics (arrows say which way is better)."""
-    lines = [title, "", "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS)
-             + " |", "| --- | --- |" + " --- |" * len(METRICS)]
+    lines = [
+        title,
+        "",
+        "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS) + " |",
+        "| --- | --- |" + " --- |" * len(METRICS),
+    ]
     for name, groups in methods.items():
         for group, vals in groups.items():
             lines.append(f"| {name} | {group} | " + " | ".join(f"{vals[m]:.4f}" for m in METRICS) + " |")
@@ -205,11 +223,16 @@ def markdown_table(results: dict) -> str:
     """Per level: the faces with references (every K), then the older faces (no references exist for them)."""
     lines = []
     for level, res in results["levels"].items():
-        lines += _table(f"**{level}** ({res['samples']} test faces with other photos of the same person)", res["methods"])
+        lines += _table(
+            f"**{level}** ({res['samples']} test faces with other photos of the same person)", res["methods"]
+        )
         blind = res.get("older_without_references")
         if blind:
-            lines += _table(f"*{level}, older faces* ({blind['samples']} test faces; their source has one photo per "
-                            "person, so there are no references to give)", blind["methods"])
+            lines += _table(
+                f"*{level}, older faces* ({blind['samples']} test faces; their source has one photo per "
+                "person, so there are no references to give)",
+                blind["methods"],
+            )
     return "\n".join(lines)
 
 
@@ -232,15 +255,24 @@ def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
     model = PSPGAN.from_pretrained(str(folder))
     shutil.copyfile(Path(cfg.out) / "grid.png", folder / "eval_grid.png")
     (folder / "eval_results.json").write_text(json.dumps(results, indent=2))
-    control = (f"\n*K={max(cfg.refs)}, other person*: the same faces restored with another test person's references, a "
-               "control: if the model uses the references' identity, this is further from the target than the right "
-               "references.\n" if cfg.other_person_refs else "")
-    table = (markdown_table(results) + control + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
-             "(eval_grid.png)\n\nReproduce: `python -m psp_hub.evaluate --model <this folder> --data data/psp-faces128 "
-             f"--max-samples {cfg.max_samples}{' --other-person-refs' if cfg.other_person_refs else ''}` (test split, "
-             "identities never seen in training).")
-    card = model.generate_model_card(repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary,
-                                     metrics_markdown=table)
+    control = (
+        f"\n*K={max(cfg.refs)}, other person*: the same faces restored with another test person's references, a "
+        "control: if the model uses the references' identity, this is further from the target than the right "
+        "references.\n"
+        if cfg.other_person_refs
+        else ""
+    )
+    table = (
+        markdown_table(results)
+        + control
+        + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
+        "(eval_grid.png)\n\nReproduce: `python -m psp_hub.evaluate --model <this folder> --data data/psp-faces128 "
+        f"--max-samples {cfg.max_samples}{' --other-person-refs' if cfg.other_person_refs else ''}` (test split, "
+        "identities never seen in training)."
+    )
+    card = model.generate_model_card(
+        repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary, metrics_markdown=table
+    )
     card.save(folder / "README.md")
     return folder / "README.md"
 
@@ -257,16 +289,31 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--device", default=d.device)
     p.add_argument("--out", default=d.out)
-    p.add_argument("--other-person-refs", action="store_true",
-                   help="also restore with another test person's references (a control: personal detail should be lost)")
-    p.add_argument("--card", action="store_true",
-                   help="write the table and grid into the model folder's model card (README.md, eval_grid.png)")
+    p.add_argument(
+        "--other-person-refs",
+        action="store_true",
+        help="also restore with another test person's references (a control: personal detail should be lost)",
+    )
+    p.add_argument(
+        "--card",
+        action="store_true",
+        help="write the table and grid into the model folder's model card (README.md, eval_grid.png)",
+    )
     p.add_argument("--summary", default="", help="with --card: the training summary line of the card")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    cfg = EvalConfig(model=a.model, data=a.data, split=a.split, levels=tuple(a.levels), refs=tuple(a.refs),
-                     max_samples=a.max_samples, batch_size=a.batch_size, device=a.device, out=a.out,
-                     other_person_refs=a.other_person_refs)
+    cfg = EvalConfig(
+        model=a.model,
+        data=a.data,
+        split=a.split,
+        levels=tuple(a.levels),
+        refs=tuple(a.refs),
+        max_samples=a.max_samples,
+        batch_size=a.batch_size,
+        device=a.device,
+        out=a.out,
+        other_person_refs=a.other_person_refs,
+    )
     results = evaluate(cfg)
     print(markdown_table(results))
     print(f"wrote {cfg.out}/results.json, results.md, grid.png in {results['seconds']} s")

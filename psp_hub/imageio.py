@@ -45,7 +45,9 @@ def _check_pixels(w: int, h: int, max_pixels: int | None, name: str | None) -> N
         )
 
 
-def _array_to_rgb(arr: np.ndarray, name: str | None = None, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+def _array_to_rgb(
+    arr: np.ndarray, name: str | None = None, background: tuple[int, int, int] = (255, 255, 255)
+) -> np.ndarray:
     """Grey, grey+alpha, RGB, RGBA arrays of bool/uint8/uint16/int/float to RGB uint8 (alpha over `background`)."""
     a = np.asarray(arr)
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
@@ -106,7 +108,7 @@ def _pil_to_rgb(im: Image.Image, name: str | None, max_pixels: int | None, backg
         return _array_to_rgb(arr, name, background)
     try:
         return _array_to_rgb(np.asarray(im.convert("RGB")), name, background)
-    except Exception as exc:  # noqa: BLE001 - any odd mode becomes one readable error
+    except Exception as exc:
         raise ImageLoadError(f"unsupported image mode {mode}", name) from exc
 
 
@@ -140,13 +142,45 @@ def load_image(
     if src is None:
         raise ImageLoadError("no image was given")
     if isinstance(src, np.ndarray) or type(src).__module__.startswith("torch"):
-        arr = np.asarray(src.detach().cpu().numpy() if hasattr(src, "detach") else src)
-        if arr.ndim >= 2:
-            hw = arr.shape[:2] if not (arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4) else arr.shape[1:]
-            _check_pixels(int(hw[1]), int(hw[0]), max_pixels, name)
-        return _array_to_rgb(arr, name, background)
+        return _load_array(src, name, max_pixels, background)
     if isinstance(src, Image.Image):
         return _pil_to_rgb(src, name, max_pixels, background)
+    data = _read_bytes(src, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            return _pil_to_rgb(im, name, max_pixels, background)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"the image is too large to decode safely ({exc})", name) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # OpenCV only for formats PIL does not know; a truncated file stays an error (OpenCV would pad it grey).
+        unknown = isinstance(exc, UnidentifiedImageError)
+        fallback = _decode_with_cv2(data, name, max_pixels, background) if unknown else None
+        if fallback is not None:
+            return fallback
+        kind = (
+            "not an image file (the format was not recognised)"
+            if unknown
+            else f"the image file is corrupt or truncated ({exc})"
+        )
+        raise ImageLoadError(kind, name) from exc
+
+
+def _load_array(src, name: str | None, max_pixels: int | None, background) -> np.ndarray:
+    """A numpy array or torch tensor (HWC, or CHW with 1, 3 or 4 channels) as RGB uint8, size-checked."""
+    arr = np.asarray(src.detach().cpu().numpy() if hasattr(src, "detach") else src)
+    if arr.ndim >= 2:
+        chw = arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4
+        hw = arr.shape[1:] if chw else arr.shape[:2]
+        _check_pixels(int(hw[1]), int(hw[0]), max_pixels, name)
+    return _array_to_rgb(arr, name, background)
+
+
+def _read_bytes(src, name: str | None) -> bytes:
+    """The encoded bytes of a path, bytes-like or binary file object; readable errors otherwise."""
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
@@ -167,23 +201,7 @@ def load_image(
         raise ImageLoadError(f"cannot load an image from a {type(src).__name__}")
     if not data:
         raise ImageLoadError("the file is empty", name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            return _pil_to_rgb(im, name, max_pixels, background)
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"the image is too large to decode safely ({exc})", name) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # OpenCV only for formats PIL does not know; a truncated file stays an error (OpenCV would pad it grey).
-        fallback = _decode_with_cv2(data, name, max_pixels, background) if isinstance(exc, UnidentifiedImageError) else None
-        if fallback is not None:
-            return fallback
-        kind = "not an image file (the format was not recognised)" if isinstance(exc, UnidentifiedImageError) else (
-            f"the image file is corrupt or truncated ({exc})")
-        raise ImageLoadError(kind, name) from exc
+    return data
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -198,7 +216,9 @@ def to_png_bytes(image_rgb_uint8: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def save_image(image_rgb_uint8: np.ndarray, path: str | os.PathLike, quality: int = 95, png_compression: int = 1) -> Path:
+def save_image(
+    image_rgb_uint8: np.ndarray, path: str | os.PathLike, quality: int = 95, png_compression: int = 1
+) -> Path:
     """Write an RGB uint8 array; format from the suffix (PNG lossless and fast-compressed, JPEG/WebP at `quality`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,22 +11,37 @@ DATASETS = ["lfw", "celeba", "utkface"]
 
 def card_data(**overrides) -> ModelCardData:
     """Hub metadata: pipeline, library, licence, tags, datasets, the prior's base model, metrics."""
-    values = dict(
-        library_name="psp-gan",
-        pipeline_tag="image-to-image",
-        license="other",
-        license_name="non-commercial-research",
-        tags=["face-restoration", "super-resolution", "reference-based", "stylegan2", "psp-gan", "pytorch_model_hub_mixin"],
-        datasets=DATASETS,
-        base_model=None,
-        metrics=["psnr", "ssim", "lpips", "identity-similarity"],
-    )
+    values = {
+        "library_name": "psp-gan",
+        "pipeline_tag": "image-to-image",
+        "license": "other",
+        "license_name": "non-commercial-research",
+        "tags": [
+            "face-restoration",
+            "super-resolution",
+            "reference-based",
+            "stylegan2",
+            "psp-gan",
+            "pytorch_model_hub_mixin",
+        ],
+        "datasets": DATASETS,
+        "base_model": None,
+        "metrics": ["psnr", "ssim", "lpips", "identity-similarity"],
+    }
     values.update(overrides)
     return ModelCardData(**{k: v for k, v in values.items() if v is not None})
 
 
-def render_model_card(model, *, repo_id: str = "psp-gan/psp-gan-128", trained: bool = False, training_summary: str = "",
-                      metrics_markdown: str = "", base_model: str | None = None, **extra) -> ModelCard:
+def render_model_card(
+    model,
+    *,
+    repo_id: str = "psp-gan/psp-gan-128",
+    trained: bool = False,
+    training_summary: str = "",
+    metrics_markdown: str = "",
+    base_model: str | None = None,
+    **extra,
+) -> ModelCard:
     """Fill the template with the model's config; `trained=False` makes the card say plainly it is untrained."""
     template = resources.files("psp_hub").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     cfg = model.config

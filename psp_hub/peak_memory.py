@@ -11,6 +11,7 @@ import threading
 
 import psutil
 import torch
+from typing_extensions import Self
 
 
 def _trim_heap() -> None:
@@ -51,7 +52,7 @@ class PeakMemory:
             target = self._readings + 2  # the reading under way may have started before this call
             self._taken.wait_for(lambda: self._readings >= target or not self._thread.is_alive())
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> Self:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:

@@ -27,9 +27,34 @@ def test_evaluate_writes_every_method_metric_and_group(faces, tmp_path):
     model_dir = tmp_path / "model"
     make_live(PSPGAN(tiny_config(64))).save_pretrained(model_dir)
     out = tmp_path / "eval"
-    assert main(["--model", str(model_dir), "--data", str(data), "--levels", "severe", "--refs", "0", "1",
-                 "--max-samples", "8", "--batch-size", "4", "--device", "cpu", "--out", str(out),
-                 "--other-person-refs", "--card", "--summary", "test run"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(model_dir),
+                "--data",
+                str(data),
+                "--levels",
+                "severe",
+                "--refs",
+                "0",
+                "1",
+                "--max-samples",
+                "8",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--other-person-refs",
+                "--card",
+                "--summary",
+                "test run",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     severe = results["levels"]["severe"]
     assert severe["samples"] == 8
@@ -44,4 +69,6 @@ def test_evaluate_writes_every_method_metric_and_group(faces, tmp_path):
     assert (out / "grid.png").stat().st_size > 0
     card = (model_dir / "README.md").read_text()  # --card: the table, the control explained, how to reproduce
     assert "| K=1, other person |" in card and "*K=1, other person*:" in card and "--other-person-refs" in card
-    assert (model_dir / "eval_grid.png").is_file() and json.loads((model_dir / "eval_results.json").read_text()) == results
+    assert (model_dir / "eval_grid.png").is_file() and json.loads(
+        (model_dir / "eval_results.json").read_text()
+    ) == results

@@ -11,8 +11,13 @@ from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import FaceDetector
 from psp_hub.imageio import load_image
 
-TEMPLATE_512 = [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043],
-                [313.08905, 371.15118]]
+TEMPLATE_512 = [
+    [192.98138, 239.94708],
+    [318.90277, 240.1936],
+    [256.63416, 314.01935],
+    [201.26117, 371.41043],
+    [313.08905, 371.15118],
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,10 @@ def test_blur_padding_fills_outside_the_photo_without_black(detector, samples):
     assert const[corner].max() == 0
     assert blur[corner].min() > 20
     median = np.median(image.reshape(-1, 3), axis=0)
-    assert np.abs(blur[corner].mean(axis=(0, 1)) - median).max() < np.abs(refl[corner].mean(axis=(0, 1)) - median).max() + 1
+    assert (
+        np.abs(blur[corner].mean(axis=(0, 1)) - median).max()
+        < np.abs(refl[corner].mean(axis=(0, 1)) - median).max() + 1
+    )
     # inside the photo (bottom-right of the crop) all paddings agree
     inner = (slice(100, 120), slice(100, 120))
     assert np.abs(blur[inner] - const[inner]).mean() < 2.0

@@ -25,12 +25,19 @@ def test_group_photo_has_three_faces_with_sane_landmarks(detector, samples):
         assert f.box.shape == (4,) and f.landmarks.shape == (5, 2)
         assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
         lm = f.landmarks
-        assert (lm[:, 0] > x1 - 5).all() and (lm[:, 0] < x2 + 5).all() and (lm[:, 1] > y1 - 5).all() and (lm[:, 1] < y2 + 5).all()
+        assert (
+            (lm[:, 0] > x1 - 5).all()
+            and (lm[:, 0] < x2 + 5).all()
+            and (lm[:, 1] > y1 - 5).all()
+            and (lm[:, 1] < y2 + 5).all()
+        )
         assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # left eye / mouth corner are left of the right ones
         assert lm[0, 1] < lm[2, 1] < lm[3, 1]  # eyes above nose above mouth
 
 
-@pytest.mark.parametrize("name", ["Adele_crop.png", "Julia_Roberts_crop.png", "Justin_Timberlake_crop.png", "Paris_Hilton_crop.png"])
+@pytest.mark.parametrize(
+    "name", ["Adele_crop.png", "Julia_Roberts_crop.png", "Justin_Timberlake_crop.png", "Paris_Hilton_crop.png"]
+)
 def test_face_crops_have_one_face(detector, samples, name):
     faces = detector.detect(load_image(samples / "photos" / "cropped" / name))
     assert len(faces) == 1 and faces[0].area > 0.2 * 512 * 512

@@ -39,8 +39,15 @@ def test_save_writes_hub_layout_with_a_rendered_card(saved):
     config = json.loads((folder / "config.json").read_text())
     assert config["out_size"] == 64 and config["fusion_direction"] == "input_query"
     card = (folder / "README.md").read_text()
-    for needle in ["pipeline_tag: image-to-image", "library_name: psp-gan", "license: other", "- lfw",
-                   "- lpips", "Status: untrained", "input_query cross-attention"]:
+    for needle in [
+        "pipeline_tag: image-to-image",
+        "library_name: psp-gan",
+        "license: other",
+        "- lfw",
+        "- lpips",
+        "Status: untrained",
+        "input_query cross-attention",
+    ]:
         assert needle in card, needle
     assert set(load_file(folder / "model.safetensors")) == set(model.state_dict())
 
@@ -53,7 +60,7 @@ def test_round_trip_from_a_local_folder_gives_identical_outputs(saved):
 
 
 def test_strict_loading_names_missing_unexpected_and_misshaped_keys(saved, tmp_path):
-    model, folder = saved
+    _, folder = saved
     for name in ("config.json", "README.md"):
         (tmp_path / name).write_text((folder / name).read_text())
     sd = load_file(folder / "model.safetensors")
@@ -82,7 +89,9 @@ def test_loading_into_a_different_config_fails_readably(saved, tmp_path):
 def test_external_stylegan2_prior_loads_with_a_key_check(tmp_path):
     torch.manual_seed(1)
     cfg = tiny_config()
-    prior = StyleGAN2Generator(cfg.out_size, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier, cfg.narrow, cfg.max_channels)
+    prior = StyleGAN2Generator(
+        cfg.out_size, cfg.style_dim, cfg.n_mlp, cfg.channel_multiplier, cfg.narrow, cfg.max_channels
+    )
     path = tmp_path / "prior.pth"
     torch.save({"params_ema": {"stylegan_decoder." + k: v for k, v in prior.state_dict().items()}}, path)
     model = PSPGAN(cfg).load_prior(path)
@@ -102,17 +111,19 @@ def test_from_pretrained_hub_id_through_loopback_endpoint_then_offline_cache(sav
         import torch
         from psp_hub import PSPGAN
         from tests.model_helpers import random_batch
-        model = PSPGAN.from_pretrained("psp-gan/psp-gan-tiny", cache_dir=r"{tmp_path / 'hf-cache'}")
+        model = PSPGAN.from_pretrained("psp-gan/psp-gan-tiny", cache_dir=r"{tmp_path / "hf-cache"}")
         lq, refs = random_batch(64, batch=2, k=3, seed=11)
         with torch.no_grad():
             out = model(lq, refs).image
-        torch.testing.assert_close(out, torch.load(r"{tmp_path / 'expected.pt'}"), rtol=0, atol=0)
+        torch.testing.assert_close(out, torch.load(r"{tmp_path / "expected.pt"}"), rtol=0, atol=0)
         print("LOADED", model.config.out_size)
     """)
     env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": os.getcwd()}
     with FakeHub({"psp-gan/psp-gan-tiny": folder}) as hub:
         env_online = {**env, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0"}
-        run = subprocess.run([sys.executable, "-c", script], env=env_online, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-c", script], env=env_online, capture_output=True, text=True, timeout=300, check=False
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         assert "LOADED 64" in run.stdout
         fetched = {path for method, path in hub.requests if method == "GET"}
@@ -121,6 +132,13 @@ def test_from_pretrained_hub_id_through_loopback_endpoint_then_offline_cache(sav
     # The server is gone: the same id now resolves from the HF cache it filled, offline.
     snapshots = list((tmp_path / "hf-cache").glob("models--psp-gan--psp-gan-tiny/snapshots/*/model.safetensors"))
     assert len(snapshots) == 1
-    run = subprocess.run([sys.executable, "-c", script], env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "LOADED 64" in run.stdout

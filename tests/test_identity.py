@@ -51,8 +51,14 @@ def embeddings(encoder, corpus):
 def _arcface_inputs(images: np.ndarray) -> np.ndarray:
     """The reference preprocessing: cv2 warp to the ArcFace template, (x - 127.5) / 128, NCHW float32."""
     m = ffhq_to_arcface_matrix(images.shape[1])
-    warped = np.stack([cv2.warpAffine(im.astype(np.float32), m, (112, 112), flags=cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE) for im in images])
+    warped = np.stack(
+        [
+            cv2.warpAffine(
+                im.astype(np.float32), m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            for im in images
+        ]
+    )
     return ((warped - 127.5) / 128.0).transpose(0, 3, 1, 2).astype(np.float32)
 
 
@@ -92,8 +98,13 @@ def test_forward_warp_matches_cv2_plus_onnxruntime(encoder, corpus, embeddings, 
 
 def test_kornia_warp_matches_cv2(corpus):
     image = corpus[0][0]
-    ref = cv2.warpAffine(image.astype(np.float32), ffhq_to_arcface_matrix(128), (112, 112),
-                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ref = cv2.warpAffine(
+        image.astype(np.float32),
+        ffhq_to_arcface_matrix(128),
+        (112, 112),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     ours = warp_ffhq_to_arcface(torch.from_numpy(image).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
     assert np.abs(ours - ref).max() < 0.05  # pixel units 0..255
 

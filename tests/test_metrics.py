@@ -50,8 +50,9 @@ def test_psnr_ssim_match_scikit_image_per_image(noisy_pair):
         a = ((x[i] + 1) / 2).permute(1, 2, 0).double().numpy()
         b = ((y[i] + 1) / 2).permute(1, 2, 0).double().numpy()
         assert ours_p[i].item() == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), abs=1e-3)
-        ref = structural_similarity(a, b, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False)
+        ref = structural_similarity(
+            a, b, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert ours_s[i].item() == pytest.approx(ref, abs=1e-4)
 
 

@@ -24,7 +24,7 @@ def test_output_shapes_for_sizes_and_reference_counts(out_size, direction):
     torch.manual_seed(0)
     model = PSPGAN(tiny_config(out_size, fusion_direction=direction)).eval()
     cfg = model.config
-    for k in range(0, 5):
+    for k in range(5):
         lq, refs = random_batch(out_size, batch=3, k=k)
         mask = torch.zeros(3, k, dtype=torch.bool)
         for b in range(3):
@@ -139,8 +139,11 @@ def _slow_window_fusion(block, x, refs):
     for y in range(size):
         for xx in range(size):
             n = y * size + xx
-            neigh = [(j, (y + dy) * size + xx + dx) for j, (dy, dx) in enumerate(offsets)
-                     if 0 <= y + dy < size and 0 <= xx + dx < size]
+            neigh = [
+                (j, (y + dy) * size + xx + dx)
+                for j, (dy, dx) in enumerate(offsets)
+                if 0 <= y + dy < size and 0 <= xx + dx < size
+            ]
             for head in range(h):
                 sl = slice(head * d, (head + 1) * d)
                 if block.direction == "input_query":
@@ -148,7 +151,9 @@ def _slow_window_fusion(block, x, refs):
                     keys, vals, bias = [], [], []
                     for kk in range(r.shape[0]):
                         for j, m in neigh:
-                            keys.append(block.k(r[kk, m])[sl]); vals.append(block.v(r[kk, m])[sl]); bias.append(block.rel_bias[head, j])
+                            keys.append(block.k(r[kk, m])[sl])
+                            vals.append(block.v(r[kk, m])[sl])
+                            bias.append(block.rel_bias[head, j])
                     logits = torch.stack(keys) @ q / d**0.5 + torch.stack(bias)
                     out[n, sl] = logits.softmax(0) @ torch.stack(vals)
                 else:
@@ -165,15 +170,18 @@ def _slow_window_fusion(block, x, refs):
     return x + delta.T.reshape(1, -1, size, size)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(out_size=100), "power of two"),
-    (dict(out_size=32), "between 64 and 1024"),
-    (dict(out_size=2048), "between 64 and 1024"),
-    (dict(out_size=64, unet_depth=9), "unet_depth"),
-    (dict(fusion_direction="sideways"), "fusion_direction"),
-    (dict(max_references=0), "max_references"),
-    (dict(fusion_window=4), "fusion_window"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"out_size": 100}, "power of two"),
+        ({"out_size": 32}, "between 64 and 1024"),
+        ({"out_size": 2048}, "between 64 and 1024"),
+        ({"out_size": 64, "unet_depth": 9}, "unet_depth"),
+        ({"fusion_direction": "sideways"}, "fusion_direction"),
+        ({"max_references": 0}, "max_references"),
+        ({"fusion_window": 4}, "fusion_window"),
+    ],
+)
 def test_config_rejects_bad_values_with_a_clear_message(bad, message):
     with pytest.raises(ConfigError, match=message):
         PSPGANConfig(**bad)
@@ -191,7 +199,9 @@ def test_too_many_references_and_bad_shapes_are_clear_errors(live_model):
     with pytest.raises(ValueError, match=r"lq must be \(B, 3, H, W\)"):
         live_model(lq[0])
     with pytest.raises(ValueError, match="reference cache holds 2 samples"):
-        live_model.restore(torch.zeros(3, 3, 32, 32), live_model.encode_references(refs[:, :2].expand(2, -1, -1, -1, -1)))
+        live_model.restore(
+            torch.zeros(3, 3, 32, 32), live_model.encode_references(refs[:, :2].expand(2, -1, -1, -1, -1))
+        )
 
 
 def test_full_size_default_config_builds_with_the_papers_depth():

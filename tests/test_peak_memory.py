@@ -21,9 +21,30 @@ def test_cpu_peak_sees_a_transient_allocation():
 def test_benchmark_reports_latency_and_memory_on_cpu():
     from psp_hub.benchmark import main
 
-    rows = main(["--size", "64", "--tiny", "--device", "cpu", "--batches", "1", "2", "--refs", "0", "2", "--dtypes", "fp32",
-                 "--warmup", "0", "--iters", "1"])
-    assert {(r["batch"], r["refs"], r["mode"]) for r in rows} == {(b, k, m) for b in (1, 2) for k in (0, 2) for m in ("direct", "cached")}
+    rows = main(
+        [
+            "--size",
+            "64",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--batches",
+            "1",
+            "2",
+            "--refs",
+            "0",
+            "2",
+            "--dtypes",
+            "fp32",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+        ]
+    )
+    assert {(r["batch"], r["refs"], r["mode"]) for r in rows} == {
+        (b, k, m) for b in (1, 2) for k in (0, 2) for m in ("direct", "cached")
+    }
     rss = psutil.Process().memory_info().rss / 2**20
     for r in rows:
         assert r["ms"] > 0 and r["faces_per_s"] == pytest.approx(r["batch"] / (r["ms"] / 1e3))

@@ -79,7 +79,7 @@ class FaceDetector:
         self.max_side = int(max_side)
         path = resolve_detector_weights(weights_dir)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = {k.removeprefix("module."): v for k, v in state.items()}
         net = RetinaFace(network_name="mobile0.25", half=False, device=self.device)
         net.load_state_dict(state, strict=True)
         self.net = net.eval()
@@ -119,13 +119,20 @@ class FaceDetector:
         keep = scores > self.score_threshold
         boxes = decode(loc[0][keep], priors[keep], variance) * torch.tensor([dw, dh] * 2, device=self.device)
         points = decode_landm(landms[0][keep], priors[keep], variance) * torch.tensor([dw, dh] * 5, device=self.device)
-        boxes, points, scores = boxes.float().cpu().numpy(), points.float().cpu().numpy(), scores[keep].float().cpu().numpy()
+        boxes, points, scores = (
+            boxes.float().cpu().numpy(),
+            points.float().cpu().numpy(),
+            scores[keep].float().cpu().numpy(),
+        )
         order = scores.argsort()[::-1]
         dets = np.hstack([boxes[order], scores[order, None]]).astype(np.float32)
         kept = py_cpu_nms(dets, self.nms_threshold) if len(dets) else []
         faces = [
-            DetectedFace(box=(dets[i, :4] / scale).astype(np.float32),
-                         landmarks=(points[order][i].reshape(5, 2) / scale).astype(np.float32), score=float(dets[i, 4]))
+            DetectedFace(
+                box=(dets[i, :4] / scale).astype(np.float32),
+                landmarks=(points[order][i].reshape(5, 2) / scale).astype(np.float32),
+                score=float(dets[i, 4]),
+            )
             for i in kept
         ]
         faces.sort(key=lambda f: f.score, reverse=True)

@@ -32,7 +32,7 @@ class IdentityEncoder(nn.Module):
         self.train(False)
 
     @classmethod
-    def from_onnx(cls, path: str | Path | None = None) -> "IdentityEncoder":
+    def from_onnx(cls, path: str | Path | None = None) -> IdentityEncoder:
         """Convert the ONNX graph to torch with onnx2torch (default: the shared MobileFaceNet file).
 
         Its constant-shape Reshapes are then made static, so that the encoder can be torch.compile'd.
@@ -46,7 +46,7 @@ class IdentityEncoder(nn.Module):
         make_reshapes_static(net)
         return cls(net)
 
-    def train(self, mode: bool = True) -> "IdentityEncoder":
+    def train(self, mode: bool = True) -> IdentityEncoder:
         """Stay in eval mode whatever the caller asks: the encoder is a fixed feature extractor."""
         return super().train(False)
 

@@ -14,7 +14,7 @@ from .templates import ffhq_to_arcface_matrix
 
 def _work_size(out_size: int) -> int:
     """The FFHQ crop side at which the warp to `out_size` is about 1:1, so that bilinear sampling does not alias."""
-    return int(math.ceil(math.sqrt(abs(np.linalg.det(ffhq_to_arcface_matrix(512, out_size)[:, :2]))) * 512))
+    return math.ceil(math.sqrt(abs(np.linalg.det(ffhq_to_arcface_matrix(512, out_size)[:, :2]))) * 512)
 
 
 def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = 112) -> torch.Tensor:

@@ -6,12 +6,12 @@ from .lpips import LPIPS
 from .pixel import psnr, ssim
 
 __all__ = [
-    "psnr",
-    "ssim",
+    "FFHQ_DLIB_BOX",
     "LPIPS",
-    "identity_similarity",
+    "SAME_PERSON_THRESHOLD",
     "DlibIdentity",
     "DlibIdentityConfig",
-    "FFHQ_DLIB_BOX",
-    "SAME_PERSON_THRESHOLD",
+    "identity_similarity",
+    "psnr",
+    "ssim",
 ]

@@ -56,8 +56,9 @@ class DlibIdentity:
         side = min(img.shape[:2])
         if side < self.config.min_size:
             scale = self.config.min_size / side
-            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                             interpolation=cv2.INTER_CUBIC)
+            img = cv2.resize(
+                img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_CUBIC
+            )
         return np.ascontiguousarray(img)
 
     def _rect(self, img: np.ndarray):

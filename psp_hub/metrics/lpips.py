@@ -42,7 +42,7 @@ class LPIPS(nn.Module):
         self.train(False)
 
     @classmethod
-    def from_shared(cls) -> "LPIPS":
+    def from_shared(cls) -> LPIPS:
         """LPIPS from the shared VGG-16 features and v0.1 linear heads."""
         return cls()
 
@@ -55,7 +55,7 @@ class LPIPS(nn.Module):
         for k, lin in enumerate(self.lins):
             lin.weight.data.copy_(state[f"lin{k}.model.1.weight"].float())
 
-    def train(self, mode: bool = True) -> "LPIPS":
+    def train(self, mode: bool = True) -> LPIPS:
         """Stay in eval mode: the metric is fixed."""
         return super().train(False)
 

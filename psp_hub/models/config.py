@@ -55,7 +55,9 @@ class PSPGANConfig:
             raise ConfigError(f"out_size must be a power of two (64, 128, 256, 512, 1024), got {s}")
         max_depth = self.log_size - 2
         if self.unet_depth is not None and not 1 <= self.unet_depth <= max_depth:
-            raise ConfigError(f"unet_depth must be in 1..{max_depth} for out_size {s} (bottleneck >= 4 px), got {self.unet_depth}")
+            raise ConfigError(
+                f"unet_depth must be in 1..{max_depth} for out_size {s} (bottleneck >= 4 px), got {self.unet_depth}"
+            )
         if self.fusion_direction not in FUSION_DIRECTIONS:
             raise ConfigError(f"fusion_direction must be one of {FUSION_DIRECTIONS}, got {self.fusion_direction!r}")
         if self.max_references < 1:
@@ -64,14 +66,24 @@ class PSPGANConfig:
             raise ConfigError(f"fusion_window must be an odd number >= 1, got {self.fusion_window}")
         if self.fusion_local_max_resolution < self.fusion_global_max_resolution:
             raise ConfigError("fusion_local_max_resolution must be >= fusion_global_max_resolution")
-        for name in ("style_dim", "n_mlp", "channel_multiplier", "max_channels", "latent_channels", "fusion_heads", "fusion_max_dim"):
+        for name in (
+            "style_dim",
+            "n_mlp",
+            "channel_multiplier",
+            "max_channels",
+            "latent_channels",
+            "fusion_heads",
+            "fusion_max_dim",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.narrow <= 0 or self.unet_narrow <= 0:
             raise ConfigError("narrow and unet_narrow must be > 0")
         for r in self.fusion_resolutions:
             if self.fusion_dim(r) % self.fusion_heads:
-                raise ConfigError(f"fusion width {self.fusion_dim(r)} at {r} px is not divisible by fusion_heads={self.fusion_heads}")
+                raise ConfigError(
+                    f"fusion width {self.fusion_dim(r)} at {r} px is not divisible by fusion_heads={self.fusion_heads}"
+                )
         for r in self.resolutions:
             if self.gan_channels(r) < 2 or self.unet_channels(r) < 2:
                 raise ConfigError(f"channels at {r} px are below 2: raise narrow/unet_narrow")
@@ -122,17 +134,26 @@ class PSPGANConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "PSPGANConfig":
+    def from_dict(cls, values: dict) -> PSPGANConfig:
         """Build from a dict (e.g. config.json), strictly: unknown keys and wrongly typed values are ConfigErrors."""
         return build_config(cls, values)
 
 
 def tiny_config(out_size: int = 64, **overrides) -> PSPGANConfig:
     """A CPU-sized configuration for tests and smoke runs (narrow channels, small style space)."""
-    values = dict(
-        out_size=out_size, style_dim=32, n_mlp=2, narrow=1 / 16, max_channels=32, unet_narrow=1 / 32,
-        latent_channels=8, fusion_heads=2, fusion_max_dim=16, fusion_global_max_resolution=16,
-        fusion_local_max_resolution=32, max_references=4,
-    )
+    values = {
+        "out_size": out_size,
+        "style_dim": 32,
+        "n_mlp": 2,
+        "narrow": 1 / 16,
+        "max_channels": 32,
+        "unet_narrow": 1 / 32,
+        "latent_channels": 8,
+        "fusion_heads": 2,
+        "fusion_max_dim": 16,
+        "fusion_global_max_resolution": 16,
+        "fusion_local_max_resolution": 32,
+        "max_references": 4,
+    }
     values.update(overrides)
     return PSPGANConfig(**values)

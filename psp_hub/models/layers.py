@@ -21,7 +21,9 @@ class ResBlock(nn.Module):
     def _resample(self, x):
         if self.resample is None:
             return x
-        return F.interpolate(x, scale_factor=0.5 if self.resample == "down" else 2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(
+            x, scale_factor=0.5 if self.resample == "down" else 2.0, mode="bilinear", align_corners=False
+        )
 
     def forward(self, x):
         h = F.leaky_relu(self.conv1(x), 0.2)

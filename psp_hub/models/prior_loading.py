@@ -46,7 +46,7 @@ def _strip_prefix(sd: dict[str, torch.Tensor], expected: set[str]) -> dict[str, 
     if expected & set(sd):
         return sd
     for prefix in _PREFIXES:
-        stripped = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        stripped = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
         if expected & set(stripped):
             return stripped
     return sd
@@ -57,8 +57,11 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(sd) if tuple(sd[k].shape) != tuple(own[k].shape))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(sd)
+        if tuple(sd[k].shape) != tuple(own[k].shape)
+    )
     if not (missing or unexpected or shapes):
         return
 
@@ -70,11 +73,17 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str
 
     hint = ""
     if any(k.startswith(("conv1.conv.", "input.input", "convs.0.conv")) for k in unexpected):
-        hint = ("\n  These keys look like rosinality/stylegan2-pytorch's layout, which uses blur-based resampling; "
-                "convert it to the clean layout first (GFPGAN documents such a conversion).")
-    raise StateDictMismatchError(f"{what} does not match {type(model).__name__}:"
-                                 + listing("missing keys", missing) + listing("unexpected keys", unexpected)
-                                 + listing("shape mismatches", shapes) + hint)
+        hint = (
+            "\n  These keys look like rosinality/stylegan2-pytorch's layout, which uses blur-based resampling; "
+            "convert it to the clean layout first (GFPGAN documents such a conversion)."
+        )
+    raise StateDictMismatchError(
+        f"{what} does not match {type(model).__name__}:"
+        + listing("missing keys", missing)
+        + listing("unexpected keys", unexpected)
+        + listing("shape mismatches", shapes)
+        + hint
+    )
 
 
 def load_stylegan2_weights(generator: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> nn.Module:

@@ -29,16 +29,26 @@ class NormStyleCode(nn.Module):
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution (weight demodulation), optional bilinear 2x upsampling first."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
-                 demodulate: bool = True, upsample: bool = False, eps: float = 1e-8):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        eps: float = 1e-8,
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.demodulate, self.upsample, self.eps = demodulate, upsample, eps
         self.modulation = nn.Linear(style_dim, in_channels, bias=True)
         nn.init.kaiming_normal_(self.modulation.weight, a=0, mode="fan_in", nonlinearity="linear")
         nn.init.constant_(self.modulation.bias, 1.0)
-        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
-                                   / math.sqrt(in_channels * kernel_size**2))
+        self.weight = nn.Parameter(
+            torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
+            / math.sqrt(in_channels * kernel_size**2)
+        )
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         s = self.modulation(style)  # (B, Cin)
@@ -109,8 +119,16 @@ class StyleGAN2Generator(nn.Module):
     codes and optional per-resolution SFT (scale, shift) maps, which is how PSP-GAN steers the prior.
     """
 
-    def __init__(self, out_size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 1,
-                 narrow: float = 1.0, max_channels: int = 512, sft_half: bool = True):
+    def __init__(
+        self,
+        out_size: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 1,
+        narrow: float = 1.0,
+        max_channels: int = 512,
+        sft_half: bool = True,
+    ):
         super().__init__()
         self.out_size, self.style_dim, self.sft_half = out_size, style_dim, sft_half
         self.log_size = int(math.log2(out_size))
@@ -149,10 +167,18 @@ class StyleGAN2Generator(nn.Module):
         return c - c // 2 if self.sft_half else c
 
     def _noise(self, randomize: bool) -> list[torch.Tensor | None]:
-        return [None] * self.num_layers if randomize else [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)]
+        return (
+            [None] * self.num_layers
+            if randomize
+            else [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)]
+        )
 
-    def synthesis(self, latents: torch.Tensor, conditions: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                  randomize_noise: bool = True) -> torch.Tensor:
+    def synthesis(
+        self,
+        latents: torch.Tensor,
+        conditions: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        randomize_noise: bool = True,
+    ) -> torch.Tensor:
         """W+ codes (B, num_latent, style_dim) -> image; `conditions[res] = (scale, shift)` modulate conv1 at res."""
         noise = self._noise(randomize_noise)
         out = self.constant_input(latents.shape[0]).to(latents.dtype)
@@ -177,8 +203,9 @@ class StyleGAN2Generator(nn.Module):
             return torch.cat([keep, mod * (1 + scale) + shift], dim=1)
         return out * (1 + scale) + shift
 
-    def forward(self, z: torch.Tensor | Sequence[torch.Tensor], randomize_noise: bool = True,
-                mixing_index: int | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor | Sequence[torch.Tensor], randomize_noise: bool = True, mixing_index: int | None = None
+    ) -> torch.Tensor:
         """Unconditional sampling from z: one code, or two for style mixing at `mixing_index` (random if None)."""
         zs = [z] if isinstance(z, torch.Tensor) else list(z)
         ws = [self.style_mlp(zi) for zi in zs]
@@ -186,5 +213,7 @@ class StyleGAN2Generator(nn.Module):
             latents = ws[0].unsqueeze(1).expand(-1, self.num_latent, -1)
         else:
             k = mixing_index if mixing_index is not None else random.randint(1, self.num_latent - 1)
-            latents = torch.cat([ws[0].unsqueeze(1).expand(-1, k, -1), ws[1].unsqueeze(1).expand(-1, self.num_latent - k, -1)], 1)
+            latents = torch.cat(
+                [ws[0].unsqueeze(1).expand(-1, k, -1), ws[1].unsqueeze(1).expand(-1, self.num_latent - k, -1)], 1
+            )
         return self.synthesis(latents, randomize_noise=randomize_noise)
