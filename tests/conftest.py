@@ -1,4 +1,9 @@
-"""Shared test setup: offline, no telemetry, CPU-sized, and the shared data located once."""
+"""Shared test setup: offline, no telemetry, CPU-sized, the shared data located once, and the markers applied here.
+
+Markers (select with -m): `needs_shared` (reads ../shared: data or auxiliary weights), `slow` (left out of the fast
+lane, `pytest -m "not slow and not browser"`), `browser` (drives a real headless Chromium). They are applied
+centrally in pytest_collection_modifyitems below, so test files need not carry them.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,81 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from psp_hub.paths import faces_dir, samples_dir, shared_dir, weights_dir  # noqa: E402
+from psp_hub.paths import faces_dir, samples_dir, shared_dir, weights_dir
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+MARKERS = {
+    "needs_shared": "reads the shared folder (../shared or PSP_SHARED_DIR): face data or auxiliary weights",
+    "slow": "takes more than a few seconds on 2 CPU cores; left out of the fast lane",
+    "browser": "drives a real headless Chromium against the running app",
+}
+SHARED_FIXTURES = {"shared", "weights", "faces", "samples"}
+
+# Modules whose tests reach the shared folder without the fixtures (default weight paths: the face detector, VGG,
+# ArcFace, LPIPS, dlib; the training stages).
+SHARED_MODULES = {
+    "test_app",
+    "test_app_browser",
+    "test_losses",
+    "test_multiprocess",
+    "test_pipeline",
+    "test_release_model",
+    "test_train_speed",
+    "test_training",
+}
+
+# Whole modules left out of the fast lane, by what they do (not measured one by one here): training runs, several
+# processes, torch.compile / ONNX export, dataset builds (with loader workers or the face detector), the browser,
+# and the bundled 128 px model restoring and scoring real faces (measured: 179 s for its 4 tests, see below).
+SLOW_MODULES = {
+    "test_app_browser",
+    "test_compilation",
+    "test_data_build",
+    "test_data_photos",
+    "test_data_stream",
+    "test_export_onnx",
+    "test_multiprocess",
+    "test_release_model",
+    "test_train_speed",
+    "test_training",
+}
+
+# Single tests measured slow. Wall seconds of the call from
+#   nice -n 10 python -m pytest -p no:cacheprovider --durations=0 <the 13 test files of models, identity, metrics,
+#   face alignment/detection, evaluate, imageio, peak memory, release model, common, golden, model zoo>
+# on the shared 2-core machine under load (load average 11-15; the same tests alone were 3-10x faster, e.g. the
+# 128 px zoo case 3.4 s alone, 44 s there). Left out: over ~15 s there and real models or subprocesses inside.
+SLOW_TESTS = {
+    "test_evaluate::test_evaluate_writes_every_method_metric_and_group",  # 79.9 s: evaluate on real faces, 3 nets
+    "test_metrics::test_lpips_matches_package",  # 18.7 s: the lpips package's VGG beside ours
+    "test_hub::test_from_pretrained_hub_id_through_loopback_endpoint_then_offline_cache",  # 18.0 s: 2 subprocesses
+    "test_model_zoo::test_forward_backward_and_round_trip[psp128-input_query-K2]",  # 44.1 s (3.4 s alone)
+}
+
+BROWSER_MODULES = {"test_app_browser"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers here too, so --strict-markers accepts them whatever pyproject lists."""
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test needs_shared / slow / browser from the tables above and the fixtures it uses."""
+    for item in items:
+        module = item.path.stem
+        test = f"{module}::{item.name}"  # the name carries the parameters, e.g. test_x[psp128-input_query-K2]
+        if module in SHARED_MODULES or SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_shared)
+        if module in SLOW_MODULES or test in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
