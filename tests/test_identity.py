@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from collections import defaultdict
-
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -13,23 +10,7 @@ import torch
 
 from psp_hub.common import image_to_tensor
 from psp_hub.identity import IdentityEncoder, ffhq_to_arcface_matrix, warp_ffhq_to_arcface
-
-
-def _celeba_pairs(faces, n_people: int, per_person: int):
-    """RGB uint8 crops and integer labels for the first CelebA people with enough sharp photos."""
-    by_id = defaultdict(list)
-    with open(faces / "metadata.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["source"] == "celeba" and int(row["crop_px_in_source"]) >= 128:
-                by_id[row["identity"]].append(row["file_name"])
-    people = sorted(k for k, v in by_id.items() if len(v) >= per_person)[:n_people]
-    assert len(people) == n_people
-    images, labels = [], []
-    for label, person in enumerate(people):
-        for name in sorted(by_id[person])[:per_person]:
-            images.append(cv2.cvtColor(cv2.imread(str(faces / name)), cv2.COLOR_BGR2RGB))
-            labels.append(label)
-    return np.stack(images), np.array(labels)
+from tests.face_data import celeba_people
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +20,7 @@ def encoder(weights):
 
 @pytest.fixture(scope="module")
 def corpus(faces):
-    return _celeba_pairs(faces, n_people=12, per_person=3)
+    return celeba_people(faces, people=12, per_person=3)
 
 
 @pytest.fixture(scope="module")
