@@ -14,5 +14,8 @@ from .models import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["PSPGAN", "PSPGANConfig", "PSPGANOutput", "ReferenceCache", "StyleGAN2Generator", "ConfigError",
+# The repository's default weights as an absolute path, so `PSPGAN.from_pretrained(psp_hub.BUNDLED_MODEL)` works from
+# any working directory (a relative "checkpoints/psp-gan-128" elsewhere would be taken for a Hub id).
+BUNDLED_MODEL = str(default_model_dir())
+__all__ = ["BUNDLED_MODEL", "PSPGAN", "PSPGANConfig", "PSPGANOutput", "ReferenceCache", "StyleGAN2Generator", "ConfigError",
            "StateDictMismatchError", "load_stylegan2_weights", "tiny_config", "default_model_dir", "__version__"]

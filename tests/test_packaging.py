@@ -1,0 +1,141 @@
+"""Packaging: each install extra declares every third-party import its code can reach, and declares nothing unused.
+
+The import lists are built from the source with `ast` (module-level and function-level imports alike), following
+`psp_hub` imports from each extra's entry points, so `pip install ".[app]"` / `".[train]"` in a fresh environment
+has what the pipeline / the trainer import; no real environment is built here (too slow for a test).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+# Entry points of each install: the base package, the Space + CLI + pipeline, and the trainer + evaluation.
+ENTRIES = {
+    "base": ["psp_hub/__init__.py"],
+    "app": ["app.py", "psp_hub/cli.py", "psp_hub/pipeline/__init__.py"],
+    "train": ["train/train.py", "train/build_dataset.py", "psp_hub/training/__init__.py", "psp_hub/evaluate.py"],
+}
+# Import names whose distribution the environment cannot tell (wheels that install a bare extension module).
+DISTRIBUTION_OF = {"dlib": "dlib-bin", "cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow"}
+# Declared for what they do at run time without being imported by name.
+RUNTIME_ONLY = {"tensorboard"}  # accelerate's log_with="tensorboard"
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    return normalise(re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0])
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a psp_hub module (package __init__ or module file)."""
+    base = REPO / Path(*module.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
+    """(third-party top-level names, psp_hub modules) imported anywhere in one file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this file's package
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import submodule`
+    own = {n for n in names if n.split(".")[0] == "psp_hub" and module_file(n)}
+    third = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"psp_hub", "__future__", ""}
+    return third, own
+
+
+def reachable_imports(entries: list[str]) -> dict[str, set[str]]:
+    """Third-party import name -> the files that import it, over every psp_hub module reachable from `entries`."""
+    todo, seen, found = [REPO / e for e in entries], set(), {}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        third, own = imports_of(path)
+        for name in third:
+            found.setdefault(name, set()).add(str(path.relative_to(REPO)))
+        for module in own:
+            todo.append(module_file(module))
+            parent = module.rsplit(".", 1)[0]
+            if module_file(parent):  # importing a submodule runs its package's __init__ too
+                todo.append(module_file(parent))
+    return found
+
+
+@functools.cache
+def installed() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def distributions(import_name: str) -> set[str]:
+    """The distributions (normalised) that provide an import name in this environment."""
+    known = installed().get(import_name, [])
+    names = {normalise(d) for d in known}
+    if import_name in DISTRIBUTION_OF:
+        names.add(normalise(DISTRIBUTION_OF[import_name]))
+    return names
+
+
+def declared(extra: str) -> set[str]:
+    reqs = PYPROJECT["dependencies"] + (PYPROJECT["optional-dependencies"][extra] if extra != "base" else [])
+    return {requirement_name(r) for r in reqs}
+
+
+@pytest.mark.parametrize("extra", ["base", "app", "train"])
+def test_every_reachable_import_is_declared_in_the_extra(extra):
+    found = reachable_imports(ENTRIES[extra])
+    assert "torch" in found and ("gradio" in found) == (extra == "app")
+    missing = {name: sorted(files)[:3] for name, files in found.items() if not distributions(name) & declared(extra)}
+    assert missing == {}, f"imported by the {extra} code but not declared for `pip install .[{extra}]`: {missing}"
+
+
+@pytest.mark.parametrize("extra", ["app", "train"])
+def test_no_silent_extra(extra):
+    """Every requirement an extra declares is imported by that extra's code (or is a named run-time-only one)."""
+    used = set().union(*(distributions(name) for name in reachable_imports(ENTRIES[extra])))
+    unused = {requirement_name(r) for r in PYPROJECT["optional-dependencies"][extra]} - used - RUNTIME_ONLY
+    assert unused == set(), f"declared in [{extra}] but never imported there: {unused}"
+
+
+def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
+    third, own = imports_of(REPO / "psp_hub" / "__init__.py")  # `from .models import ...`
+    assert "psp_hub.models" in own
+    third, _ = imports_of(REPO / "psp_hub" / "cli.py")  # tqdm is imported inside functions only
+    assert "tqdm" in third
+
+
+def test_requirements_pin_every_declared_dependency():
+    """requirements.txt (the pinned environment) covers the base install and both extras."""
+    pinned = {requirement_name(line) for line in (REPO / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    every = declared("app") | declared("train")
+    assert every - pinned == set()
+
+
+def test_license_is_an_spdx_expression():
+    assert PYPROJECT["license"] == "Apache-2.0"  # a TOML table here makes setuptools warn on every build
