@@ -70,7 +70,7 @@ def _touch(path: str | None) -> None:
 def _batches(cfg: TrainConfig, synthetic: bool, device):
     if synthetic:
         return synthetic_batches(cfg)
-    return build_train_batches(cfg.data, batch_size=cfg.batch_size, device=device)
+    return build_train_batches(cfg.data, batch_size=cfg.batch_size, device=device, targets_only=cfg.stage == "prior")
 
 
 def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, warmup: int, signals: dict) -> dict:

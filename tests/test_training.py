@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -17,12 +18,17 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from psp_hub.data import build_train_dataloader
+from psp_hub.data import boost_start_iteration, build_train_dataloader, phase_position
 from psp_hub.data.sample_corpus import build_sample_dataset
-from psp_hub.models import PSPGAN
-from psp_hub.training import TrainConfig, train
+from psp_hub.models import PSPGAN, StyleGAN2Generator
+from psp_hub.training import OptimConfig, TrainConfig, train
 from psp_hub.training.checkpoint import latest_checkpoint
+from psp_hub.training.batches import batch_to_device
+from psp_hub.training.scaling import scaled_for_batch
+from psp_hub.training.schedule import ema_weights, make_ema
 from psp_hub.training.stages import PRIOR_FILE, make_stage
+from psp_hub.training.trainer import phase_for
+from psp_hub.training.warm_start import load_matching, prior_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "train" / "configs" / "tiny-cpu.yaml"
@@ -231,7 +237,9 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_names(dataset, tmp_pat
     batch = None
     results = {}
     for compiled in (False, True):
-        cfg = tiny(dataset, tmp_path / f"run-{compiled}", f"compile={str(compiled).lower()}")
+        # aot_eager: dynamo's graphs and AOT autograd without inductor's code generation, so the test stays
+        # seconds long on a busy CPU (inductor's C++ compile of every region took most of its former minutes)
+        cfg = tiny(dataset, tmp_path / f"run-{compiled}", f"compile={str(compiled).lower()}", "compile_backend=aot_eager")
         set_seed(0)
         stage = make_stage(cfg, Accelerator(cpu=True))
         batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
@@ -333,3 +341,109 @@ def test_init_from_fine_tunes_a_trained_model_and_rejects_a_different_architectu
                    Accelerator(cpu=True))
     with pytest.raises(ValueError, match="not both"):
         tiny(dataset, tmp_path / "both", f"init_from={result_export}", "prior_path=somewhere")
+
+
+def test_optimised_step_gives_the_same_losses_as_the_plain_one(dataset, tmp_path):
+    """Channels-last networks and batches, fused Adam and bf16 loss nets (a no-op without bf16 mixed precision):
+    the same losses for the same batch, step after step (step 0 includes lazy R1)."""
+    batch, logs = None, {}
+    for fast in (False, True):
+        flags = ["channels_last=true", "optim.fused=true", "loss_nets_bf16=true"] if fast else []
+        cfg = tiny(dataset, tmp_path / f"run-{fast}", *flags)
+        set_seed(0)
+        stage = make_stage(cfg, Accelerator(cpu=True))
+        if fast:
+            weight = next(p for p in stage.discriminators[0].parameters() if p.ndim == 4 and p.shape[-1] > 1)
+            assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+            assert next(stage.objective.perceptual.vgg.parameters()).dtype == torch.float32  # no bf16 autocast here
+        batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+        logs[fast] = [stage.step(batch_to_device(batch, "cpu", cfg.channels_last), s) for s in (0, 1, 2)]
+    assert logs[True][0].keys() == logs[False][0].keys() and "r1" in logs[True][0]
+    for plain, fast in zip(logs[False], logs[True]):
+        for name, value in plain.items():
+            assert float(fast[name]) == pytest.approx(float(value), rel=1e-3, abs=1e-5), name
+
+
+def test_loss_nets_go_bf16_under_bf16_mixed_precision(dataset, tmp_path):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's plain accelerator state
+    try:
+        stage = make_stage(tiny(dataset, tmp_path, "loss_nets_bf16=true", "mixed_precision=bf16"),
+                           Accelerator(cpu=True, mixed_precision="bf16"))
+        assert next(stage.objective.perceptual.vgg.parameters()).dtype == torch.bfloat16
+        assert next(stage.objective.identity.encoder.net.parameters()).dtype == torch.bfloat16
+        assert next(stage.raw_generator.parameters()).dtype == torch.float32  # the trained weights stay fp32
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # later tests' Accelerator() must not inherit bf16
+
+
+def _tiny_overrides(dataset, out: Path, refs: int) -> list[str]:
+    """A 256 px config shrunk to the tiny CPU network (64 px, narrow channels), two steps, no extras."""
+    import yaml
+
+    model = yaml.safe_load(TINY.read_text())["model"]
+    return [f"model={json.dumps(model)}", "data.out_size=64", f"data.max_references={refs}", f"data.path={dataset}",
+            f"output_dir={out}", "batch_size=2", "max_steps=2", "mixed_precision=no", "d_narrow=0.0625",
+            "component_d_channels=8", "init_from=null", "prior_path=null", "validate_every=0", "images_every=0",
+            "tracker=none", "checkpoint_every=2"]
+
+
+@pytest.mark.parametrize("name,refs", [("prior-256", 0), ("psp-256", 2)])
+def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_path, name, refs):
+    cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs))
+    assert cfg.data.loader == "resident" and cfg.channels_last and cfg.optim.fused
+    result = train(cfg)
+    assert result.step == 2 and result.reason == "finished" and result.checkpoint.name == "checkpoint-2"
+    last = json.loads((tmp_path / name / "last_run.json").read_text())
+    assert last["steps_this_run"] == 2 and 0 <= last["data_wait_share"] < 1
+
+
+def test_the_256_prior_starts_from_the_bundled_128_decoder(tmp_path):
+    """prior-256's init_from (checkpoints/psp-gan-128): every 4-128 px layer of its StyleGAN2 decoder loads, the
+    256 px conv pair, to-RGB and noise start fresh, nothing is dropped, and the EMA starts from the loaded weights."""
+    cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / "prior-256.yaml",
+                                [f"output_dir={tmp_path}", "mixed_precision=no", "tracker=none"])
+    source = PSPGAN.from_pretrained(str(ROOT / cfg.init_from)).generator.state_dict()
+    assert prior_state_dict(str(ROOT / cfg.init_from)).keys() == source.keys()
+    stage = make_stage(cfg.__class__.from_dict({**cfg.to_dict(), "init_from": str(ROOT / cfg.init_from)}),
+                       Accelerator(cpu=True))
+    g = stage.raw_generator.state_dict()
+    new = sorted(set(g) - set(source))
+    assert new and all(k.startswith(("style_convs.10.", "style_convs.11.", "to_rgbs.5.", "noises.noise1")) for k in new)
+    assert set(source) <= set(g) and all(torch.equal(g[k], v) for k, v in source.items())
+    assert all(torch.equal(s, p) for s, p in zip(stage.ema.shadow_params, stage.raw_generator.parameters()))
+    fresh = StyleGAN2Generator(32, style_dim=16, n_mlp=2, narrow=0.125, max_channels=16)
+    with pytest.raises(ValueError, match="no tensor matches"):
+        load_matching(fresh, {"unrelated": torch.zeros(1)})
+
+
+def test_one_rule_for_the_boost_phase_boundary(dataset, tmp_path):
+    """boost_start 0.875 of 6 steps is 5.25: the boost phase starts at step 6 in the trainer and the data schedule."""
+    cfg = tiny(dataset, tmp_path, "max_steps=6")
+    assert boost_start_iteration(cfg.data, 6) == 6
+    assert phase_for(cfg, 5) == ("main", 0) and phase_for(cfg, 6) == ("boost", 6)
+    assert phase_position(cfg.data, 6, 6, 2) == ("boost", 0)
+    assert phase_for(tiny(dataset, tmp_path, "max_steps=6", "stage=prior"), 6) == ("main", 0)
+
+
+def test_larger_batches_scale_lr_by_sqrt_and_keep_the_ema_half_life():
+    base = OptimConfig(lr=1e-3, d_lr=2e-3, ema_decay=0.999, reference_batch=16)
+    big = scaled_for_batch(base, 64)
+    assert big.lr == pytest.approx(2e-3) and big.d_lr == pytest.approx(4e-3)
+    assert big.ema_decay ** (1 / 64) == pytest.approx(base.ema_decay ** (1 / 16))  # the same decay per sample
+    assert scaled_for_batch(OptimConfig(lr=1e-3), 64).lr == 1e-3  # reference_batch 0: as given
+
+
+def test_ema_weights_swap_in_and_back_even_on_an_error():
+    model = torch.nn.Linear(3, 2)
+    ema = make_ema(model, 0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    own = model.weight.detach().clone()
+    with ema_weights(ema, model):
+        assert torch.equal(model.weight, ema.shadow_params[0])
+    assert torch.equal(model.weight, own)
+    with pytest.raises(RuntimeError), ema_weights(ema, model):
+        raise RuntimeError("inside")
+    assert torch.equal(model.weight, own)

@@ -28,8 +28,9 @@ class ResidentBatches:
     """Endless batches for one process and phase; `start_sample` only seeds them (a resumed run gets fresh draws)."""
 
     def __init__(self, cfg: DataConfig, batch_size: int, phase: str = "main", start_sample: int = 0,
-                 process_index: int = 0, device="cpu"):
+                 process_index: int = 0, device="cpu", targets_only: bool = False):
         self.cfg, self.batch_size, self.device = cfg, int(batch_size), torch.device(device)
+        self.targets_only = targets_only
         self.faces: ResidentFaces = resident_faces(cfg, "cpu" if cfg.resident_on_cpu else self.device)
         older = self.faces.is_older.cpu()
         frac = older_fraction_for(cfg, phase)
@@ -37,7 +38,7 @@ class ResidentBatches:
         self.pools = [torch.nonzero(~older)[:, 0].to(self.faces.images.device),
                       torch.nonzero(older)[:, 0].to(self.faces.images.device)]
         self.gen = _generator(cfg, phase, process_index, start_sample, self.device)
-        self.store_gen = self.gen if self.faces.images.device == self.device else torch.Generator().manual_seed(
+        self.store_gen = self.gen if self.faces.images.device.type == self.device.type else torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=self.gen, device=self.device).cpu()))
         self.next_index = int(start_sample)
 
@@ -60,6 +61,9 @@ class ResidentBatches:
         """K per sample: other photos of the person (in random order, each flipped at random), else augmented views."""
         cfg, f, g, dev = self.cfg, self.faces, self.gen, self.device
         b, kmax = idx.shape[0], cfg.max_references
+        if kmax == 0:
+            empty = torch.zeros(b, 0, dtype=torch.bool, device=dev)
+            return {"refs": hr.new_zeros((b, 0, *hr.shape[1:])), "ref_mask": empty, "ref_is_augmented": empty}
         k = torch.randint(cfg.min_references, cfg.max_references + 1, (b, 1), generator=g, device=dev)
         cand = f.refs[idx].to(dev)
         keys = torch.rand(cand.shape, generator=g, device=dev).masked_fill(cand < 0, 2.0)
@@ -86,26 +90,31 @@ class ResidentBatches:
         flip = (torch.rand(b, generator=g, device=dev) < cfg.hflip_prob).long()
         hr = f.images[idx].to(dev, non_blocking=True).float() / 255
         hr = torch.where(flip[:, None, None, None] > 0, hr.flip(-1), hr)
-        at = torch.arange(b, device=dev)
+        at, idx_dev = torch.arange(b, device=dev), idx.to(dev)
+        batch = {"is_older": f.is_older[idx].to(dev), "flipped": flip.bool(), "index": self.next_index + at, "row": idx_dev}
+        self.next_index += b
+        if self.targets_only:  # the prior stage: no input, no references; grey targets as often as with them
+            grey = torch.rand(b, generator=g, device=dev) < cfg.degradation.gray_prob
+            return {"target": _grey_where(grey & cfg.degradation.gt_gray, hr) * 2 - 1, **batch}
         params = sample_degradation_batch(cfg.degradation, b, size, g)
         lq = degrade_batch(hr, params, cfg.degradation, g)
-        grey_target = (params["gray"] > 0) & cfg.degradation.gt_gray
-        target = torch.where(grey_target.view(-1, 1, 1, 1), to_gray_batch(hr), hr)
-        idx_dev = idx.to(dev)
-        batch = {"target": target * 2 - 1, "lq": lq * 2 - 1, **self._references(idx_dev, hr),
-                 "boxes": f.boxes[idx].to(dev)[at, flip], "landmarks": f.landmarks[idx].to(dev)[at, flip],
-                 "is_older": f.is_older[idx].to(dev), "flipped": flip.bool(),
-                 "index": self.next_index + at, "row": idx_dev, "degradation": params}
-        self.next_index += b
-        return batch
+        target = _grey_where((params["gray"] > 0) & cfg.degradation.gt_gray, hr)
+        return {"target": target * 2 - 1, "lq": lq * 2 - 1, **self._references(idx_dev, hr),
+                "boxes": f.boxes[idx].to(dev)[at, flip], "landmarks": f.landmarks[idx].to(dev)[at, flip],
+                "degradation": params, **batch}
+
+
+def _grey_where(mask: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.view(-1, 1, 1, 1), to_gray_batch(img), img)
 
 
 def build_train_batches(cfg: DataConfig, *, batch_size: int, phase: str = "main", start_sample: int = 0,
-                        process_index: int = 0, num_processes: int = 1, device="cpu") -> Iterator[dict]:
+                        process_index: int = 0, num_processes: int = 1, device="cpu",
+                        targets_only: bool = False) -> Iterator[dict]:
     """Endless training batches with the loader `cfg.loader` names: the streaming DataLoader (CPU batches) or
-    resident faces (batches already on `device`)."""
+    resident faces (batches already on `device`; `targets_only` skips inputs and references, for the prior)."""
     if cfg.loader == "resident":
-        return ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device)
+        return ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device, targets_only)
     from .stream import build_train_dataloader
 
     return iter(build_train_dataloader(cfg, batch_size=batch_size, phase=phase, start_sample=start_sample,

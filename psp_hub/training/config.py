@@ -84,6 +84,9 @@ class TrainConfig:
     # kernels: a 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which
     # compile lacks. Costs a few minutes of compiling at the start of each run.
     compile: bool = False
+    # torch.compile backend: "inductor" (fused kernels: the speed), or "aot_eager" (dynamo and AOT autograd without
+    # code generation: the same graphs in seconds, for tests on a busy CPU)
+    compile_backend: str = "inductor"
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
     channels_last: bool = False

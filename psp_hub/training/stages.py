@@ -65,7 +65,7 @@ class Stage:
         self.ema = make_ema(self.raw_generator, optim.ema_decay)
         self.ema.to(self.acc.device)
         if cfg.compile:
-            compile_in_place(self.raw_generator)
+            compile_in_place(self.raw_generator, backend=cfg.compile_backend)
 
     @property
     def raw_generator(self):
@@ -106,7 +106,7 @@ class PriorStage(Stage):
         self._finish_build(generator, [disc])
         self.disc = self.discriminators[0]
         # the compiled view serves the logistic terms; R1's double backward keeps the eager module
-        self.disc_fast = compiled_view(self.disc) if self.cfg.compile else self.disc
+        self.disc_fast = compiled_view(self.disc, backend=self.cfg.compile_backend) if self.cfg.compile else self.disc
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
@@ -185,8 +185,9 @@ class PSPGANStage(Stage):
         if cfg.compile:
             # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
             # torch.compile does not support) keeps calling the eager global discriminator.
-            self.discs = DiscView(compiled_view(global_d), {n: compiled_view(d) for n, d in components.items()},
-                                  r1_global_d=global_d)
+            backend = cfg.compile_backend
+            self.discs = DiscView(compiled_view(global_d, backend=backend),
+                                  {n: compiled_view(d, backend=backend) for n, d in components.items()}, r1_global_d=global_d)
         else:
             self.discs = DiscView(global_d, components)
         self._prior_frozen = None
@@ -202,7 +203,7 @@ class PSPGANStage(Stage):
             if bf16:  # autocast would otherwise cast the fp32 weights to bf16 again on every call
                 net.to(torch.bfloat16)
             if self.cfg.compile:
-                compile_in_place(net)
+                compile_in_place(net, backend=self.cfg.compile_backend)
 
     def _freeze_prior(self, frozen: bool):
         if frozen == self._prior_frozen:

@@ -82,7 +82,7 @@ class BatchSource:
         self.batches = build_train_batches(cfg.data, batch_size=cfg.batch_size, phase=phase,
                                            start_sample=self.state.samples_seen - phase_start * self.per_step,
                                            process_index=acc.process_index, num_processes=acc.num_processes,
-                                           device=acc.device)
+                                           device=acc.device, targets_only=cfg.stage == "prior")
 
     def next(self) -> dict:
         """The next batch on the device (a new pass when a finite stream ends)."""

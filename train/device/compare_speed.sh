@@ -27,4 +27,4 @@ args=(--steps "${STEPS:-20}" --warmup "${WARMUP:-3}" --profile "${PROFILE:-3}")
     --ready "$sig.new.ready" --wait-for "$sig.old.ready" --done "$sig.new.done" "$@" >"$out/new-$name.json" 2>"$out/new-$name.err"
   touch "$sig.new.done" )
 wait
-grep -H "hit config\|Traceback\|Error" "$out/new-$name.err" "$out/old-$name.err" | tail -6
+grep -H "hit config\|Traceback\|Error" "$out/new-$name.err" "$out/old-$name.err" | tail -6 || true  # what failed, if anything
