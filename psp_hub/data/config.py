@@ -7,23 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from psp_hub.common.config import build_config
 from psp_hub.paths import REPO_ROOT
 
 DEFAULT_DATASET_DIR = REPO_ROOT / "data" / "psp-faces128"
 """Where `train/build_dataset.py` writes the dataset built from the shared face corpus (git-ignored)."""
-
-
-def _from_dict(cls: type, values: dict[str, Any] | None, nested: dict[str, type] | None = None):
-    """Build dataclass `cls` from a plain (YAML) dict: lists become tuples, nested dicts become dataclasses."""
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known: {sorted(names)}")
-    for key, sub in (nested or {}).items():
-        if isinstance(values.get(key), dict):
-            values[key] = sub.from_dict(values[key])
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -45,8 +33,8 @@ class DegradationConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "DegradationConfig":
-        """From a plain dict (YAML); unknown keys are an error."""
-        return _from_dict(cls, values)
+        """From a plain dict (YAML), strictly (psp_hub.common.config): unknown keys and wrong types are errors."""
+        return build_config(cls, values)
 
     @classmethod
     def fixed(cls, scale: float, sigma: float, noise: float, jpeg_quality: int) -> "DegradationConfig":
@@ -125,11 +113,8 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "DataConfig":
-        """From a plain dict (YAML), with `degradation` as a nested dict or a preset name."""
-        values = dict(values or {})
-        if isinstance(values.get("degradation"), str):
-            values["degradation"] = DegradationConfig.preset(values["degradation"])
-        return _from_dict(cls, values, {"degradation": DegradationConfig})
+        """From a plain dict (YAML), strictly, with `degradation` as a nested dict or a preset name."""
+        return build_config(cls, values)
 
     def replace(self, **changes: Any) -> "DataConfig":
         """A copy with some fields changed."""

@@ -1,34 +1,16 @@
-"""Typed training configuration, read from `train/configs/<name>.yaml`; unknown keys are errors."""
+"""Typed training configuration, read from `train/configs/<name>.yaml` (which may `extends:` another) with the
+project's one strict loader (psp_hub.common.config): unknown keys and wrongly typed values are errors."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from psp_hub.common.config import ConfigError, apply_overrides, build_config, load_yaml
 from psp_hub.data import DataConfig
 from psp_hub.models.config import PSPGANConfig
-
-
-def _build(cls, values: dict[str, Any] | None):
-    values = dict(values or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():  # plain scalar fields: catch e.g. `losses.l1=inf` (a YAML string) here
-        kind = hints.get(key)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)
-        elif kind in (float, int, bool, str) and not (type(value) is kind):
-            raise ValueError(f"{cls.__name__}.{key} must be a {kind.__name__}, got {value!r} "
-                             f"(YAML spells infinity .inf and not-a-number .nan)")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass
@@ -95,7 +77,9 @@ class TrainConfig:
     loss_nets_bf16: bool = False
     prior_path: str | None = None  # stage 'pspgan': the pretrained StyleGAN2 (ours from stage 'prior', or public)
     # stage 'pspgan': fine-tune a trained PSP-GAN instead (Hub repo id or folder; its config must equal `model`);
-    # the generator starts from its weights, the discriminators and optimizers start fresh
+    # the generator starts from its weights, the discriminators and optimizers start fresh.
+    # stage 'prior': start from a prior export or a PSP-GAN's decoder, every tensor whose name and shape match
+    # (e.g. a 256 px prior from the 128 px one: training/warm_start.py); the rest starts fresh, and the log says which
     init_from: str | None = None
     style_mixing_prob: float = 0.9  # stage 'prior'
     d_narrow: float = 1.0  # width of the global StyleGAN2 discriminator (1.0 = StyleGAN2's channels)
@@ -116,39 +100,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        values = dict(values)
-        nested = {
-            "model": lambda v: PSPGANConfig.from_dict(v),
-            "data": lambda v: DataConfig.from_dict(v),
-            "losses": lambda v: _build(LossWeights, v),
-            "optim": lambda v: _build(OptimConfig, v),
-        }
-        for key, make in nested.items():
-            if key in values:
-                values[key] = make(values[key])
-        cfg = _build(cls, values)
+        """Build strictly (nested model, data, losses and optim included), then check what spans sections."""
+        cfg = build_config(cls, values)
         if cfg.data.out_size != cfg.model.out_size:
-            raise ValueError(f"data.out_size ({cfg.data.out_size}) must equal model.out_size ({cfg.model.out_size})")
+            raise ConfigError(f"data.out_size ({cfg.data.out_size}) must equal model.out_size ({cfg.model.out_size})")
         if cfg.data.max_references > cfg.model.max_references:
-            raise ValueError("data.max_references exceeds model.max_references")
+            raise ConfigError("data.max_references exceeds model.max_references")
         if cfg.init_from and cfg.prior_path:
-            raise ValueError("give init_from (a whole PSP-GAN) or prior_path (its StyleGAN2 prior), not both")
+            raise ConfigError("give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "
+                              "StyleGAN2 prior), not both")
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
-        """Read a YAML file; `overrides` are `a.b=value` strings (value parsed as YAML)."""
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        for item in overrides or []:
-            key, _, raw = item.partition("=")
-            if not _:
-                raise ValueError(f"override {item!r} must look like key.sub=value")
-            node = values
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = yaml.safe_load(raw)
-        return cls.from_dict(values)
+        """Read a YAML file (following `extends:`); `overrides` are `a.b=value` strings (value parsed as YAML)."""
+        return cls.from_dict(apply_overrides(load_yaml(path), overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
