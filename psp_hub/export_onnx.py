@@ -74,7 +74,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
     proto = onnx.load(str(path))
     for key, value in meta.items():
         prop = proto.metadata_props.add()
-        prop.key, prop.value = META_PREFIX + key, value if isinstance(value, str) else json.dumps(value)
+        prop.key, prop.value = META_PREFIX + key, json.dumps(value)
     onnx.save(proto, str(path))
     return path
 

@@ -41,8 +41,7 @@ class RawReferences:
 
 def _meta(session: ort.InferenceSession) -> dict:
     props = session.get_modelmeta().custom_metadata_map
-    return {k[len(META_PREFIX):]: json.loads(v) if k != META_PREFIX + "graph" else v
-            for k, v in props.items() if k.startswith(META_PREFIX)}
+    return {k[len(META_PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
 
 
 def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:

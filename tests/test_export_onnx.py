@@ -12,6 +12,7 @@ from psp_hub.export_onnx import OPSET, export_model, main
 from psp_hub.models import ReferenceCache
 from psp_hub.onnx_backend import OnnxBackend, RawReferences
 from psp_hub.pipeline import RestorationPipeline
+from psp_hub.profiles import model_fingerprint
 from tests.model_helpers import make_live, random_batch
 
 # fp32 graphs, same weights: onnxruntime's kernels differ from PyTorch's only in summation order
@@ -37,7 +38,7 @@ def _diff(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
     return d
 
 
-def test_files_opset_and_dynamic_batch(exported):
+def test_files_opset_and_dynamic_batch(model, exported):
     for path in (exported.restore, exported.encoder, exported.cached):
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
@@ -45,6 +46,7 @@ def test_files_opset_and_dynamic_batch(exported):
         assert not list(path.parent.glob(path.name + ".data")), "weights must be inside the .onnx file"
         first = proto.graph.input[0].type.tensor_type.shape.dim[0]
         assert first.dim_param and not first.dim_value, f"{path.name}: batch dimension is not dynamic"
+    assert OnnxBackend(exported.restore).fingerprint == model_fingerprint(model)  # profiles' caches carry over
 
 
 @torch.no_grad()
@@ -106,3 +108,19 @@ def test_pipeline_runs_on_the_onnx_backend(model, exported, samples):
     print(f"pipeline restored face, uint8 max abs difference = {diff}")
     assert diff <= 1  # rounding of a 1e-6 difference can flip one level
     assert b.report["reference_encodings_computed"] == 1
+
+
+def test_a_profile_built_with_pytorch_runs_on_onnx_without_re_encoding(model, exported, samples):
+    from psp_hub.profiles import PersonProfile
+
+    photos = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))
+    torch_pipe = RestorationPipeline(model)
+    onnx_pipe = RestorationPipeline(OnnxBackend(exported.restore), detector=torch_pipe.detector,
+                                    identity=torch_pipe.identity)
+    profile = PersonProfile.build(torch_pipe, photos[:2])
+    refs = profile.reference_set(onnx_pipe)
+    assert profile.reencoded is None  # the export carries the model's hash
+    a = torch_pipe.restore(photos[3], profile.reference_set(torch_pipe)).faces[0]
+    b = onnx_pipe.restore(photos[3], refs)
+    assert b.report["reference_encodings_computed"] == 0 and b.faces[0].references_used == a.references_used
+    assert np.abs(a.restored.astype(int) - b.faces[0].restored.astype(int)).max() <= 1
