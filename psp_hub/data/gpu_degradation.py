@@ -78,8 +78,8 @@ def _resample(img: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def _gray(img: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
-    w = torch.tensor(weights, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
-    return (img * w).sum(dim=1, keepdim=True)
+    r, g, b = img.unbind(1)  # python-float weights: no constant tensor to copy to the device on every call
+    return (weights[0] * r + weights[1] * g + weights[2] * b)[:, None]
 
 
 def color_jitter_batch(img: torch.Tensor, p: dict) -> torch.Tensor:

@@ -8,6 +8,7 @@ which is lossless. Checked against OpenCV's encoder in tests/test_gpu_degradatio
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -22,19 +23,23 @@ _CHROMA = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 2
 MCU = 16  # a 4:2:0 minimum coded unit: image sides must be multiples of it (pad by edge replication first)
 
 
+@functools.lru_cache(maxsize=8)
+def _base_tables(device: torch.device) -> torch.Tensor:
+    """(2, 8, 8) luma and chroma base tables on `device`, copied there once (a copy per batch would sync the host)."""
+    return torch.tensor([_LUMA, _CHROMA], dtype=torch.float32).view(2, 8, 8).to(device)
+
+
 def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 1, 1, 1, 8, 8) luma and chroma tables for per-image qualities (libjpeg's jpeg_quality_scaling)."""
     q = quality.to(torch.float32).clamp(1, 100)
     scale = torch.where(q < 50, torch.floor(5000.0 / q), 200.0 - 2.0 * q).view(-1, 1, 1, 1, 1, 1)
-    out = []
-    for base in (_LUMA, _CHROMA):
-        table = torch.tensor(base, dtype=torch.float32, device=quality.device).view(8, 8)
-        out.append(torch.floor((table * scale + 50.0) / 100.0).clamp(1, 255))
-    return out[0], out[1]
+    tables = torch.floor((_base_tables(quality.device) * scale[..., None] + 50.0) / 100.0).clamp(1, 255)
+    return tables[..., 0, :, :], tables[..., 1, :, :]
 
 
-def _dct_matrix(device) -> torch.Tensor:
-    """Orthonormal DCT-II of size 8 (JPEG's FDCT is the 2-D orthonormal DCT)."""
+@functools.lru_cache(maxsize=8)
+def _dct_matrix(device: torch.device) -> torch.Tensor:
+    """Orthonormal DCT-II of size 8 (JPEG's FDCT is the 2-D orthonormal DCT), built once per device."""
     k = torch.arange(8, dtype=torch.float64)
     m = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
     m[0] /= math.sqrt(2)

@@ -15,11 +15,13 @@ if [ -f data/sharp256/README.md ]; then d256=data/sharp256; else d256=$d128; fi
 echo "256 px data: $d256"
 B=.baseline/train/configs
 at256="model.out_size=256 data.out_size=256"
+init=""  # prior-256 warm-starts from the bundled model's decoder; without its weights here, from scratch (same speed)
+[ -f checkpoints/psp-gan-128/model.safetensors ] || init="init_from=null"
 NAME=prior-128 NEW="--config train/configs/prior-128.yaml data.path=$d128" \
   OLD="--config $B/prior-128.yaml data.path=$d128" bash train/device/compare_speed.sh
 NAME=psp-128 NEW="--config train/configs/psp-128.yaml prior_path=null data.path=$d128" \
   OLD="--config $B/psp-128.yaml prior_path=null data.path=$d128" bash train/device/compare_speed.sh
-NAME=prior-256 NEW="--config train/configs/prior-256.yaml data.path=$d256" \
+NAME=prior-256 NEW="--config train/configs/prior-256.yaml data.path=$d256 $init" \
   OLD="--config $B/prior-128.yaml $at256 batch_size=64 data.path=$d256" bash train/device/compare_speed.sh
 NAME=psp-256 NEW="--config train/configs/psp-256.yaml prior_path=null data.path=$d256" \
   OLD="--config $B/psp-128.yaml $at256 batch_size=32 prior_path=null data.path=$d256" bash train/device/compare_speed.sh
