@@ -65,7 +65,7 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
     shutil.copy(ROOT / "benchmarks" / "train_speed.py", base / "benchmarks")
     out = tmp_path / "out"
     out.mkdir()
-    tiny = "stage=prior batch_size=2 mixed_precision=no"
+    tiny = "stage=prior batch_size=2"
     env = {**os.environ, "OUT": str(out), "BASELINE": str(base), "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
            "NAME": "prior-128", "STEPS": "1", "WARMUP": "1", "PROFILE": "0", "LIMIT": "1200",
            "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",

@@ -384,7 +384,7 @@ def _tiny_overrides(dataset, out: Path, refs: int) -> list[str]:
 
     model = yaml.safe_load(TINY.read_text())["model"]
     return [f"model={json.dumps(model)}", "data.out_size=64", f"data.max_references={refs}", f"data.path={dataset}",
-            f"output_dir={out}", "batch_size=2", "max_steps=2", "mixed_precision=no", "d_narrow=0.0625",
+            f"output_dir={out}", "batch_size=2", "max_steps=2", "mixed_precision='no'", "d_narrow=0.0625",
             "component_d_channels=8", "init_from=null", "prior_path=null", "validate_every=0", "images_every=0",
             "tracker=none", "checkpoint_every=2"]
 
@@ -403,7 +403,7 @@ def test_the_256_prior_starts_from_the_bundled_128_decoder(tmp_path):
     """prior-256's init_from (checkpoints/psp-gan-128): every 4-128 px layer of its StyleGAN2 decoder loads, the
     256 px conv pair, to-RGB and noise start fresh, nothing is dropped, and the EMA starts from the loaded weights."""
     cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / "prior-256.yaml",
-                                [f"output_dir={tmp_path}", "mixed_precision=no", "tracker=none"])
+                                [f"output_dir={tmp_path}", "mixed_precision='no'", "tracker=none"])
     source = PSPGAN.from_pretrained(str(ROOT / cfg.init_from)).generator.state_dict()
     assert prior_state_dict(str(ROOT / cfg.init_from)).keys() == source.keys()
     stage = make_stage(cfg.__class__.from_dict({**cfg.to_dict(), "init_from": str(ROOT / cfg.init_from)}),
