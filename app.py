@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import ctypes  # noqa: E402
 import logging  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 import spaces  # noqa: E402
 import torch  # noqa: E402
 from gradio.data_classes import ListFiles  # noqa: E402
+from gradio.route_utils import delete_files_created_by_app  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from psp_hub.imageio import ImageLoadError, load_image, save_image  # noqa: E402
@@ -84,12 +86,57 @@ class UserInputError(Exception):
         self.title = title
 
 
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+LIBC = _libc()
+if LIBC is not None:
+    # Two malloc arenas instead of one per request thread: each arena keeps the pages of the photos it once held.
+    LIBC.mallopt(-8, 2)  # M_ARENA_MAX
+
+
 def _release_memory() -> None:
     """Hand freed heap pages back to the OS after a request (glibc keeps them otherwise; see docs/app.md)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
+
+
+def _sweep_cache_forever(blocks: gr.Blocks) -> None:
+    """Delete uploads and results older than PSP_DELETE_AFTER, with Gradio's own sweep, for the server's lifetime.
+
+    Gradio's scheduled sweep iterates the live sets of cached files that request threads add to, so one upload
+    arriving mid-sweep ends it for good (RuntimeError: set changed size; in the load test it kept all 1,106 files).
+    This thread runs the same sweep and simply tries again.
+    """
+    while True:
+        time.sleep(APP.delete_every_s)
+        for _ in range(5):
+            try:
+                delete_files_created_by_app(blocks, APP.delete_after_s)
+                break
+            except RuntimeError:
+                time.sleep(0.1)
+        _remove_leftovers(time.time() - APP.delete_after_s)
+
+
+def _remove_leftovers(before: float) -> None:
+    """Empty request folders, and the empty `tmp*` files Gradio's upload parser leaves (one or two per upload)."""
+    stubs = [f for f in OUT_ROOT.parent.glob("tmp*") if f.is_file()]
+    for path in [*OUT_ROOT.glob("*"), *stubs]:
+        try:
+            st = path.stat()
+            if st.st_mtime >= before:
+                continue
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            elif path.is_file() and st.st_size == 0:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _paths(files) -> list[str]:
@@ -416,8 +463,11 @@ def build_demo() -> gr.Blocks:
 
 demo = build_demo()
 demo.queue(default_concurrency_limit=APP.concurrency, max_size=APP.queue_size)
+threading.Thread(target=_sweep_cache_forever, args=(demo,), name="psp-cache-sweep", daemon=True).start()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request of Gradio's own client otherwise
+    log.info("model: %s (%s px, %s)", INFO.message, INFO.out_size, INFO.device)
     demo.launch(max_file_size=APP.max_file_size, theme=THEME, css=CSS, show_error=False,
                 footer_links=["api", "gradio"])

@@ -13,7 +13,7 @@ from psp_hub.imageio import load_image, save_image
 from psp_hub.paths import samples_dir
 
 HERE = Path(__file__).resolve().parent
-PHOTO = "060164.jpg"  # the frontal, evenly lit one; the other four become the references
+PHOTO = "004668.jpg"  # a frontal portrait without sunglasses; the other four become the references
 
 
 def main() -> None:

@@ -23,12 +23,17 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_browser")
     PSPGAN(tiny_config(64)).save_pretrained(tmp / "tiny")
     proc, url = start_app(tmp, tmp / "tiny")  # cached examples on, as on the Space
-    yield url
+    yield url, tmp / "app.log"
     stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +60,23 @@ def browser_page(app_url, tmp_path_factory):
         context.close()
 
 
+def test_the_page_opens_on_the_personalised_example_without_start_up_warnings(browser_page, app_server):
+    page, outside = browser_page
+    status = page.locator("#result-status")
+    status.get_by_text("personalised with 4 reference(s)").wait_for(timeout=60_000)  # preloaded first example
+    assert "Restored 1 of 1" in status.inner_text()
+    assert page.locator("#result-slider img").count() >= 1
+    log = app_server[1].read_text()
+    assert "Warning" not in log and "Traceback" not in log, log[-2000:]  # caching the examples warned nobody
+    assert outside == []
+
+
+def test_examples_are_shown_as_thumbnails(browser_page):
+    page, _ = browser_page
+    examples = page.locator(".gallery, table").filter(has=page.locator("img"))
+    assert examples.first.locator("img").count() >= 4 * (1 + 3)  # each row: the photo and its references
+
+
 def test_upload_photo_and_three_references_and_read_the_result(browser_page, samples):
     page, outside = browser_page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -62,12 +84,15 @@ def test_upload_photo_and_three_references_and_read_the_result(browser_page, sam
     assert page.locator("#untrained-warning").is_visible()  # the test model is untrained: the page says so
     photo = samples / "references" / "celeba_7222" / "010582.jpg"  # 601 x 800
     refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
+    page.locator("#photo-input button[aria-label='Clear']").first.click(timeout=5_000)
     page.locator("#photo-input input[type=file]").set_input_files(str(photo))
+    page.locator("#reference-input button[aria-label='Clear']").first.click(timeout=5_000)
     page.locator("#reference-input input[type=file]").set_input_files([str(r) for r in refs])
     page.get_by_text("601 x 800 pixels").wait_for(timeout=30_000)  # preview of the upload
     page.locator("#restore-button").click()
+    page.locator("#result-status").get_by_text(refs[0].name).wait_for(timeout=90_000)  # this request's result
     link = page.locator("#result-download a").first
-    link.wait_for(timeout=90_000)
+    link.wait_for(timeout=30_000)
     data = page.request.get(link.get_attribute("href")).body()
     assert load_image(data).shape == (1600, 1202, 3)  # 2x upscale of the photo
     status = page.locator("#result-status").inner_text()
@@ -99,10 +124,13 @@ def test_text_file_as_photo_shows_the_message(browser_page, tmp_path):
     assert outside == []
 
 
-def test_cached_example_fills_the_outputs(browser_page):
+def test_cached_example_fills_the_outputs_and_the_inputs(browser_page):
     page, _ = browser_page
     page.reload()
     page.wait_for_selector("#restore-button", timeout=60_000)
-    page.get_by_text("celeba_7256_lq.jpg").first.click()
-    page.locator("#result-download a").first.wait_for(timeout=60_000)
+    examples = page.locator(".gallery, table").filter(has=page.locator("img")).first
+    examples.locator("img").nth(5).click()  # a thumbnail of the second example (celeba_7222: photo + 3 references)
+    page.locator("#result-status").get_by_text("000131.jpg").wait_for(timeout=60_000)
     assert "Restored 1 of 1" in page.locator("#result-status").inner_text()
+    page.locator("#photo-input").get_by_text("celeba_7222_lq").first.wait_for(timeout=30_000)  # inputs filled too
+    assert page.locator("#reference-input").get_by_text("000131").count() == 1
