@@ -196,3 +196,23 @@ def restore_video(pipeline, src: str | Path, dst: str | Path, references: Refere
     return VideoReport(frames=index, tracks=len(tracks), faces_restored=restored_faces,
                        personalized_tracks=sum(c is not None for c in caches), fps=info.fps,
                        seconds=time.perf_counter() - start, audio_copied=audio is not None, warnings=warnings)
+
+
+def estimate_seconds(pipeline, path: str | Path, references: ReferenceSet | None = None) -> float:
+    """Rough wall time of `restore_video` on this machine: the first frame's detection and restoration, timed
+    (after one warm-up), times the frame count. For the Space to say how long a CPU run would take before it starts."""
+    info = probe(path)
+    image = next(iter_frames(path))
+    faces = pipeline.detect(image)
+    cache = None
+    if references is not None and references.usable:
+        cache = references.cache_for(pipeline.model, tuple(r.index for r in references.usable))
+    jobs = [(f.landmarks, cache) for f in faces]
+    timings = []
+    for _ in range(2):
+        t = time.perf_counter()
+        pipeline.detect(image)
+        if jobs:
+            _restore_frame(pipeline, image, jobs)
+        timings.append(time.perf_counter() - t)
+    return timings[-1] * info.frames

@@ -15,7 +15,7 @@ from PIL import Image
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import PersonProfile
-from psp_hub.video import VideoConfig, iter_frames, probe, restore_video
+from psp_hub.video import VideoConfig, estimate_seconds, iter_frames, probe, restore_video
 from tests.model_helpers import make_live
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_faces"
@@ -101,7 +101,8 @@ def test_video_keeps_frames_size_and_audio_and_flickers_less_than_per_frame(setu
     assert f_video < f_frames
 
 
-def test_long_clip_is_refused_with_the_limit_in_the_message(setup):
-    pipe, _, clip, tmp = setup
+def test_long_clip_is_refused_with_the_limit_in_the_message_and_a_time_estimate_is_given(setup):
+    pipe, profile, clip, tmp = setup
+    assert estimate_seconds(pipe, clip, profile.reference_set(pipe)) > 0
     with pytest.raises(ValueError, match=r"30 frames .* limit is 10 frames"):
         restore_video(pipe, clip, tmp / "never.mp4", None, VideoConfig(max_frames=10, progress=False))
