@@ -2,6 +2,8 @@
 
 Example (the shared corpus -> data/psp-faces128):
     python train/build_dataset.py --input ../shared/data/faces128 --output data/psp-faces128 --seed 0
+Several photo folders at once (the sharp 256 px set, see docs/data.md):
+    python train/build_dataset.py --sources train/data/sharp256.yaml --output data/sharp256 --size 256 --image-format webp
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from pathlib import Path
 from psp_hub.data.builder import build_dataset, remove_build_state
 from psp_hub.data.config import DEFAULT_DATASET_DIR, BuildConfig
 from psp_hub.data.hub import push_to_hub
+from psp_hub.data.manifest import load_manifest
 from psp_hub.paths import faces_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see docs/data.md)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sources", type=Path, default=None, help="YAML manifest of several photo folders (psp_hub/data/manifest.py); replaces --input")
+    p.add_argument("--only", default=None, help="with --sources: build only these sources (comma-separated names)")
     p.add_argument("--input", type=Path, default=None, help="aligned corpus with metadata.csv, or a folder of photos (default: the shared faces128)")
     p.add_argument("--output", type=Path, default=DEFAULT_DATASET_DIR, help="dataset folder to write (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -47,8 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Build (or resume), print the report, optionally push."""
     a = parse_args(argv)
+    sources = None
+    if a.sources:
+        root, sources = load_manifest(a.sources)
+        if a.only:
+            names = a.only.split(",")
+            unknown = sorted(set(names) - {s.name for s in sources})
+            if unknown:
+                raise SystemExit(f"--only: no source named {unknown} in {a.sources}")
+            sources = [s for s in sources if s.name in names]
     cfg = BuildConfig(
-        input=a.input or faces_dir(),
+        input=root if sources else (a.input or faces_dir()),
         output=a.output,
         seed=a.seed,
         split_fractions=(a.train, a.validation, a.test),
@@ -64,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         workers=a.workers,
         pretty_name=a.pretty_name,
     )
-    report = build_dataset(cfg, progress=None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
-    summary = {k: report[k] for k in ("mode", "inputs", "kept", "rows", "people", "skipped", "unlisted_files", "shards_written", "shards_reused", "seconds")}
+    report = build_dataset(cfg, progress=None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True)), sources=sources)
+    keys = ("mode", "inputs", "kept", "rows", "people", "skipped", "unlisted_files", "shards_written", "shards_reused", "seconds", "per_source", "sharp_pairs")
+    summary = {k: report[k] for k in keys if k in report}
     print(json.dumps(summary, indent=2))
     if a.clean_cache:
         remove_build_state(cfg.output)

@@ -15,6 +15,9 @@ from .ages import age_group, is_older
 from .card import GROUPS, render_card
 from .config import BuildConfig
 from .hub import BUILD_STATE_DIR
+from .build_report import sharpness_report
+from .corpus_splits import corpus_split_map
+from .manifest import PhotoSource, source_records
 from .metadata import IMAGE_SUFFIXES, InputRecord, find_metadata, list_photos, read_aligned_metadata
 from .photos import photo_checker_factory
 from .scan import AlignedChecker, ScanResult, scan_inputs
@@ -55,6 +58,7 @@ def _make_row(rec: InputRecord, res: ScanResult, row_id: str, cfg: BuildConfig, 
         "gender": rec.gender,
         "size": res.size,
         "native_resolution": native,
+        "sharp_px": res.sharp_px,
         "det_score": res.det_score if mode == "photos" else rec.det_score,
         "faces_in_photo": res.faces_in_photo if mode == "photos" else rec.faces_in_photo,
         "landmarks": res.landmarks if mode == "photos" else _template(res.size),
@@ -74,35 +78,48 @@ def _skip_reason(rec: InputRecord, res: ScanResult | None, cfg: BuildConfig, mod
     if not res.ok:
         return res.reason or "bad"
     native = res.native_px if mode == "photos" else rec.native_px
-    if native is not None and native < cfg.min_native_px:
+    min_native = rec.extra.get("min_native_px") or cfg.min_native_px  # a manifest source may set its own limit
+    if native is not None and native < min_native:
         return "tiny_face"
     score = rec.det_score if mode == "aligned" else None
     if score is not None and score < cfg.min_det_score:
         return "low_score"
+    if res.sharp_px is not None and res.sharp_px < rec.extra.get("min_sharp_px", 0):
+        return "soft_face"
     return None
 
 
-def plan_rows(records: list[InputRecord], results: dict[str, ScanResult], cfg: BuildConfig, mode: str):
-    """Kept rows with split, group, references and order; plus skip counts."""
+def plan_rows(records: list[InputRecord], results: dict[str, ScanResult], cfg: BuildConfig, mode: str, skipped_by_source: dict | None = None):
+    """Kept rows with split, group, references and order; plus skip counts (per source into `skipped_by_source`)."""
     skipped: Counter = Counter()
     rows: list[dict] = []
     seen_ids: set[str] = set()
-    for n, rec in enumerate(records):
+    per_source: Counter = Counter()  # photo ids count within each source, so adding a source renames no row
+    forced: dict[str, str] = {}
+    for rec in records:
+        n = per_source[rec.source]
+        per_source[rec.source] += 1
         reason = _skip_reason(rec, results.get(rec.file_name), cfg, mode)
         row_id = rec.id if (mode == "aligned" and rec.id) else f"{rec.source}_{n:05d}"
         if reason is None and row_id in seen_ids:
             reason = "duplicate_id"
         if reason:
             skipped[reason] += 1
+            if skipped_by_source is not None:
+                skipped_by_source.setdefault(rec.source, Counter())[reason] += 1
             continue
         seen_ids.add(row_id)
+        if rec.extra.get("split"):
+            forced[rec.identity] = rec.extra["split"]
         rows.append(_make_row(rec, results[rec.file_name], row_id, cfg, mode))
 
     by_person: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_person[row["identity"]].append(row)
-    strata = {p: f"{rs[0]['source']}|{int(any(r['is_older'] for r in rs))}" for p, rs in by_person.items()}
-    split_of = split_identities({p: len(rs) for p, rs in by_person.items()}, strata, cfg.split_fractions, cfg.seed)
+    free = {p: rs for p, rs in by_person.items() if p not in forced}  # fixed-split people take no share of the fractions
+    strata = {p: f"{rs[0]['source']}|{int(any(r['is_older'] for r in rs))}" for p, rs in free.items()}
+    split_of = split_identities({p: len(rs) for p, rs in free.items()}, strata, cfg.split_fractions, cfg.seed)
+    split_of.update(forced)
     for person, prs in by_person.items():
         for row in prs:
             row["split"] = split_of[person]
@@ -143,32 +160,59 @@ def _count_unlisted(folder: Path, records: list[InputRecord]) -> int:
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed)
 
 
+def _source_inputs(cfg: BuildConfig, sources: list[PhotoSource]) -> tuple[list[InputRecord], int, dict[str, str]]:
+    """Records of all manifest sources (file names relative to cfg.input), unlabelled photos, licence per source."""
+    records: list[InputRecord] = []
+    unlabelled = 0
+    corpus_splits: dict[str, dict[str, str]] = {}
+    for source in sources:
+        split_of = None
+        if source.split.startswith("like:"):
+            corpus = source.split[5:]
+            if corpus not in corpus_splits:
+                corpus_splits[corpus] = corpus_split_map(Path(corpus), cfg.seed, cfg.split_fractions, cfg.older_age)
+            split_of = corpus_splits[corpus]
+        recs, missing = source_records(source, Path(cfg.input).resolve(), split_of)
+        records += recs
+        unlabelled += missing
+    return records, unlabelled, {s.name: s.license for s in sources}
+
+
 def build_dataset(
     cfg: BuildConfig,
     progress: Callable[[str], None] | None = None,
     on_shard: Callable[[str], None] | None = None,
+    sources: list[PhotoSource] | None = None,
 ) -> dict:
-    """Run (or resume) a build; returns the report that is also written to `<output>/build_report.json`."""
+    """Run (or resume) a build; returns the report that is also written to `<output>/build_report.json`.
+
+    With `sources` (a manifest, manifest.py) the photos of every source under `cfg.input` are built together.
+    """
     t0 = time.time()
     say = progress or (lambda msg: None)
     src, out = Path(cfg.input).resolve(), Path(cfg.output).resolve()
     if not src.is_dir():
         raise FileNotFoundError(f"input folder {src} not found")
     state = out / BUILD_STATE_DIR
-    mode = detect_mode(src) if cfg.mode == "auto" else cfg.mode
+    mode = "photos" if sources else (detect_mode(src) if cfg.mode == "auto" else cfg.mode)
+    licenses = {cfg.source_name: cfg.license} if (mode == "photos" and cfg.license) else {}
     if mode == "aligned":
         records = read_aligned_metadata(src)
         factory = _aligned_factory(src)
         unlisted = _count_unlisted(src, records)
     else:
-        records = list_photos(src, cfg.source_name)
+        if sources:
+            records, unlisted, licenses = _source_inputs(cfg, sources)
+        else:
+            records, unlisted = list_photos(src, cfg.source_name), 0
         tag = f"{cfg.size}px-{cfg.image_format}-t{cfg.detector_threshold:g}"  # crops depend on these settings
         factory = photo_checker_factory(src, state / f"aligned-{tag}", cfg.size, cfg.detector_threshold, 0, cfg.image_format)
-        unlisted = 0
     say(f"{mode} input: {len(records)} images in {src}")
-    scan_name = "scan-aligned.jsonl" if mode == "aligned" else f"scan-photos-{tag}.jsonl"
+    # v2: results carry sharp_px; older caches lack it and are not reused
+    scan_name = "scan-aligned-v2.jsonl" if mode == "aligned" else f"scan-photos-v2-{tag}.jsonl"
     results = scan_inputs(records, src, factory, state / scan_name, cfg.workers, say)
-    groups, skipped, kept = plan_rows(records, results, cfg, mode)
+    skipped_by_source: dict[str, Counter] = {}
+    groups, skipped, kept = plan_rows(records, results, cfg, mode, skipped_by_source)
     plan = _shard_plan(groups, cfg.rows_per_shard)
     say(f"plan: {kept} kept, {sum(skipped.values())} skipped {dict(skipped)}, {len(plan)} shards")
     if kept == 0:
@@ -199,6 +243,8 @@ def build_dataset(
         nbytes[split][group] += (out / rel).stat().st_size
 
     report = _report(cfg, mode, records, groups, skipped, unlisted, written, reused, time.time() - t0)
+    report["licenses"] = licenses
+    report.update(sharpness_report(groups, records, skipped_by_source))
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (out / "README.md").write_text(render_card(report, files, nbytes), encoding="utf-8")
     say(f"done in {report['seconds']:.1f} s: {report['rows']}")
@@ -242,7 +288,6 @@ def _report(cfg, mode, records, groups, skipped, unlisted, written, reused, seco
         "shards_reused": reused,
         "seconds": round(seconds, 2),
         "settings": settings,
-        "licenses": {cfg.source_name: cfg.license} if (mode == "photos" and cfg.license) else {},
         "pretty_name": cfg.pretty_name,
     }
 

@@ -16,6 +16,7 @@ SOURCE_LICENSES = {
     "utkface": "UTKFace: non-commercial research purposes only, https://susanqq.github.io/UTKFace/",
     "ffhq": "FFHQ: images under their Flickr licences (CC BY, CC BY-NC, public domain); metadata CC BY-NC-SA 4.0",
 }
+"""Licences of the shared corpus' sources; photo sources bring theirs with them (CLI --license or a manifest)."""
 GROUPS = ("general", "older")
 
 
@@ -115,6 +116,7 @@ def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], n
     ]
     for src in sources:
         lines.append(f"| {src} | {report['sources'][src]} | {licences[src]} |")
+    lines += _source_sections(report)
     lines += [
         "",
         "## How the 70/30 mix is built",
@@ -130,7 +132,8 @@ def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], n
         "## Columns",
         "",
         "`image` (aligned crop), `id`, `identity`, `source`, `age`, `age_group`, `is_older`, `gender`, `size`,",
-        "`native_resolution` (source pixels spanned by the crop), `det_score`, `faces_in_photo`, `landmarks` (5 points",
+        "`native_resolution` (source pixels spanned by the crop), `sharp_px` (measured true sharpness: the",
+        "largest size at which the face still carries real detail, at most the crop size or 512 px for photos), `det_score`, `faces_in_photo`, `landmarks` (5 points",
         "in the aligned frame: image-left eye, image-right eye, nose, image-left and image-right mouth corner),",
         "`reference_ids` (this person's other photos in the same split, exact duplicates removed), `num_photos`, `origin`.",
         "",
@@ -145,3 +148,34 @@ def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], n
         "",
     ]
     return "\n".join(lines)
+
+
+def _source_sections(report: Mapping) -> list[str]:
+    """Per-source counts by split and skip reason, and the sharpness distribution (builds that record them)."""
+    per_source, sharp = report.get("per_source"), report.get("sharpness")
+    if not per_source:
+        return []
+    lines = ["", "## Per source", "", "| source | photos in | kept | skipped (reason: count) | train | validation | test | people | people with >= 2 photos |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for src, c in per_source.items():
+        skipped = ", ".join(f"{k}: {v}" for k, v in c["skipped"].items()) or "-"
+        sp = c["splits"]
+        lines.append(f"| {src} | {c['inputs']} | {c['kept']} | {skipped} | {sp['train']} | {sp['validation']} | {sp['test']} | {c['people']} | {c['multi_photo']} |")
+    if sharp:
+        levels = [k for k in next(iter(sharp.values())) if k.startswith(">=")]
+        lines += ["", "## Sharpness (`sharp_px`)", "",
+                  "Measured on each aligned face (psp_hub/data/sharpness.py): the smallest size a resample can shrink it to",
+                  "while keeping 99 % of its detail finer than a 32 px face. Upsampled faces measure at the size they came",
+                  "from (a 128 px face upsampled to 256 measures about 130), so pixel size alone does not count as sharp.", "",
+                  "| source | faces | p10 | p25 | median | p75 | p90 | " + " | ".join(levels) + " |",
+                  "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in levels) + " |"]
+        for src, d in sharp.items():
+            if d.get("measured"):
+                lines.append(f"| {src} | {d['measured']} | {d['p10']} | {d['p25']} | {d['p50']} | {d['p75']} | {d['p90']} | " + " | ".join(str(d[k]) for k in levels) + " |")
+    pairs = report.get("sharp_pairs")
+    if pairs:
+        levels = list(next(iter(pairs.values())))
+        lines += ["", "People with at least two photos at each sharpness (identity pairs for training / evaluation):", "",
+                  "| split | " + " | ".join(f"sharp_px {k}" for k in levels) + " |", "| --- | " + " | ".join("---" for _ in levels) + " |"]
+        lines += [f"| {split} | " + " | ".join(str(v) for v in d.values()) + " |" for split, d in pairs.items()]
+    return lines

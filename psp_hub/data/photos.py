@@ -11,6 +11,10 @@ import numpy as np
 
 from .metadata import InputRecord
 from .scan import ScanResult, file_stamp
+from .sharpness import sharp_px
+
+SHARP_MEASURE_PX = 512
+"""Crops smaller than this are measured on a 512 px warp of the same face, so a 256 px face can show 256+."""
 
 
 def cached_crop_name(file_name: str, image_format: str) -> str:
@@ -60,6 +64,7 @@ class PhotoAligner:
         native = int(round(self.size / max(aligned.scale, 1e-9)))
         if native < self.min_native_px:
             return ScanResult(record.file_name, False, "tiny_face", native_px=native, faces_in_photo=len(faces), stamp=stamp)
+        sharp = measure_sharpness(rgb, aligned, native)
         lm = np.c_[face.landmarks, np.ones(5)] @ np.asarray(aligned.affine, dtype=np.float64).T
         data = encode_image(aligned.image, self.image_format)
         name = cached_crop_name(record.file_name, self.image_format)
@@ -73,11 +78,25 @@ class PhotoAligner:
             sha1=hashlib.sha1(data).hexdigest(),
             landmarks=[[round(float(x), 3), round(float(y), 3)] for x, y in lm],
             native_px=native,
+            sharp_px=sharp,
             det_score=round(float(face.score), 4),
             faces_in_photo=len(faces),
             cached_image=name,
             stamp=stamp,
         )
+
+
+def measure_sharpness(rgb: np.ndarray, aligned, native_px: int) -> int:
+    """`sharp_px` of the face, measured on a crop of at least SHARP_MEASURE_PX and capped by its source pixels."""
+    from psp_hub.face.alignment import warp_to_crop
+
+    size = aligned.size
+    if size >= SHARP_MEASURE_PX:
+        crop = aligned.image
+    else:  # the same crop, warped larger: a measure cannot exceed the crop it is given
+        k = SHARP_MEASURE_PX / size
+        crop = warp_to_crop(rgb, aligned.affine * k, SHARP_MEASURE_PX, padding="blur")
+    return int(min(sharp_px(crop), native_px))
 
 
 def photo_checker_factory(input_dir: Path, cache_dir: Path, size: int, threshold: float, min_native_px: int, image_format: str, weights_dir: str | None = None):

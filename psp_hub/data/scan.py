@@ -12,7 +12,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .metadata import InputRecord
+from .sharpness import sharp_px
 
 CHUNK = 256
 
@@ -28,6 +31,7 @@ class ScanResult:
     sha1: str | None = None  # of the stored image bytes, to tell duplicate photos apart
     landmarks: list[list[float]] | None = None  # photo mode: in the aligned frame
     native_px: int | None = None  # photo mode: source pixels spanned by the crop
+    sharp_px: int | None = None  # measured true sharpness (sharpness.py), at most the measuring crop's size
     det_score: float | None = None
     faces_in_photo: int | None = None
     cached_image: str | None = None  # photo mode: aligned crop under the build's cache folder
@@ -55,13 +59,14 @@ def check_aligned(path: Path, file_name: str) -> ScanResult:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             w, h = im.size
+            rgb = np.asarray(im.convert("RGB"))
     except Exception:  # any decoder failure means a bad file, never a crash
         return ScanResult(file_name, False, "corrupt", stamp=stamp)
     if w != h:
         return ScanResult(file_name, False, "not_square", stamp=stamp)
     if w < 16:
         return ScanResult(file_name, False, "too_small", stamp=stamp)
-    return ScanResult(file_name, True, size=w, sha1=hashlib.sha1(data).hexdigest(), stamp=stamp)
+    return ScanResult(file_name, True, size=w, sha1=hashlib.sha1(data).hexdigest(), sharp_px=sharp_px(rgb), stamp=stamp)
 
 
 def _load_cache(path: Path) -> dict[str, ScanResult]:

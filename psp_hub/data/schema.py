@@ -16,6 +16,7 @@ FEATURES = Features(
         "gender": Value("string"),
         "size": Value("int32"),  # side of the stored square image in pixels
         "native_resolution": Value("int32"),  # source pixels the aligned crop spans (sharpness of the target)
+        "sharp_px": Value("int32"),  # measured true sharpness: largest size with real detail (sharpness.py)
         "det_score": Value("float32"),
         "faces_in_photo": Value("int32"),
         "landmarks": List(List(Value("float32"), length=2), length=5),  # aligned frame: l-eye, r-eye, nose, l-mouth, r-mouth

@@ -7,6 +7,7 @@ Prints how many files were written and how many were listed but absent from the 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -28,6 +29,8 @@ def list_blobs(git_dir: str, paths: list[str]) -> list[tuple[str, str]]:
 def export(git_dir: str, dest: Path, paths: list[str], match: str | None) -> tuple[int, int]:
     """Write the present blobs under dest/<path>; returns (written, absent)."""
     blobs = [(o, p) for o, p in list_blobs(git_dir, paths) if match is None or re.search(match, p)]
+    # every file gets HEAD's commit time: a re-export leaves the builder's scan cache (keyed by size + mtime) valid
+    stamp = int(subprocess.run(["git", "--git-dir", git_dir, "log", "-1", "--format=%ct", "HEAD"], capture_output=True, check=True).stdout)
     proc = subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     written = absent = 0
     for oid, path in blobs:
@@ -42,6 +45,7 @@ def export(git_dir: str, dest: Path, paths: list[str], match: str | None) -> tup
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+        os.utime(target, (stamp, stamp))
         written += 1
     proc.stdin.close()
     proc.wait()
