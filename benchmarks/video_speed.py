@@ -22,10 +22,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psp_hub.pipeline import RestorationPipeline  # noqa: E402
-from psp_hub.profiles import PersonProfile  # noqa: E402
-from psp_hub.video import VideoConfig, probe, restore_video  # noqa: E402
-from tests.test_video import FIXTURES, make_clip  # noqa: E402
+from psp_hub.pipeline import RestorationPipeline
+from psp_hub.profiles import PersonProfile
+from psp_hub.video import VideoConfig, probe, restore_video
+from tests.test_video import FIXTURES, make_clip
 
 
 def main(argv: list[str] | None = None) -> int:

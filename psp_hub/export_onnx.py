@@ -21,7 +21,14 @@ import onnx
 import torch
 
 from psp_hub.models import PSPGAN
-from psp_hub.onnx_graphs import BlindGraph, CachedRestoreGraph, EncoderGraph, RestoreGraph, cache_input_names, cache_layout
+from psp_hub.onnx_graphs import (
+    BlindGraph,
+    CachedRestoreGraph,
+    EncoderGraph,
+    RestoreGraph,
+    cache_input_names,
+    cache_layout,
+)
 from psp_hub.profiles import model_fingerprint
 
 # Opset 18 is the dynamo exporter's native opset in torch 2.14 (no version conversion pass runs).

@@ -83,7 +83,7 @@ class OnnxBackend:
         self.fingerprint = meta.get("model_hash")  # the exported PyTorch model's, so profiles' caches carry over
 
     # -- what the pipeline reads ------------------------------------------------------------------
-    def eval(self) -> "OnnxBackend":
+    def eval(self) -> OnnxBackend:
         return self
 
     def parameters(self):

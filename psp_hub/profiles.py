@@ -75,7 +75,7 @@ class PersonProfile:
     # -- building ---------------------------------------------------------------------------------
     @classmethod
     def build(cls, pipeline, photos: Sequence, name: str = "person", names: Sequence[str] | None = None,
-              aligned: bool = False) -> "PersonProfile":
+              aligned: bool = False) -> PersonProfile:
         """Prepare `photos` with the pipeline, keep the usable references that agree with each other (the best
         `max_references` by agreement) and encode them once with the pipeline's model."""
         refset = pipeline.prepare_references(list(photos), names, aligned)
@@ -143,7 +143,7 @@ class PersonProfile:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, model=None) -> "PersonProfile":
+    def load(cls, path: str | Path, model=None) -> PersonProfile:
         """Read a profile; with `model`, check the cache's model hash and re-encode from the crops on a mismatch."""
         with safe_open(str(path), framework="numpy") as f:
             header = (f.metadata() or {}).get(_META_KEY)

@@ -48,7 +48,8 @@ def test_shares_are_a_distribution_over_valid_references_and_cost_nothing_unaske
 
 def _lookalike(identity: str, target: np.ndarray, faces: Path, scorer: IdentityScorer, pool: int = 120) -> np.ndarray:
     """The face of another person (from a seeded sample of the shared corpus) closest to `target` by identity."""
-    rows = [r for r in csv.DictReader(open(faces / "metadata.csv")) if r["source"] != "utkface"]
+    with open(faces / "metadata.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] != "utkface"]
     picks = np.random.default_rng(0).choice(len(rows), pool, replace=False)
     cands = [rows[i] for i in picks if rows[i]["identity"] != identity]
     images = [np.asarray(Image.open(faces / r["file_name"]).convert("RGB")) for r in cands]

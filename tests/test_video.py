@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def flicker(frames: list[np.ndarray]) -> float:
     square resized to 128 px, inner 80 %): what is left is flicker, not movement."""
     canon = [cv2.resize(f[y:y + s, x:x + s], (128, 128), interpolation=cv2.INTER_AREA).astype(np.float32)[13:115, 13:115]
              for f, (x, y, s) in zip(frames, map(face_square, range(len(frames))))]
-    return float(np.mean([np.abs(a - b).mean() for a, b in zip(canon, canon[1:])]))
+    return float(np.mean([np.abs(a - b).mean() for a, b in itertools.pairwise(canon)]))
 
 
 def audio_seconds(path: Path) -> float:

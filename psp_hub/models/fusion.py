@@ -159,7 +159,7 @@ class CrossAttentionFusion(nn.Module):
         and each reference's share is averaged over positions and heads. For "input_query" this is exactly the
         fusion's attention; for "reference_query", whose softmax runs per reference (so its mass per reference is
         uniform by construction), it is the same scores seen from the input. Sums to 1 over valid references."""
-        b, _, size, _ = x.shape
+        size = x.shape[-1]
         t = self.norm_input(_tokens(x))
         mask = mask.to(torch.bool)
         logits, inside = self._mass_logits(t, size, prepared)  # (B, h, K, M, N), (M, N) or None
