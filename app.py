@@ -56,7 +56,8 @@ class AppConfig:
     queue_size: int = _env_int("PSP_QUEUE_SIZE", 64)
     gpu_duration: int = _env_int("PSP_GPU_DURATION", 60)  # ZeroGPU seconds reserved per call
     preview_side: int = _env_int("PSP_PREVIEW_SIDE", 1600)  # the before/after slider shows at most this size
-    delete_after_s: int = _env_int("PSP_DELETE_AFTER", 3600)  # uploads and results are deleted after this age
+    delete_after_s: int = _env_int("PSP_DELETE_AFTER", 3600)  # uploads and results are deleted after this age (keep
+    # it above the longest queue wait: an upload still waiting in the queue is not exempt)
     cache_examples: bool = os.environ.get("PSP_CACHE_EXAMPLES", "1") not in ("0", "false", "False")
 
     @property
@@ -76,6 +77,8 @@ REFERENCE_LIMIT = APP.max_reference_uploads or INFO.max_references  # the one li
 OUT_ROOT = Path(get_upload_folder()) / "psp-gan-results"
 
 FACE_CHOICES = [("All faces", "all"), ("Largest face", "largest"), ("Face nearest the centre", "center")]
+LARGE_FACE_CHOICES = [("Restore them (their fine detail stays the photo's own)", "restore"), ("Leave them untouched", "keep")]
+DEFAULTS = PipelineConfig()  # the pipeline's own defaults (one source of truth for the page and the API)
 
 
 class UserInputError(Exception):
@@ -120,21 +123,24 @@ def _sweep_cache_forever(blocks: gr.Blocks) -> None:
                 break
             except RuntimeError:
                 time.sleep(0.1)
-        _remove_leftovers(time.time() - APP.delete_after_s)
+        _remove_leftovers(time.time())
 
 
-def _remove_leftovers(before: float) -> None:
-    """Empty request folders, and the empty `tmp*` files Gradio's upload parser leaves (one or two per upload)."""
-    stubs = [f for f in OUT_ROOT.parent.glob("tmp*") if f.is_file()]
-    for path in [*OUT_ROOT.glob("*"), *stubs]:
+def _remove_leftovers(now: float) -> None:
+    """Request folders emptied by the sweep, and the empty `tmp*` files Gradio's upload parser leaves (one or two per
+    upload) once they are as old as the uploads. A folder must have been empty for a sweep period: a new one is
+    empty only for the moment between its creation and its first file."""
+    for folder in OUT_ROOT.glob("*"):
         try:
-            st = path.stat()
-            if st.st_mtime >= before:
-                continue
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-            elif path.is_file() and st.st_size == 0:
-                path.unlink()
+            if folder.stat().st_mtime < now - APP.delete_every_s and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError:
+            pass
+    for stub in OUT_ROOT.parent.glob("tmp*"):
+        try:
+            st = stub.stat()
+            if stub.is_file() and st.st_size == 0 and st.st_mtime < now - APP.delete_after_s:
+                stub.unlink()
         except OSError:
             pass
 
@@ -209,13 +215,16 @@ def show_failure(request: gr.Request):
     return None, None, [], None, [], f"**Cannot restore this photo.** {message}", None
 
 
-def _pipeline_config(faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned,
-                     only_faces) -> PipelineConfig:
+def _pipeline_config(faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces,
+                     fidelity, large_faces, identity_margin) -> PipelineConfig:
     """The page's options as a validated PipelineConfig (ValueError names a bad option)."""
-    return PipelineConfig(
+    return DEFAULTS.replace(
         faces=faces or "all", upscale=float(upscale), strength=float(strength), input_is_aligned=bool(input_is_aligned),
         only_faces=bool(only_faces), mismatched_references="drop" if drop_mismatched else "keep",
         reference_faces=reference_faces or "best", max_output_pixels=APP.max_output_pixels,
+        fidelity=float(DEFAULTS.fidelity if fidelity is None else fidelity),
+        large_faces=large_faces or DEFAULTS.large_faces,
+        identity_margin=float(DEFAULTS.identity_margin if identity_margin is None else identity_margin),
     )
 
 
@@ -238,7 +247,7 @@ def _faces_caption(face) -> str:
     return f"face {face.index}: input | restored ({mode})"
 
 
-def _write_outputs(result, photo: str, aligned_refs) -> tuple:
+def _write_outputs(result, photo: str, source: np.ndarray, aligned_refs) -> tuple:
     """Every file the page shows, written once into this request's own folder (full-size PNGs, JPEG previews)."""
     out = OUT_ROOT / uuid.uuid4().hex
     stem = Path(photo).stem[:40] or "photo"
@@ -246,10 +255,8 @@ def _write_outputs(result, photo: str, aligned_refs) -> tuple:
     if result.image is not None:
         after = result.image
         preview_after = _fit(after, APP.preview_side)
-        source = load_image(photo, max_pixels=APP.max_pixels)
         interp = cv2.INTER_AREA if source.shape[1] > preview_after.shape[1] else cv2.INTER_LANCZOS4
         preview_before = cv2.resize(source, preview_after.shape[1::-1], interpolation=interp)
-        del source
     else:
         after = np.concatenate([f.restored for f in result.faces], axis=1)
         preview_after = after
@@ -270,8 +277,9 @@ def _restore(photo, references, options: tuple, request: gr.Request | None) -> t
     started = time.perf_counter()
     try:
         photo_path, refs, notes = _request_files(photo, references)
+        source = load_image(photo_path, max_pixels=APP.max_pixels)  # read now: the upload may be swept later
         result, aligned_refs = _run_pipeline(photo_path, refs, _pipeline_config(*options))
-        files = _write_outputs(result, photo_path, aligned_refs)
+        files = _write_outputs(result, photo_path, source, aligned_refs)
         report = dict(result.report, app_seconds=round(time.perf_counter() - started, 3), app_notes=notes)
         outputs = (*files, _status_markdown(result, notes), report)
         return outputs, [w for w in notes + result.warnings if w != INFO.message]
@@ -290,18 +298,20 @@ def _restore(photo, references, options: tuple, request: gr.Request | None) -> t
         raise _fail("Something went wrong while restoring this photo; the details are in the server log.",
                     "Unexpected error", request) from None
     finally:
-        result = aligned_refs = None  # the full-size arrays are on disk now: free them before trimming the heap
+        result = aligned_refs = source = None  # the full-size arrays are on disk now: free them before trimming the heap
         _release_memory()
 
 
 def restore(photo, references=None, faces="all", upscale=2.0, strength=1.0, drop_mismatched=True,
-            reference_faces="best", input_is_aligned=False, only_faces=False, request: gr.Request = None):
+            reference_faces="best", input_is_aligned=False, only_faces=False, fidelity=DEFAULTS.fidelity,
+            large_faces=DEFAULTS.large_faces, identity_margin=DEFAULTS.identity_margin, request: gr.Request = None):
     """Restore the faces in `photo` with the reference photos (optional; one file or a list); API: /restore.
 
     Returns the before/after previews, the restored photo (PNG), the faces gallery, the restored faces (PNG, full
     size), the references as the model sees them, the status text and the JSON report.
     """
-    options = (faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces)
+    options = (faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces, fidelity,
+               large_faces, identity_margin)
     outputs, warnings = _restore(photo, references, options, request)
     for w in warnings:
         gr.Warning(w)
@@ -310,7 +320,7 @@ def restore(photo, references=None, faces="all", upscale=2.0, strength=1.0, drop
 
 def restore_example(photo, references, photo_thumbnail=None, reference_thumbnails=None, request: gr.Request = None):
     """Cached examples: default options; the notes stay in the status box (no toast at start-up)."""
-    options = ("all", 2.0, 1.0, True, "best", False, False)
+    options = ("all", 2.0, 1.0, True, "best", False, False, None, None, None)
     return _restore(photo, references, options, request)[0]
 
 
@@ -392,9 +402,15 @@ def _input_column() -> dict:
         c["faces"] = gr.Radio(FACE_CHOICES, value="all", label="Faces to restore")
         c["upscale"] = gr.Slider(1, 4, value=2, step=0.5, label="Upscale factor (whole photo)")
         c["strength"] = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Reference strength (0 = blind)")
+        c["fidelity"] = gr.Slider(0, 1, value=DEFAULTS.fidelity, step=0.05,
+                                  label="Fidelity (0 = the model's restoration, 1 = keep the photo's own face)")
+        c["large_faces"] = gr.Radio(LARGE_FACE_CHOICES, value=DEFAULTS.large_faces,
+                                    label="Faces far larger than the model's size")
         c["drop"] = gr.Checkbox(value=True, label="Drop references that look like someone else")
         c["reference_faces"] = gr.Radio([("Best-matching face only", "best"), ("Every face", "all")], value="best",
                                         label="In group photos, use the references for")
+        c["identity_margin"] = gr.Slider(0, 0.5, value=DEFAULTS.identity_margin, step=0.01,
+                                         label="Group photos: how much better the best face must match than the next")
         c["aligned"] = gr.Checkbox(value=False, label="The photo is already an aligned face crop")
         c["only_faces"] = gr.Checkbox(value=False, label="Output the restored faces only")
     c["run"] = gr.Button("Restore", variant="primary", elem_id="restore-button")
@@ -451,7 +467,7 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=2):
                 outputs = _output_column()
         inputs = [c[k] for k in ("photo", "references", "faces", "upscale", "strength", "drop", "reference_faces",
-                                 "aligned", "only_faces")]
+                                 "aligned", "only_faces", "fidelity", "large_faces", "identity_margin")]
         c["photo"].change(preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False,
                           show_progress="hidden")
         event = c["run"].click(restore, inputs, outputs, api_name="restore", concurrency_limit=APP.concurrency)

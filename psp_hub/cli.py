@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-faces", action="store_true", help="write only the restored aligned faces")
     p.add_argument("--save-faces", action="store_true", help="also write the restored aligned faces")
     p.add_argument("--strength", type=float, default=1.0, help="how much the references steer the result (0 = blind)")
+    p.add_argument("--fidelity", type=float, default=None,
+                   help="0 = the model's restoration, 1 = keep the input face (default: the pipeline's)")
+    p.add_argument("--large-faces", choices=("restore", "keep"), default=None,
+                   help="faces far larger than the model's size: restore them (default) or leave them untouched")
+    p.add_argument("--identity-margin", type=float, default=None,
+                   help="in group photos the best-matching face must beat the next by this cosine (default: the pipeline's)")
     p.add_argument("--keep-mismatched", action="store_true",
                    help="keep references that look like someone else (default: drop them, with a warning)")
     p.add_argument("--reference-faces", choices=("best", "all"), default="best",
@@ -77,10 +83,12 @@ def _config(args):
     """The run's PipelineConfig from the options (ValueError names a bad value)."""
     from psp_hub.pipeline import PipelineConfig
 
+    optional = {"fidelity": args.fidelity, "large_faces": args.large_faces, "identity_margin": args.identity_margin}
     return PipelineConfig(
         faces=args.faces, upscale=args.upscale, only_faces=args.only_faces, strength=args.strength,
         input_is_aligned=args.aligned, no_face=args.no_face, max_references=args.max_references,
         mismatched_references="keep" if args.keep_mismatched else "drop", reference_faces=args.reference_faces,
+        **{k: v for k, v in optional.items() if v is not None},  # unset: the pipeline's defaults
     )
 
 

@@ -116,8 +116,10 @@ def test_references_may_be_left_out_or_given_as_one_file(client, samples):
     *_, status, report = client.predict(handle_file(str(photo)), api_name="/restore")  # every option defaulted
     assert "blind" in status and report["references_given"] == 0
     ref = samples / "references" / "celeba_7222" / "000131.jpg"
-    *_, status, report = client.predict(handle_file(str(photo)), handle_file(str(ref)), *ARGS, api_name="/restore")
-    assert report["references_given"] == 1 and report["faces"][0]["references_used"] == ["000131.jpg"]
+    *_, references, status, report = client.predict(handle_file(str(photo)), handle_file(str(ref)), *ARGS,
+                                                    api_name="/restore")
+    assert report["references_given"] == 1  # taken as a list of one (whether it is used is the identity gate's call)
+    assert [r["caption"].split(":")[0] for r in references] == ["000131.jpg"]  # aligned and shown
 
 
 def test_identical_concurrent_requests_all_succeed(app_url, samples, tmp_path):
@@ -212,8 +214,8 @@ def test_user_errors_are_one_log_line_without_traceback(client, app_server, tmp_
 
 @pytest.mark.slow
 def test_results_and_uploads_are_deleted_after_the_configured_age(tmp_path, tiny_model, samples):
-    """PSP_DELETE_AFTER=1: Gradio's cache sweep (every 5 s) removes the outputs and the uploads of a request."""
-    proc, url = start_app(tmp_path, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_DELETE_AFTER="1")
+    """PSP_DELETE_AFTER=30: the cache sweep (every 5 s) removes the outputs and the uploads of a request."""
+    proc, url = start_app(tmp_path, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_DELETE_AFTER="30")
     try:
         c = Client(url, verbose=False, analytics_enabled=False, download_files=False)
         photo = samples / "references" / "celeba_7222" / "010582.jpg"
@@ -222,8 +224,9 @@ def test_results_and_uploads_are_deleted_after_the_configured_age(tmp_path, tiny
         cache = tmp_path / "gradio"
         assert all(Path(p).resolve().is_relative_to(cache.resolve()) for p in served)  # written in Gradio's cache
 
-        def left() -> list[Path]:  # this request's files: its results and its uploaded photo
-            return [f for f in cache.rglob("*") if f.is_file() and (str(f) in served or f.name == photo.name)]
+        def left() -> list[Path]:  # this request's files and folder: its results and its uploaded photo
+            files = [f for f in cache.rglob("*") if f.is_file() and (str(f) in served or f.name == photo.name)]
+            return files + list((cache / "psp-gan-results").glob("*"))
 
         deadline = time.time() + 600  # the sweep runs every 5 s; the bound only guards against a hung server
         while time.time() < deadline and left():
@@ -234,3 +237,18 @@ def test_results_and_uploads_are_deleted_after_the_configured_age(tmp_path, tiny
         assert others == []  # what stays is the examples' copies (and Gradio's empty upload stubs)
     finally:
         stop_app(proc)
+
+
+def test_fidelity_one_keeps_the_photo_and_the_new_options_reach_the_pipeline(client, samples):
+    """fidelity=1 returns the photo's own face (the untrained test model's face is noise, so 0 differs)."""
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    source = load_image(photo).astype(float)
+    diffs = {}
+    for fidelity in (0.0, 1.0):
+        out = client.predict(handle_file(str(photo)), None, "all", 1, 1.0, True, "best", False, False, fidelity,
+                             "restore", 0.05, api_name="/restore")
+        diffs[fidelity] = abs(load_image(out[1]).astype(float) - source).mean()
+    assert diffs[1.0] < 0.5 < diffs[0.0], diffs
+    with pytest.raises(Exception, match="greater than maximum"):  # the slider range, checked by Gradio
+        client.predict(handle_file(str(photo)), None, "all", 1, 1.0, True, "best", False, False, 1.5, "restore", 0.05,
+                       api_name="/restore")

@@ -130,3 +130,19 @@ def test_repeated_ref_restores_with_all_three(tmp_path, samples, tiny_model, cap
     assert code == 0 and "references: 3 usable of 3" in err
     report = json.loads((tmp_path / "o" / "010582.json").read_text())
     assert report["faces"][0]["references_used"] == [r.name for r in refs]
+
+
+def test_fidelity_large_faces_and_identity_margin_options(tmp_path, samples, tiny_model, capsys, monkeypatch):
+    from psp_hub.cli import _config, build_parser
+
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    args = build_parser().parse_args(["p.jpg", "--out", "o", "--fidelity", "0.3", "--large-faces", "keep",
+                                      "--identity-margin", "0.1"])
+    cfg = _config(args)
+    assert (cfg.fidelity, cfg.large_faces, cfg.identity_margin) == (0.3, "keep", 0.1)
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    code, _ = run([photo, "--out", tmp_path / "o", "--quiet", "--upscale", "1", "--fidelity", "1"], capsys)
+    assert code == 0  # fidelity 1 keeps the photo's own face
+    assert abs(load_image(tmp_path / "o" / "010582.png").astype(float) - load_image(photo).astype(float)).mean() < 0.5
+    code, err = run([photo, "--out", tmp_path / "o2", "--fidelity", "2"], capsys)
+    assert code == 2 and "fidelity" in err
