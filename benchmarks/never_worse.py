@@ -93,14 +93,63 @@ def measure_photo(pipe: RestorationPipeline, path: Path, scales: list[float]) ->
     return rows
 
 
+def degraded_groups(n_groups: int, seed: int = 0) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Group photos of 3 held-out people (corpus test split, LFW/CelebA), each face degraded with the 'moderate'
+    preset of the training degradation model: (photo, clean aligned faces left to right)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from identity_gate import group_photo, test_people
+
+    from psp_hub.data.config import DegradationConfig
+    from psp_hub.data.degradation import degrade, sample_degradation
+
+    people = [files[0] for p, files in test_people().items() if not p.startswith("utkface:")][: 3 * n_groups]
+    rng, cfg = np.random.default_rng(seed), DegradationConfig.preset("moderate")
+    clean = [load_image(f) for f in people]
+    low = [np.clip(np.rint(degrade(c, sample_degradation(cfg, rng, c.shape[0]), rng) * 255), 0, 255).astype(np.uint8)
+           for c in clean]
+    return [(group_photo(low[i: i + 3]), clean[i: i + 3]) for i in range(0, len(low), 3)]
+
+
+def fidelity_sweep(pipe: RestorationPipeline, values: list[float], n_groups: int, scale: float = 2.0) -> None:
+    """Identity to the clean original and face-box detail (vs Lanczos) of degraded faces, per fidelity value."""
+    from psp_hub.face.alignment import warp_to_crop
+    from psp_hub.face.paste import crop_to_photo
+
+    groups = degraded_groups(n_groups)
+    print(f"\nfidelity sweep: {3 * len(groups)} degraded held-out faces in {len(groups)} group photos, {scale:g}x")
+    print(f"{'fidelity':>8s} {'identity':>8s} {'detail':>7s}")
+    for fid in values:
+        ids, details = [], []
+        for photo, clean in groups:
+            result = pipe.restore(photo, upscale=scale, fidelity=fid)
+            lanczos = ResizeUpscaler("lanczos")(photo, result.image.shape[:2])
+            faces = sorted(result.faces, key=lambda f: f.box[0])
+            if len(faces) != len(clean):
+                continue
+            for f, c in zip(faces, clean):
+                to_crop = cv2.invertAffineTransform(crop_to_photo(f.affine, scale))
+                crop = warp_to_crop(result.image, to_crop, c.shape[0])
+                e = pipe.identity.embed([crop, c])
+                ids.append(float(e[0] @ e[1]))
+                box = f.box * scale
+                details.append(laplacian_variance(result.image, box) / max(laplacian_variance(lanczos, box), 1e-6))
+        print(f"{fid:8.2f} {np.mean(ids):8.3f} {np.median(details):7.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--model", default=None, help="Hub id or folder (default: PSP_MODEL or the bundled model)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--fidelity", type=float, nargs="*", default=None,
+                    help="instead: sweep these fidelity values on degraded composites of held-out corpus faces")
+    ap.add_argument("--groups", type=int, default=4, help="group photos (3 faces each) for --fidelity")
     args = ap.parse_args(argv)
     pipe = RestorationPipeline.from_pretrained(args.model, device=args.device)
+    if args.fidelity is not None:
+        fidelity_sweep(pipe, args.fidelity or [0.0, 0.25, 0.5, 0.75, 1.0], args.groups)
+        return 0
     rows, greys = [], []
     print(f"{'photo':42s} {'face':>4s} {'px':>5s} {'scale':>5s} {'detail':>7s} {'ring':>6s}")
     for path in sample_photos():

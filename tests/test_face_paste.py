@@ -8,7 +8,7 @@ import pytest
 
 from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import FaceDetector
-from psp_hub.face.paste import face_region, feather_mask, paste_faces
+from psp_hub.face.paste import face_region, feather_mask, paste_face, paste_faces
 from psp_hub.imageio import load_image
 
 
@@ -51,3 +51,31 @@ def test_pasting_the_aligned_crop_back_reproduces_the_photo(group):
         x0, y0, x1, y1 = face_region(a.affine, 128, bg.shape, 2.0)
         diff = np.abs(out[y0:y1, x0:x1].astype(int) - bg[y0:y1, x0:x1]).mean()
         assert diff < 3.0  # geometry right: a misplaced paste would differ by tens of levels
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_face_mask_covers_the_face_not_the_square(size):
+    from psp_hub.face.alignment import ffhq_template
+    from psp_hub.face.paste import face_mask
+
+    m = face_mask(size)
+    for x, y in ffhq_template(size):  # eyes, nose, mouth corners are fully inside
+        assert m[round(y), round(x)] > 0.99
+    assert m[: size // 8, : size // 8].max() == 0 and m[-size // 8:, -size // 8:].max() == 0  # corners untouched
+    assert m[0].max() == 0 and m[:, 0].max() == 0
+    assert 0.2 < (m > 0.5).mean() < 0.45
+
+
+def test_a_masked_paste_changes_nothing_outside_the_mask(group):
+    from psp_hub.face.paste import crop_to_photo, face_mask
+
+    image, aligned = group
+    bg = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+    out = bg.copy()
+    inside = np.zeros(bg.shape[:2], bool)
+    for a in aligned:
+        mask = face_mask(128)
+        paste_face(out, 255 - a.image, a.affine, 2.0, mask=mask)
+        inside |= cv2.warpAffine(mask, crop_to_photo(a.affine, 2.0), (bg.shape[1], bg.shape[0])) > 0
+    np.testing.assert_array_equal(out[~inside], bg[~inside])
+    assert (out[inside] != bg[inside]).any()

@@ -8,6 +8,7 @@ FACE_SELECTIONS = ("all", "largest", "center")
 MISMATCH_POLICIES = ("drop", "keep")
 REFERENCE_FACES = ("best", "all")
 NO_FACE_POLICIES = ("error", "upscale")
+LARGE_FACE_POLICIES = ("restore", "keep")
 
 
 @dataclass
@@ -18,6 +19,9 @@ class PipelineConfig:
     upscale: float = 2.0  # output size / input size for the whole photo
     only_faces: bool = False  # return the restored aligned faces only (no pasted photo)
     strength: float = 1.0  # how much the references steer the restoration (model's `strength`; 0 = blind)
+    fidelity: float = 0.0  # 0 = the model's restoration, 1 = keep the input face (blend at output scale, in the mask)
+    large_faces: str = "restore"  # faces far larger than the model: restore (frequency split) or keep untouched
+    large_face_ratio: float = 3.0  # "far larger": the aligned crop spans more than this many photo px per model px
     input_is_aligned: bool = False  # the photo is already an FFHQ-aligned face crop: skip detection
     no_face: str = "error"  # what to do when no face is found: error, or upscale the photo alone
     detection_threshold: float = 0.9  # RetinaFace score below which a detection is ignored
@@ -29,7 +33,8 @@ class PipelineConfig:
     max_output_pixels: int = 60_000_000  # the upscale factor is lowered (with a warning) above this
     max_references: int | None = None  # at most this many references per face (default: the model's K)
     reference_faces: str = "best"  # which faces get the references: the best identity match (one person), or all
-    identity_threshold: float = 0.3  # a face whose cosine to the references' mean embedding is below this is someone else
+    identity_threshold: float = 0.57  # a face whose cosine to the references' centroid is below this is someone else
+    identity_margin: float = 0.0  # in a group photo the best face must beat the next by this much
     reference_input_threshold: float = 0.15  # a single reference whose cosine to the input face is below this is a mismatch
     reference_consistency_threshold: float = 0.35  # a reference matching (cosine >= this) under half of the others is a mismatch
     identity_min_face_px: float = 64.0  # faces whose aligned crop spans fewer photo pixels are too small to verify
@@ -53,6 +58,16 @@ class PipelineConfig:
             raise ValueError(f"upscale must be between 0.25 and 8, got {self.upscale}")
         if not 0.0 <= float(self.strength) <= 2.0:
             raise ValueError(f"strength must be between 0 and 2, got {self.strength}")
+        if not 0.0 <= float(self.fidelity) <= 1.0:
+            raise ValueError(f"fidelity must be between 0 and 1, got {self.fidelity}")
+        if self.large_faces not in LARGE_FACE_POLICIES:
+            raise ValueError(f"large_faces must be one of {LARGE_FACE_POLICIES}, got {self.large_faces!r}")
+        if not float(self.large_face_ratio) > 0:
+            raise ValueError(f"large_face_ratio must be > 0, got {self.large_face_ratio}")
+        if not -1.0 <= float(self.identity_threshold) <= 1.0:
+            raise ValueError(f"identity_threshold must be a cosine between -1 and 1, got {self.identity_threshold}")
+        if not 0.0 <= float(self.identity_margin) <= 2.0:
+            raise ValueError(f"identity_margin must be between 0 and 2, got {self.identity_margin}")
         if self.max_references is not None and self.max_references < 0:
             raise ValueError(f"max_references must be >= 0, got {self.max_references}")
         if self.max_faces < 1:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,11 +17,12 @@ import torch
 
 from psp_hub.face.alignment import align_face, ffhq_template, similarity_scale
 from psp_hub.face.detection import DetectedFace, FaceDetector, center_face, largest_face
-from psp_hub.face.paste import paste_faces
 from psp_hub.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, ImageSource, load_image
-from psp_hub.pipeline.background import BackgroundUpscaler, ResizeUpscaler, output_size
+from psp_hub.pipeline.background import BackgroundUpscaler, ResizeUpscaler
+from psp_hub.pipeline.compose import compose_photo, faithful_colour, flag_large_faces, target_scale
 from psp_hub.pipeline.config import PipelineConfig
 from psp_hub.pipeline.errors import NoFaceError, PipelineError
+from psp_hub.pipeline.gate import GateInput, decide
 from psp_hub.pipeline.identity import IdentityScorer
 from psp_hub.pipeline.model_loading import ModelInfo, load_restoration_model, pick_dtype
 from psp_hub.pipeline.pose import pose_descriptor
@@ -31,6 +32,16 @@ from psp_hub.pipeline.result import RestorationResult, RestoredFace
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+@dataclass
+class _Faces:
+    """The faces found in one photo: all detections, the selected ones, their aligned crops and photo -> crop maps."""
+
+    detected: list[DetectedFace]
+    selected: list[DetectedFace]
+    aligned: list[np.ndarray]
+    affines: list[np.ndarray]
 
 
 def _to_tensor(faces: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -184,76 +195,86 @@ class RestorationPipeline:
     def _upscaler(self, cfg: PipelineConfig) -> Callable:
         return self.background_upscaler or ResizeUpscaler(cfg.background)
 
-    @torch.inference_mode()
-    def restore(
-        self,
-        photo: ImageSource,
-        references: ReferenceSet | Sequence[ImageSource] | None = None,
-        config: PipelineConfig | None = None,
-        **overrides,
-    ) -> RestorationResult:
-        """Restore the faces of `photo` with `references` (a ReferenceSet, or photos/paths to prepare).
-
-        Options come from `config` (default: the pipeline's) with keyword `overrides`, e.g. upscale=4, faces="largest".
-        Raises ImageLoadError for an unusable photo and NoFaceError when no face is found (unless no_face="upscale").
-        """
-        cfg = (config or self.config).replace(**overrides) if overrides else (config or self.config)
-        t = {"start": time.perf_counter()}
-        warnings: list[str] = []
-        if self.info is not None and not self.info.trained:
-            warnings.append(self.info.message)
-
-        image = load_image(photo, max_pixels=self.max_input_pixels)
-        h, w = image.shape[:2]
-        t["load"] = time.perf_counter()
-
-        if references is None or isinstance(references, ReferenceSet):
-            refset = references or ReferenceSet([], self.size)
+    def _reference_set(self, references) -> ReferenceSet:
+        """A ReferenceSet from a ReferenceSet, one photo, a sequence of photos, or nothing (blind)."""
+        if isinstance(references, ReferenceSet):
+            refset = references
+        elif references is None or (isinstance(references, (list, tuple)) and not references):
+            refset = ReferenceSet([], self.size)
+        elif isinstance(references, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(references, Sequence):
+            refset = self.prepare_references([references])
         else:
             refset = self.prepare_references(list(references))
         if refset.size != self.size:
             raise PipelineError(f"the references were aligned at {refset.size} px but the model works at {self.size} px")
-        warnings += refset.warnings
-        t["references"] = time.perf_counter()
+        return refset
 
+    def _find_faces(self, image: np.ndarray, cfg: PipelineConfig, warnings: list[str]) -> _Faces:
+        """Detect (or take the aligned input as one face), select and align the faces to restore."""
         if cfg.input_is_aligned:
             face, affine = self._aligned_input_face(image)
-            detected, selected = [face], [face]
-            aligned = [cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA if w > self.size else cv2.INTER_CUBIC)]
-            affines = [affine]
-        else:
-            detected = self.detect(image)
-            selected = self._select_faces(detected, image.shape, cfg, warnings)
-            al = [align_face(image, f.landmarks, self.size, padding=cfg.padding) for f in selected]
-            aligned, affines = [a.image for a in al], [a.affine for a in al]
+            flag = cv2.INTER_AREA if image.shape[1] > self.size else cv2.INTER_CUBIC
+            return _Faces([face], [face], [cv2.resize(image, (self.size, self.size), interpolation=flag)], [affine])
+        detected = self.detect(image)
+        selected = self._select_faces(detected, image.shape, cfg, warnings)
+        al = [align_face(image, f.landmarks, self.size, padding=cfg.padding) for f in selected]
+        found = _Faces(detected, selected, [a.image for a in al], [a.affine for a in al])
         if not selected:
             msg = "No face was found in the photo." if not detected else "No face passed the face filter."
             if cfg.no_face == "error":
                 raise NoFaceError(msg + " Try a photo where the face is visible and at least about 16 pixels wide.")
             warnings.append(msg + " The photo was only upscaled.")
+        return found
+
+    @torch.inference_mode()
+    def restore(
+        self,
+        photo: ImageSource,
+        references: ReferenceSet | ImageSource | Sequence[ImageSource] | None = None,
+        config: PipelineConfig | None = None,
+        **overrides,
+    ) -> RestorationResult:
+        """Restore the faces of `photo`, guided by `references` (a ReferenceSet, one or several photos, or None: blind).
+
+        Options come from `config` (default: the pipeline's) with keyword `overrides`, e.g. upscale=4, faces="largest".
+        Raises ImageLoadError for an unusable photo and NoFaceError when no face is found (unless no_face="upscale").
+        """
+        base = config or self.config
+        cfg = base.replace(**overrides) if overrides else base
+        t = {"start": time.perf_counter()}
+        warnings = [self.info.message] if self.info is not None and not self.info.trained else []
+        image = load_image(photo, max_pixels=self.max_input_pixels)
+        t["load"] = time.perf_counter()
+        refset = self._reference_set(references)
+        warnings += refset.warnings
+        t["references"] = time.perf_counter()
+        found = self._find_faces(image, cfg, warnings)
         t["detect_align"] = time.perf_counter()
-
-        # Identity of the inputs, then per-face reference choice.
-        k = self.max_references if cfg.max_references is None else min(cfg.max_references, self.max_references)
-        use_identity = self.identity is not None and selected
-        emb_in = self.identity.embed(aligned) if use_identity else None
-        if self.identity is None and refset.usable:
-            warnings.append("identity network unavailable: references were not checked")
-        poses = [pose_descriptor(f.landmarks, a) for f, a in zip(selected, affines)]
-        spans = [self.size / similarity_scale(a) for a in affines]
-        choices = self._plan_references(emb_in, poses, spans, refset, cfg, k, warnings)
-        for c in choices:
-            warnings += c.warnings
-        if not refset.usable and selected:
-            warnings.append("No usable references: blind restoration (the model uses no reference photos).")
+        emb_in = self.identity.embed(found.aligned) if self.identity is not None and found.selected else None
+        choices = self._plan_references(emb_in, found, refset, cfg, warnings)
         t["identity"] = time.perf_counter()
+        encode_before = refset.encode_count
+        restored = self._run_model(found.aligned, choices, refset, cfg)
+        t["restore"] = time.perf_counter()
+        faces = self._restored_faces(found, restored, choices, refset, emb_in, cfg)
+        t["identity_out"] = time.perf_counter()
+        flag_large_faces(faces, cfg, self.size, warnings)
+        scale, out_image = float(cfg.upscale), None
+        if not cfg.only_faces:
+            scale = target_scale(image.shape, cfg, warnings)
+            out_image = compose_photo(image, faces, cfg, self._upscaler(cfg), scale)
+        t["paste"] = time.perf_counter()
+        report = self._report(image, out_image, found.detected, faces, refset, cfg, scale, t, warnings,
+                              refset.encode_count - encode_before)
+        return RestorationResult(image=out_image, faces=faces, report=report, warnings=report["warnings"])
 
-        # Restore, one model call per distinct reference subset (the subset's encoding is cached).
-        restored: list[np.ndarray | None] = [None] * len(selected)
+    def _run_model(self, aligned: list[np.ndarray], choices: list[ReferenceChoice], refset: ReferenceSet,
+                   cfg: PipelineConfig) -> list[np.ndarray]:
+        """Restore every aligned face: one model call per distinct reference subset (its encoding is cached)."""
+        restored: list[np.ndarray | None] = [None] * len(aligned)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, c in enumerate(choices):
             groups.setdefault(c.indices, []).append(i)
-        encode_before = refset.encode_count
         with self._autocast():
             for key, ids in groups.items():
                 cache = refset.cache_for(self.model, key)
@@ -264,84 +285,60 @@ class RestorationPipeline:
                     restored[i] = out[j]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        t["restore"] = time.perf_counter()
+        return restored
 
+    def _restored_faces(self, found: _Faces, restored: list[np.ndarray], choices: list[ReferenceChoice],
+                        refset: ReferenceSet, emb_in, cfg: PipelineConfig) -> list[RestoredFace]:
+        """One RestoredFace per face, with the input's colours and identity scores of input, restoration, references."""
         faces = []
-        emb_out = self.identity.embed(restored) if use_identity else None
-        for i, (f, c) in enumerate(zip(selected, choices)):
-            used = [refset.references[j] for j in c.indices]
-            rf = RestoredFace(index=i, box=f.box, landmarks=f.landmarks, score=f.score, affine=affines[i],
-                              aligned_input=aligned[i], restored=restored[i], references_used=[r.name for r in used],
-                              reference_notes=c.notes)
-            if emb_out is not None:
-                rf.identity_restored_vs_input = round(float(emb_out[i] @ emb_in[i]), 3)
-                ref_emb = [r.embedding for r in used if r.embedding is not None]
-                if ref_emb:
-                    rf.identity_input_vs_references = round(float(np.mean(np.stack(ref_emb) @ emb_in[i])), 3)
-                    rf.identity_restored_vs_references = round(float(np.mean(np.stack(ref_emb) @ emb_out[i])), 3)
+        for i, (f, c) in enumerate(zip(found.selected, choices)):
+            rf = RestoredFace(index=i, box=f.box, landmarks=f.landmarks, score=f.score, affine=found.affines[i],
+                              aligned_input=found.aligned[i], restored=restored[i],
+                              references_used=[refset.references[j].name for j in c.indices], reference_notes=c.notes)
+            rf.restored = faithful_colour(rf, cfg.feather)
             faces.append(rf)
-        t["identity_out"] = time.perf_counter()
+        if emb_in is None or not faces:
+            return faces
+        emb_out = self.identity.embed([f.restored for f in faces])
+        for i, (rf, c) in enumerate(zip(faces, choices)):
+            rf.identity_restored_vs_input = round(float(emb_out[i] @ emb_in[i]), 3)
+            ref_emb = [refset.references[j].embedding for j in c.indices if refset.references[j].embedding is not None]
+            if ref_emb:
+                rf.identity_input_vs_references = round(float(np.mean(np.stack(ref_emb) @ emb_in[i])), 3)
+                rf.identity_restored_vs_references = round(float(np.mean(np.stack(ref_emb) @ emb_out[i])), 3)
+        return faces
 
-        out_image, scale = None, float(cfg.upscale)
-        if not cfg.only_faces:
-            if h * w * scale * scale > cfg.max_output_pixels:
-                scale = math.sqrt(cfg.max_output_pixels / (h * w))
-                warnings.append(f"upscale lowered from {cfg.upscale:g}x to {scale:.2f}x to stay under "
-                                f"{cfg.max_output_pixels / 1e6:g} megapixels")
-            oh, ow = output_size(image.shape, scale)
-            background = self._upscaler(cfg)(image, (oh, ow))
-            if background.shape[:2] != (oh, ow):
-                raise PipelineError(f"the background upscaler returned {background.shape[:2]}, expected {(oh, ow)}")
-            out_image = paste_faces(background, [(f.restored, f.affine) for f in faces], (ow / w, oh / h), cfg.feather)
-        t["paste"] = time.perf_counter()
-
-        report = self._report(image, out_image, detected, faces, refset, cfg, scale, t, warnings,
-                              refset.encode_count - encode_before)
-        return RestorationResult(image=out_image, faces=faces, report=report, warnings=report["warnings"])
-
-    def _plan_references(self, emb_in, poses, spans, refset: ReferenceSet, cfg: PipelineConfig, k: int,
+    def _plan_references(self, emb_in, found: _Faces, refset: ReferenceSet, cfg: PipelineConfig,
                          warnings: list[str]) -> list[ReferenceChoice]:
-        """Decide which faces get the references (they show one person) and which references each face uses."""
-        n = len(poses)
-        if not refset.usable or n == 0:
-            return [ReferenceSet.unassigned("no usable references: blind restoration") for _ in range(n)]
-        if k == 0:
-            warnings.append("max_references is 0: blind restoration")
-            return [ReferenceSet.unassigned("max_references is 0") for _ in range(n)]
+        """Decide which faces get the references (the identity gate) and which references each of them uses."""
+        n = len(found.selected)
+        k = self.max_references if cfg.max_references is None else min(cfg.max_references, self.max_references)
+        blind = ("no usable references: blind restoration (the model uses no reference photos)" if not refset.usable
+                 else "strength is 0: blind restoration" if cfg.strength == 0
+                 else "max_references is 0: blind restoration" if k == 0 else None)
+        if blind or n == 0:
+            if blind and n:
+                warnings.append(blind[0].upper() + blind[1:] + ".")
+            return [ReferenceSet.unassigned(blind or "") for _ in range(n)]
         centroid = refset.centroid(cfg.reference_consistency_threshold) if emb_in is not None else None
-        face_sims = [float(emb_in[i] @ centroid) if centroid is not None else None for i in range(n)]
-        reliable = [spans[i] >= cfg.identity_min_face_px for i in range(n)]
-        if cfg.reference_faces == "all" or n == 1:
-            receivers = list(range(n))
-        elif centroid is not None:
-            best = max(range(n), key=lambda i: face_sims[i])
-            receivers = [best]
-            warnings.append(f"{n} faces: the references were used for face {best} only, the best identity match "
-                            f"({face_sims[best]:.2f}); the others were restored blind")
-        else:
-            receivers = [max(range(n), key=lambda i: spans[i])]
-            warnings.append("no identity network: the references were used for the largest face only")
+        poses = [pose_descriptor(f.landmarks, a) for f, a in zip(found.selected, found.affines)]
+        spans = [self.size / similarity_scale(a) for a in found.affines]
+        reliable = [s >= cfg.identity_min_face_px for s in spans]
+        sims = [float(e @ centroid) if centroid is not None else None for e in (emb_in if emb_in is not None else [None] * n)]
+        decision = decide(GateInput(sims, reliable, spans), cfg.identity_threshold, cfg.identity_margin,
+                          cfg.reference_faces, cfg.mismatched_references == "keep")
+        if decision.message:
+            warnings.append(decision.message)
         choices = []
         for i in range(n):
-            if i not in receivers:
-                choices.append(ReferenceSet.unassigned(f"the references belong to face {receivers[0]} (best identity match)"))
+            if i not in decision.receivers:
+                choices.append(ReferenceSet.unassigned(decision.reasons.get(i, "not chosen by the identity gate")))
                 continue
-            sim = face_sims[i]
-            if sim is not None and reliable[i] and sim < cfg.identity_threshold:
-                msg = (f"the references do not look like face {i} (identity {sim:.2f} < {cfg.identity_threshold:.2f}); "
-                       "they may show someone else")
-                if cfg.mismatched_references == "drop":
-                    warnings.append(msg + ": restored blind")
-                    choices.append(ReferenceSet.unassigned(msg))
-                    continue
-                warnings.append(msg + ": used anyway, as asked")
-            elif sim is not None and not reliable[i]:
-                warnings.append(f"face {i} is only about {spans[i]:.0f} px across: its identity cannot be checked "
-                                "against the references")
-            choices.append(refset.choose(
-                emb_in[i] if emb_in is not None else None, poses[i], k,
-                cfg.reference_input_threshold if reliable[i] else None, cfg.reference_consistency_threshold,
-                cfg.mismatched_references == "drop", cfg.pose_weight))
+            c = refset.choose(emb_in[i] if emb_in is not None else None, poses[i], k,
+                              cfg.reference_input_threshold if reliable[i] else None,
+                              cfg.reference_consistency_threshold, cfg.mismatched_references == "drop", cfg.pose_weight)
+            warnings += c.warnings
+            choices.append(c)
         return choices
 
     def _report(self, image, out_image, detected, faces, refset, cfg, scale, t, warnings, encoded) -> dict:
@@ -366,6 +363,10 @@ class RestorationPipeline:
             "reference_encodings_computed": encoded,
             "max_references": self.max_references,
             "strength": cfg.strength,
+            "fidelity": cfg.fidelity,
+            "large_faces": cfg.large_faces,
+            "identity_threshold": cfg.identity_threshold,
+            "identity_margin": cfg.identity_margin,
             "timings_s": timings,
             "warnings": _dedupe(warnings),
         }

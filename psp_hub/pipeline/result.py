@@ -17,12 +17,16 @@ class RestoredFace:
     score: float
     affine: np.ndarray  # (2, 3) photo -> aligned crop
     aligned_input: np.ndarray  # (S, S, 3) uint8
-    restored: np.ndarray  # (S, S, 3) uint8
+    restored: np.ndarray  # (S, S, 3) uint8, the model's restoration with the input's colours (what is pasted)
     references_used: list[str] = field(default_factory=list)
     reference_notes: list[dict] = field(default_factory=list)
     identity_input_vs_references: float | None = None  # mean cosine of the aligned input to the used references
     identity_restored_vs_references: float | None = None  # the same for the restored face
     identity_restored_vs_input: float | None = None
+    region: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the face's square in the output photo
+    output: np.ndarray | None = None  # that region of the output photo, full size (None in only-faces mode)
+    pasted: bool = True  # False when left untouched (a large face with large_faces="keep")
+    large: bool = False  # far larger than the model's size: its fine detail is the photo's own
 
     def summary(self) -> dict:
         """This face in the report."""
@@ -35,6 +39,9 @@ class RestoredFace:
             "identity_input_vs_references": self.identity_input_vs_references,
             "identity_restored_vs_references": self.identity_restored_vs_references,
             "identity_restored_vs_input": self.identity_restored_vs_input,
+            "pasted": self.pasted,
+            "large_face": self.large,
+            "output_region": None if self.region is None else [int(v) for v in self.region],
             "references": self.reference_notes,
         }
 
@@ -50,4 +57,10 @@ class RestorationResult:
 
     @property
     def restored_faces(self) -> list[np.ndarray]:
+        """The restored aligned faces (S, S, 3) at the model's size."""
         return [f.restored for f in self.faces]
+
+    @property
+    def output_faces(self) -> list[np.ndarray]:
+        """Each face's square cut from the output photo at full output resolution (aligned faces in only-faces mode)."""
+        return [f.output if f.output is not None else f.restored for f in self.faces]

@@ -1,0 +1,65 @@
+"""Never softer than the input: a band-wise blend of the restored face with the photo's own detail.
+
+The model renders a face at its own size S (its Nyquist frequency is 0.5 cycles per crop pixel). Pasted at r output
+pixels per crop pixel, everything above 0.5 / r cycles per output pixel can only come from the photo itself. The
+restored face gives the coarse structure; in each finer band (octaves, Gaussian differences) every place keeps
+whichever of the two (photo resampled to the output size, restoration) has more local detail: above the model's
+Nyquist that is always the photo, below it the model wins where the photo is blurred and the photo where it is sharp.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# A Gaussian low-pass with sigma = NYQUIST_SIGMA * r halves the amplitude at the model's Nyquist 0.5 / r:
+# exp(-2 pi^2 sigma^2 f^2) = 0.5 at f = 0.5 / r  <=>  sigma = sqrt(ln 2 / 2) / (pi f) = 0.375 r.
+NYQUIST_SIGMA = 0.375
+# The finest band (the output's top octave, sigma 0.75 px) is always compared, even where the model is finer than the
+# output: on the shared sample photos the 128 px model's own output kept only 0.5-0.75x of the Laplacian variance of
+# faces 44-79 px wide at 1x, where its crop is as fine as the photo.
+MIN_SIGMA = 0.75
+# Bands are compared up to this many octaves below the model's Nyquist; coarser content is the restoration's.
+# benchmarks/never_worse.py, minimum over the faces of the shared photos (face-box Laplacian variance vs Lanczos):
+# split at the Nyquist alone 0.53 at 1x (the model's mid frequencies are smoother than a sharp photo's), 2 octaves
+# compared 0.896 (two 135 px faces at 1x), 3 octaves: see docs/never-worse.md.
+COMPARED_OCTAVES = 3
+
+
+def split_sigma(ratio: float) -> float:
+    """Gaussian sigma (output px) at the model's Nyquist for a face pasted at `ratio` output px per model px."""
+    return max(NYQUIST_SIGMA * float(ratio), MIN_SIGMA)
+
+
+def band_sigmas(ratio: float) -> list[float]:
+    """Increasing blur levels: octaves from MIN_SIGMA to COMPARED_OCTAVES below the model's Nyquist."""
+    coarse = split_sigma(ratio) * 2.0**COMPARED_OCTAVES
+    sigmas = [MIN_SIGMA]
+    while sigmas[-1] * 2 < coarse:
+        sigmas.append(sigmas[-1] * 2)
+    return [*sigmas, coarse]
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _energy(band: np.ndarray, sigma: float) -> np.ndarray:
+    luma = band[..., 0] * 0.299 + band[..., 1] * 0.587 + band[..., 2] * 0.114
+    return _blur(luma * luma, 2 * sigma)
+
+
+def keep_detail(restored: np.ndarray, photo: np.ndarray, ratio: float) -> np.ndarray:
+    """Coarse band of `restored` + per band the stronger of (`photo`, `restored`); float32 (h, w, 3) in and out.
+
+    `restored` is the restored face warped to the output; `photo` the input resampled to the output, same region.
+    """
+    out = np.zeros_like(restored)
+    fine_r, fine_p, prev = restored, photo, 0.0
+    for sigma in band_sigmas(ratio):
+        low_r, low_p = _blur(restored, sigma), _blur(photo, sigma)
+        band_r, band_p = fine_r - low_r, fine_p - low_p
+        use_photo = _blur((_energy(band_p, sigma) >= _energy(band_r, sigma)).astype(np.float32), max(sigma, prev))
+        out += band_r + use_photo[..., None] * (band_p - band_r)
+        fine_r, fine_p, prev = low_r, low_p, sigma
+    return out + fine_r
