@@ -210,3 +210,18 @@ def test_parallel_scan_gives_the_same_shards(built, corpus, tmp_path):
     report = build_dataset(BuildConfig(input=corpus, output=tmp_path / "par", seed=3, rows_per_shard=64, workers=2, split_fractions=(0.7, 0.15, 0.15)))
     assert report["skipped"] == {"corrupt": 2}
     assert _shard_hashes(tmp_path / "par") == _shard_hashes(out)
+
+
+def test_corpus_split_map_predicts_the_built_splits(faces, tmp_path):
+    from psp_hub.data.corpus_splits import corpus_split_map
+    from psp_hub.data.sample_corpus import make_sample_corpus
+
+    src = make_sample_corpus(faces, tmp_path / "input", lfw_single=10, utk_older=10, utk_younger=10)
+    out = tmp_path / "dataset"
+    build_dataset(BuildConfig(input=src, output=out, seed=5, split_fractions=(0.6, 0.2, 0.2), workers=1))
+    ds = _rows(out, tmp_path)
+    built = {r["identity"]: split for split in ds for r in ds[split]}
+    assert corpus_split_map(src, seed=5, split_fractions=(0.6, 0.2, 0.2)) == built
+    assert len(set(built.values())) == 3
+    sharp = [r["sharp_px"] for split in ds for r in ds[split]]
+    assert all(32 <= s <= 128 for s in sharp) and sorted(sharp)[len(sharp) // 2] >= 100  # corpus faces are sharp at 128

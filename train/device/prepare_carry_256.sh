@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run HERE after building data/sharp256 (docs/data.md, "Sharp faces at 256 px"): cut the built dataset into
+# git-ignored parts .carry/s256A, .carry/s256B, ... of at most 60 MiB each (hard links, no copies), so that each
+# device call can carry one part (64 MiB per call). train/device/setup_256.sh merges them back THERE.
+# Wheels and weights: train/device/prepare_carry.sh (.whl/, .carry/weights/), unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${DATA:-data/sharp256}
+LIMIT_MIB=${LIMIT_MIB:-60}
+[ -f "$DATA/README.md" ] || { echo "no built dataset at $DATA (see docs/data.md)" >&2; exit 1; }
+rm -rf .carry/s256?
+# first-fit decreasing: biggest files first, each into the first part with room; card + report go into part A
+python3 - "$DATA" "$LIMIT_MIB" <<'PY' > /tmp/carry256.plan
+import os, sys
+data, limit = sys.argv[1], int(sys.argv[2]) * 2**20
+files = ["README.md", "build_report.json"] + sorted(
+    os.path.relpath(os.path.join(r, n), data) for r, _, ns in os.walk(os.path.join(data, "data")) for n in ns if n.endswith(".parquet"))
+sizes = {f: os.path.getsize(os.path.join(data, f)) for f in files}
+parts = [[]]
+for f in files[:2] + sorted(files[2:], key=lambda f: -sizes[f]):
+    if sizes[f] > limit:
+        sys.exit(f"{f} is {sizes[f] / 2**20:.1f} MiB, over the {limit // 2**20} MiB part limit: rebuild with fewer --rows-per-shard")
+    for part in parts:
+        if sum(sizes[g] for g in part) + sizes[f] <= limit:
+            part.append(f)
+            break
+    else:
+        parts.append([f])
+for k, part in enumerate(parts):
+    for f in part:
+        print(f"s256{chr(65 + k)} {f}")
+PY
+while read -r part f; do
+  mkdir -p ".carry/$part/$(dirname "$f")"
+  ln -f "$DATA/$f" ".carry/$part/$f"
+done < /tmp/carry256.plan
+du -sb --apparent-size .carry/s256? | awk '{printf "%s %.1f MiB\n", $2, $1 / 1048576}'
