@@ -12,25 +12,25 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import ctypes  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import ctypes
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
-import cv2  # noqa: E402
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import spaces  # noqa: E402
-import torch  # noqa: E402
-from gradio.data_classes import ListFiles  # noqa: E402
-from gradio.route_utils import delete_files_created_by_app  # noqa: E402
-from gradio.utils import get_upload_folder  # noqa: E402
+import cv2
+import gradio as gr
+import numpy as np
+import spaces
+import torch
+from gradio.data_classes import ListFiles
+from gradio.route_utils import delete_files_created_by_app
+from gradio.utils import get_upload_folder
 
-from psp_hub.imageio import ImageLoadError, load_image, save_image  # noqa: E402
-from psp_hub.pipeline import NoFaceError, PipelineConfig, PipelineError, RestorationPipeline  # noqa: E402
+from psp_hub.imageio import ImageLoadError, load_image, save_image
+from psp_hub.pipeline import NoFaceError, PipelineConfig, PipelineError, RestorationPipeline
 
 log = logging.getLogger("psp_gan.app")
 HERE = Path(__file__).resolve().parent
@@ -77,7 +77,10 @@ REFERENCE_LIMIT = APP.max_reference_uploads or INFO.max_references  # the one li
 OUT_ROOT = Path(get_upload_folder()) / "psp-gan-results"
 
 FACE_CHOICES = [("All faces", "all"), ("Largest face", "largest"), ("Face nearest the centre", "center")]
-LARGE_FACE_CHOICES = [("Restore them (their fine detail stays the photo's own)", "restore"), ("Leave them untouched", "keep")]
+LARGE_FACE_CHOICES = [
+    ("Restore them (their fine detail stays the photo's own)", "restore"),
+    ("Leave them untouched", "keep"),
+]
 DEFAULTS = PipelineConfig()  # the pipeline's own defaults (one source of truth for the page and the API)
 
 
@@ -172,11 +175,16 @@ def _status_markdown(result, notes: list[str]) -> str:
     lines = []
     if not INFO.trained:
         lines.append(f"**⚠️ Untrained model.** {INFO.message}")
-    lines.append(f"Restored **{r['faces_restored']}** of {r['faces_found']} face(s) found in "
-                 f"{r['timings_s']['total']:.2f} s; output {r['output_size'] or 'faces only'}.")
+    lines.append(
+        f"Restored **{r['faces_restored']}** of {r['faces_found']} face(s) found in "
+        f"{r['timings_s']['total']:.2f} s; output {r['output_size'] or 'faces only'}."
+    )
     for f in r["faces"]:
-        mode = (f"personalised with {len(f['references_used'])} reference(s): {', '.join(f['references_used'])}"
-                if f["references_used"] else "blind (no references)")
+        mode = (
+            f"personalised with {len(f['references_used'])} reference(s): {', '.join(f['references_used'])}"
+            if f["references_used"]
+            else "blind (no references)"
+        )
         lines.append(f"- Face {f['index']}: {mode}")
     warnings = [w for w in notes + r["warnings"] if w != INFO.message]
     if warnings:
@@ -215,13 +223,28 @@ def show_failure(request: gr.Request):
     return None, None, [], None, [], f"**Cannot restore this photo.** {message}", None
 
 
-def _pipeline_config(faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces,
-                     fidelity, large_faces, identity_margin) -> PipelineConfig:
+def _pipeline_config(
+    faces,
+    upscale,
+    strength,
+    drop_mismatched,
+    reference_faces,
+    input_is_aligned,
+    only_faces,
+    fidelity,
+    large_faces,
+    identity_margin,
+) -> PipelineConfig:
     """The page's options as a validated PipelineConfig (ValueError names a bad option)."""
     return DEFAULTS.replace(
-        faces=faces or "all", upscale=float(upscale), strength=float(strength), input_is_aligned=bool(input_is_aligned),
-        only_faces=bool(only_faces), mismatched_references="drop" if drop_mismatched else "keep",
-        reference_faces=reference_faces or "best", max_output_pixels=APP.max_output_pixels,
+        faces=faces or "all",
+        upscale=float(upscale),
+        strength=float(strength),
+        input_is_aligned=bool(input_is_aligned),
+        only_faces=bool(only_faces),
+        mismatched_references="drop" if drop_mismatched else "keep",
+        reference_faces=reference_faces or "best",
+        max_output_pixels=APP.max_output_pixels,
         fidelity=float(DEFAULTS.fidelity if fidelity is None else fidelity),
         large_faces=large_faces or DEFAULTS.large_faces,
         identity_margin=float(DEFAULTS.identity_margin if identity_margin is None else identity_margin),
@@ -262,13 +285,22 @@ def _write_outputs(result, photo: str, source: np.ndarray, aligned_refs) -> tupl
         preview_after = after
         preview_before = np.concatenate([f.aligned_input for f in result.faces], axis=1)
     download = save_image(after, out / f"{stem}_restored.png")
-    slider = (str(save_image(preview_before, out / "before.jpg", quality=90)),
-              str(save_image(preview_after, out / "after.jpg", quality=90)))
-    faces_gallery = [(str(save_image(np.concatenate([f.aligned_input, f.restored], axis=1), out / f"pair_{f.index:02d}.png")),
-                      _faces_caption(f)) for f in result.faces]
+    slider = (
+        str(save_image(preview_before, out / "before.jpg", quality=90)),
+        str(save_image(preview_after, out / "after.jpg", quality=90)),
+    )
+    faces_gallery = [
+        (
+            str(save_image(np.concatenate([f.aligned_input, f.restored], axis=1), out / f"pair_{f.index:02d}.png")),
+            _faces_caption(f),
+        )
+        for f in result.faces
+    ]
     used = {name for f in result.faces for name in f.references_used}
-    refs_gallery = [(str(save_image(image, out / f"ref_{i:02d}.png")), f"{name}: {'used' if name in used else 'not used'}")
-                    for i, (name, image) in enumerate(aligned_refs)]
+    refs_gallery = [
+        (str(save_image(image, out / f"ref_{i:02d}.png")), f"{name}: {'used' if name in used else 'not used'}")
+        for i, (name, image) in enumerate(aligned_refs)
+    ]
     return slider, str(download), faces_gallery, [str(p) for p in faces_png], refs_gallery
 
 
@@ -291,27 +323,57 @@ def _restore(photo, references, options: tuple, request: gr.Request | None) -> t
         raise _fail(str(exc), "Cannot restore this photo", request) from None
     except torch.OutOfMemoryError:
         log.warning("refused: out of memory")
-        raise _fail("The server ran out of memory on this photo; try a smaller photo or a lower upscale.",
-                    "Out of memory", request) from None
-    except Exception:  # noqa: BLE001 - never show a traceback in the page; the log gets it once
+        raise _fail(
+            "The server ran out of memory on this photo; try a smaller photo or a lower upscale.",
+            "Out of memory",
+            request,
+        ) from None
+    except Exception:
         log.exception("restore failed")
-        raise _fail("Something went wrong while restoring this photo; the details are in the server log.",
-                    "Unexpected error", request) from None
+        raise _fail(
+            "Something went wrong while restoring this photo; the details are in the server log.",
+            "Unexpected error",
+            request,
+        ) from None
     finally:
-        result = aligned_refs = source = None  # the full-size arrays are on disk now: free them before trimming the heap
+        result = aligned_refs = source = (
+            None  # the full-size arrays are on disk now: free them before trimming the heap
+        )
         _release_memory()
 
 
-def restore(photo, references=None, faces="all", upscale=2.0, strength=1.0, drop_mismatched=True,
-            reference_faces="best", input_is_aligned=False, only_faces=False, fidelity=DEFAULTS.fidelity,
-            large_faces=DEFAULTS.large_faces, identity_margin=DEFAULTS.identity_margin, request: gr.Request = None):
+def restore(
+    photo,
+    references=None,
+    faces="all",
+    upscale=2.0,
+    strength=1.0,
+    drop_mismatched=True,
+    reference_faces="best",
+    input_is_aligned=False,
+    only_faces=False,
+    fidelity=DEFAULTS.fidelity,
+    large_faces=DEFAULTS.large_faces,
+    identity_margin=DEFAULTS.identity_margin,
+    request: gr.Request = None,
+):
     """Restore the faces in `photo` with the reference photos (optional; one file or a list); API: /restore.
 
     Returns the before/after previews, the restored photo (PNG), the faces gallery, the restored faces (PNG, full
     size), the references as the model sees them, the status text and the JSON report.
     """
-    options = (faces, upscale, strength, drop_mismatched, reference_faces, input_is_aligned, only_faces, fidelity,
-               large_faces, identity_margin)
+    options = (
+        faces,
+        upscale,
+        strength,
+        drop_mismatched,
+        reference_faces,
+        input_is_aligned,
+        only_faces,
+        fidelity,
+        large_faces,
+        identity_margin,
+    )
     outputs, warnings = _restore(photo, references, options, request)
     for w in warnings:
         gr.Warning(w)
@@ -353,10 +415,14 @@ def _reference_text() -> str:
 def _model_banner() -> str:
     if INFO.trained:
         used = "" if REFERENCE_LIMIT == INFO.max_references else f" (the best {INFO.max_references} per face)"
-        return (f"<div class='psp-ok'>Model: {INFO.message} · {INFO.out_size} px faces · {_reference_text()}{used} · "
-                f"{INFO.device}</div>")
-    return (f"<div class='psp-warn' id='untrained-warning'><b>⚠️ Untrained model.</b> {INFO.message} "
-            f"({INFO.out_size} px, {INFO.device})</div>")
+        return (
+            f"<div class='psp-ok'>Model: {INFO.message} · {INFO.out_size} px faces · {_reference_text()}{used} · "
+            f"{INFO.device}</div>"
+        )
+    return (
+        f"<div class='psp-warn' id='untrained-warning'><b>⚠️ Untrained model.</b> {INFO.message} "
+        f"({INFO.out_size} px, {INFO.device})</div>"
+    )
 
 
 # System fonts only: the page loads nothing from outside the server.
@@ -380,8 +446,12 @@ References that look like someone else are dropped (you can keep them); without 
 def _examples() -> list[list]:
     """Example rows (photo, references) from `examples/`; the first shows one person in photo and references."""
     rows = []
-    for photo, person, n in [("celeba_7399_lq.jpg", "celeba_7399", 4), ("celeba_7222_lq.jpg", "celeba_7222", 3),
-                             ("celeba_7256_lq.jpg", "celeba_7256", 4), ("family_lq.jpg", "celeba_7222", 3)]:
+    for photo, person, n in [
+        ("celeba_7399_lq.jpg", "celeba_7399", 4),
+        ("celeba_7222_lq.jpg", "celeba_7222", 3),
+        ("celeba_7256_lq.jpg", "celeba_7256", 4),
+        ("family_lq.jpg", "celeba_7222", 3),
+    ]:
         path = EXAMPLES / "photos" / photo
         refs = sorted(str(p) for p in (EXAMPLES / "references" / person).glob("*.jpg"))[:n]
         if path.is_file() and refs:
@@ -392,25 +462,44 @@ def _examples() -> list[list]:
 def _input_column() -> dict:
     """Photo, references and options; returns the components by name."""
     c = {"photo": gr.File(label="Photo to restore", file_count="single", type="filepath", elem_id="photo-input")}
-    c["preview"] = gr.Image(label="Photo", type="numpy", interactive=False, visible=False, height=240,
-                            elem_id="photo-preview")
+    c["preview"] = gr.Image(
+        label="Photo", type="numpy", interactive=False, visible=False, height=240, elem_id="photo-preview"
+    )
     c["photo_info"] = gr.Markdown(elem_id="photo-info")
-    c["references"] = gr.File(label=f"Reference photos of the same person ({_reference_text()})", file_count="multiple",
-                              type="filepath", elem_id="reference-input")
+    c["references"] = gr.File(
+        label=f"Reference photos of the same person ({_reference_text()})",
+        file_count="multiple",
+        type="filepath",
+        elem_id="reference-input",
+    )
     c["references"].data_model = OneOrManyFiles
     with gr.Accordion("Options", open=False):
         c["faces"] = gr.Radio(FACE_CHOICES, value="all", label="Faces to restore")
         c["upscale"] = gr.Slider(1, 4, value=2, step=0.5, label="Upscale factor (whole photo)")
         c["strength"] = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Reference strength (0 = blind)")
-        c["fidelity"] = gr.Slider(0, 1, value=DEFAULTS.fidelity, step=0.05,
-                                  label="Fidelity (0 = the model's restoration, 1 = keep the photo's own face)")
-        c["large_faces"] = gr.Radio(LARGE_FACE_CHOICES, value=DEFAULTS.large_faces,
-                                    label="Faces far larger than the model's size")
+        c["fidelity"] = gr.Slider(
+            0,
+            1,
+            value=DEFAULTS.fidelity,
+            step=0.05,
+            label="Fidelity (0 = the model's restoration, 1 = keep the photo's own face)",
+        )
+        c["large_faces"] = gr.Radio(
+            LARGE_FACE_CHOICES, value=DEFAULTS.large_faces, label="Faces far larger than the model's size"
+        )
         c["drop"] = gr.Checkbox(value=True, label="Drop references that look like someone else")
-        c["reference_faces"] = gr.Radio([("Best-matching face only", "best"), ("Every face", "all")], value="best",
-                                        label="In group photos, use the references for")
-        c["identity_margin"] = gr.Slider(0, 0.5, value=DEFAULTS.identity_margin, step=0.01,
-                                         label="Group photos: how much better the best face must match than the next")
+        c["reference_faces"] = gr.Radio(
+            [("Best-matching face only", "best"), ("Every face", "all")],
+            value="best",
+            label="In group photos, use the references for",
+        )
+        c["identity_margin"] = gr.Slider(
+            0,
+            0.5,
+            value=DEFAULTS.identity_margin,
+            step=0.01,
+            label="Group photos: how much better the best face must match than the next",
+        )
         c["aligned"] = gr.Checkbox(value=False, label="The photo is already an aligned face crop")
         c["only_faces"] = gr.Checkbox(value=False, label="Output the restored faces only")
     c["run"] = gr.Button("Restore", variant="primary", elem_id="restore-button")
@@ -419,15 +508,18 @@ def _input_column() -> dict:
 
 def _output_column() -> list:
     """The results, in the order of the /restore endpoint's outputs (each named: the API lists them by label)."""
-    slider = gr.ImageSlider(label="Before and after", type="filepath", elem_id="result-slider",
-                            buttons=["fullscreen"], max_height=640)
+    slider = gr.ImageSlider(
+        label="Before and after", type="filepath", elem_id="result-slider", buttons=["fullscreen"], max_height=640
+    )
     download = gr.File(label="Restored photo (PNG, full size)", elem_id="result-download")
     status = gr.Markdown(label="Status", elem_id="result-status")
     with gr.Row():
-        faces_out = gr.Gallery(label="Restored faces (aligned input | restored)", columns=2, height=260,
-                               elem_id="result-faces")
-        refs_out = gr.Gallery(label="References as the model sees them", columns=4, height=260,
-                              elem_id="result-references")
+        faces_out = gr.Gallery(
+            label="Restored faces (aligned input | restored)", columns=2, height=260, elem_id="result-faces"
+        )
+        refs_out = gr.Gallery(
+            label="References as the model sees them", columns=4, height=260, elem_id="result-references"
+        )
     faces_png = gr.File(label="Restored faces (PNG, full size)", file_count="multiple", elem_id="result-face-files")
     with gr.Accordion("Report", open=False):
         report = gr.JSON(label="Report", elem_id="result-report")
@@ -441,23 +533,35 @@ def _add_examples(c: dict, outputs: list) -> None:
         return
     thumb = gr.Image(label="Photo", type="filepath", visible=False)
     thumbs = gr.Gallery(label="References", type="filepath", visible=False)
-    gr.Examples(rows, [c["photo"], c["references"], thumb, thumbs], outputs, fn=restore_example,
-                cache_examples=APP.cache_examples, visible_columns=[2, 3], api_visibility="private",
-                label="Examples (degraded photos with references; the first shows the same person in both)",
-                preload=0 if APP.cache_examples else False)
+    gr.Examples(
+        rows,
+        [c["photo"], c["references"], thumb, thumbs],
+        outputs,
+        fn=restore_example,
+        cache_examples=APP.cache_examples,
+        visible_columns=[2, 3],
+        api_visibility="private",
+        label="Examples (degraded photos with references; the first shows the same person in both)",
+        preload=0 if APP.cache_examples else False,
+    )
 
 
 def _footer() -> str:
     minutes = max(1, round((APP.delete_after_s + APP.delete_every_s) / 60))
-    return (f"Uploads and results are kept only in the server's temporary folder and deleted within {minutes} "
-            f"minute(s). Limits: {APP.max_pixels / 1e6:g} megapixels per photo, {APP.max_file_size} per upload, "
-            f"{_reference_text()}. Usage analytics are off.")
+    return (
+        f"Uploads and results are kept only in the server's temporary folder and deleted within {minutes} "
+        f"minute(s). Limits: {APP.max_pixels / 1e6:g} megapixels per photo, {APP.max_file_size} per upload, "
+        f"{_reference_text()}. Usage analytics are off."
+    )
 
 
 def build_demo() -> gr.Blocks:
     """The page: inputs and options on the left, before/after, faces, references and report on the right."""
-    with gr.Blocks(title="PSP-GAN: personalised face restoration", analytics_enabled=False,
-                   delete_cache=(APP.delete_every_s, APP.delete_after_s)) as demo:
+    with gr.Blocks(
+        title="PSP-GAN: personalised face restoration",
+        analytics_enabled=False,
+        delete_cache=(APP.delete_every_s, APP.delete_after_s),
+    ) as demo:
         gr.Markdown("# PSP-GAN — personalised face restoration", elem_id="psp-title")
         gr.HTML(_model_banner())
         gr.Markdown(DESCRIPTION)
@@ -466,10 +570,26 @@ def build_demo() -> gr.Blocks:
                 c = _input_column()
             with gr.Column(scale=2):
                 outputs = _output_column()
-        inputs = [c[k] for k in ("photo", "references", "faces", "upscale", "strength", "drop", "reference_faces",
-                                 "aligned", "only_faces", "fidelity", "large_faces", "identity_margin")]
-        c["photo"].change(preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False,
-                          show_progress="hidden")
+        inputs = [
+            c[k]
+            for k in (
+                "photo",
+                "references",
+                "faces",
+                "upscale",
+                "strength",
+                "drop",
+                "reference_faces",
+                "aligned",
+                "only_faces",
+                "fidelity",
+                "large_faces",
+                "identity_margin",
+            )
+        ]
+        c["photo"].change(
+            preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False, show_progress="hidden"
+        )
         event = c["run"].click(restore, inputs, outputs, api_name="restore", concurrency_limit=APP.concurrency)
         event.failure(show_failure, None, outputs, api_name=False, show_progress="hidden")
         _add_examples(c, outputs)
@@ -485,5 +605,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request of Gradio's own client otherwise
     log.info("model: %s (%s px, %s)", INFO.message, INFO.out_size, INFO.device)
-    demo.launch(max_file_size=APP.max_file_size, theme=THEME, css=CSS, show_error=False,
-                footer_links=["api", "gradio"])
+    demo.launch(max_file_size=APP.max_file_size, theme=THEME, css=CSS, show_error=False, footer_links=["api", "gradio"])

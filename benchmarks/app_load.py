@@ -47,12 +47,21 @@ def free_port() -> int:
 def start_app(workdir: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
     """app.py on a free loopback port with its Gradio cache in `workdir/gradio`; returns once it answers."""
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-           "PSP_CACHE_EXAMPLES": "0", "GRADIO_TEMP_DIR": str(workdir / "gradio"), **env_extra}
-    log = open(workdir / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=workdir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PSP_CACHE_EXAMPLES": "0",
+        "GRADIO_TEMP_DIR": str(workdir / "gradio"),
+        **env_extra,
+    }
+    with open(workdir / "app.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         if proc.poll() is not None:
@@ -115,7 +124,7 @@ def request_mix(samples: Path, upscale: float) -> tuple[dict, list[dict]]:
     people = {p.name: sorted(p.glob("*.jpg")) for p in sorted((samples / "references").iterdir()) if p.is_dir()}
     same = {"photo": people["celeba_7222"][-1], "refs": people["celeba_7222"][:3], "upscale": upscale}
     distinct = []
-    for name, files in people.items():
+    for files in people.values():
         for i, photo in enumerate(files):
             refs = [f for f in files if f != photo][: 1 + i % 4]
             distinct.append({"photo": photo, "refs": refs, "upscale": (1.0, 2.0, 1.5)[i % 3]})
@@ -131,8 +140,18 @@ def call(client, req: dict) -> float:
     from psp_hub.imageio import load_image
 
     t0 = time.perf_counter()
-    out = client.predict(handle_file(str(req["photo"])), [handle_file(str(r)) for r in req["refs"]], "all",
-                         req["upscale"], 1.0, True, "best", False, False, api_name="/restore")
+    out = client.predict(
+        handle_file(str(req["photo"])),
+        [handle_file(str(r)) for r in req["refs"]],
+        "all",
+        req["upscale"],
+        1.0,
+        True,
+        "best",
+        False,
+        False,
+        api_name="/restore",
+    )
     h, w = req["size"]
     expected = (round(h * req["upscale"]), round(w * req["upscale"]), 3)
     shape = load_image(out[1]).shape
@@ -151,8 +170,9 @@ def run_phase(url: str, tmp: Path, requests: list[dict], callers: int) -> dict:
     def one(i_req) -> None:
         i, req = i_req
         if not hasattr(local, "client"):
-            local.client = Client(url, verbose=False, analytics_enabled=False,
-                                  download_files=str(tmp / f"dl{threading.get_ident()}"))
+            local.client = Client(
+                url, verbose=False, analytics_enabled=False, download_files=str(tmp / f"dl{threading.get_ident()}")
+            )
         try:
             latencies.append(call(local.client, req))
         except Exception as exc:  # noqa: BLE001 - a load test counts every kind of failure
@@ -164,10 +184,23 @@ def run_phase(url: str, tmp: Path, requests: list[dict], callers: int) -> dict:
     wall = time.perf_counter() - t0
     done = sorted(latencies)
     q = statistics.quantiles(done, n=10, method="inclusive") if len(done) >= 2 else [float("nan")] * 9
-    return {"requests": len(requests), "callers": callers, "answered_ok": len(done), "failed": len(failures),
-            "failures": failures[:10], "wall_s": round(wall, 1), "throughput_per_s": round(len(done) / wall, 3),
-            "latency_s": {"min": round(done[0], 2), "p50": round(statistics.median(done), 2), "p90": round(q[8], 2),
-                          "max": round(done[-1], 2)} if done else None}
+    return {
+        "requests": len(requests),
+        "callers": callers,
+        "answered_ok": len(done),
+        "failed": len(failures),
+        "failures": failures[:10],
+        "wall_s": round(wall, 1),
+        "throughput_per_s": round(len(done) / wall, 3),
+        "latency_s": {
+            "min": round(done[0], 2),
+            "p50": round(statistics.median(done), 2),
+            "p90": round(q[8], 2),
+            "max": round(done[-1], 2),
+        }
+        if done
+        else None,
+    }
 
 
 def user_error_lines(url: str, tmp: Path, log: Path | None) -> dict:
@@ -178,14 +211,17 @@ def user_error_lines(url: str, tmp: Path, log: Path | None) -> dict:
     (tmp / "notes.png").write_text("not a photo")
     Image.new("RGB", (300, 200), (120, 130, 140)).save(tmp / "wall.jpg")
     client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    answers = []
     for name in ("notes.png", "wall.jpg"):
         try:
-            client.predict(handle_file(str(tmp / name)), api_name="/restore")
-        except Exception:  # noqa: BLE001 - the error is expected; the log is what is measured
-            pass
+            answers.append(client.predict(handle_file(str(tmp / name)), api_name="/restore"))
+        except Exception as exc:  # noqa: BLE001 - the error is expected; the log is what is measured
+            answers.append(type(exc).__name__)
     text = log.read_text() if log and log.is_file() else ""
-    return {"refused_lines": [line for line in text.splitlines() if "refused:" in line][-2:],
-            "tracebacks": text.count("Traceback")}
+    return {
+        "refused_lines": [line for line in text.splitlines() if "refused:" in line][-2:],
+        "tracebacks": text.count("Traceback"),
+    }
 
 
 def parse_args(argv):
@@ -193,6 +229,7 @@ def parse_args(argv):
     ap.add_argument("--url", default=None, help="a running app (default: start app.py here, on loopback)")
     ap.add_argument("--pid", type=int, default=None, help="the running app's process id, for its memory")
     ap.add_argument("--cache-dir", type=Path, default=None, help="the running app's GRADIO_TEMP_DIR, for disk use")
+    ap.add_argument("--log", type=Path, default=None, help="the running app's log, for its user-error lines")
     ap.add_argument("--model", default=None, help="PSP_MODEL for the started app (default: its own choice)")
     ap.add_argument("--delete-after", type=int, default=60, help="PSP_DELETE_AFTER (s) for the started app")
     ap.add_argument("--warmup", type=int, default=6)
@@ -223,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="psp-load-"))
     proc, log = None, None
     if args.url:
-        url, pid, cache = args.url, args.pid, args.cache_dir
+        url, pid, cache, log = args.url, args.pid, args.cache_dir, args.log
     else:
         env = {"PSP_DELETE_AFTER": str(args.delete_after), **({"PSP_MODEL": args.model} if args.model else {})}
         proc, url = start_app(tmp, env)
@@ -267,12 +304,27 @@ def measure(args, url, pid, cache, log, tmp, same, distinct) -> dict:
     growth = final_rss / warm_rss - 1 if warm_rss else 0.0
     failed = warm["failed"] + warm_burst["failed"] + seq["failed"] + conc["failed"]
     return {
-        "url": url, "warmup": warm, "warmup_concurrent": warm_burst, "sequential": seq, "concurrent": conc,
-        "rss_mb": {"start": round(start_rss), "after_warmup": round(warm_rss), "after_sequential": round(seq_rss),
-                   "peak": round(sampler.peak_rss), "final": round(final_rss), "growth_after_warmup": round(growth, 3)},
-        "cache_folder": {"path": str(cache), "peak_mb": round(sampler.peak_bytes / 2**20, 1),
-                         "final_mb": round(final_bytes / 2**20, 1), "peak_files": int(sampler.peak_files),
-                         "final_files": final_files, "delete_after_s": args.delete_after if not args.url else None},
+        "url": url,
+        "warmup": warm,
+        "warmup_concurrent": warm_burst,
+        "sequential": seq,
+        "concurrent": conc,
+        "rss_mb": {
+            "start": round(start_rss),
+            "after_warmup": round(warm_rss),
+            "after_sequential": round(seq_rss),
+            "peak": round(sampler.peak_rss),
+            "final": round(final_rss),
+            "growth_after_warmup": round(growth, 3),
+        },
+        "cache_folder": {
+            "path": str(cache),
+            "peak_mb": round(sampler.peak_bytes / 2**20, 1),
+            "final_mb": round(final_bytes / 2**20, 1),
+            "peak_files": int(sampler.peak_files),
+            "final_files": final_files,
+            "delete_after_s": args.delete_after if not args.url else None,
+        },
         "after_idle_past_delete_age": settled,
         "user_errors": errors,
         "ok": failed == 0 and growth <= args.rss_tolerance and errors["tracebacks"] == 0,

@@ -1,6 +1,6 @@
 """Rebuild the celeba_7399 example: one photo of the person, degraded, as the photo; the other four as references.
 
-    python examples/build_celeba_7399.py        # reads ../shared/samples/references/celeba_7399
+python examples/build_celeba_7399.py        # reads ../shared/samples/references/celeba_7399
 """
 
 from __future__ import annotations

@@ -17,5 +17,17 @@ __version__ = "0.1.0"
 # The repository's default weights as an absolute path, so `PSPGAN.from_pretrained(psp_hub.BUNDLED_MODEL)` works from
 # any working directory (a relative "checkpoints/psp-gan-128" elsewhere would be taken for a Hub id).
 BUNDLED_MODEL = str(default_model_dir())
-__all__ = ["BUNDLED_MODEL", "PSPGAN", "PSPGANConfig", "PSPGANOutput", "ReferenceCache", "StyleGAN2Generator", "ConfigError",
-           "StateDictMismatchError", "load_stylegan2_weights", "tiny_config", "default_model_dir", "__version__"]
+__all__ = [
+    "BUNDLED_MODEL",
+    "PSPGAN",
+    "ConfigError",
+    "PSPGANConfig",
+    "PSPGANOutput",
+    "ReferenceCache",
+    "StateDictMismatchError",
+    "StyleGAN2Generator",
+    "__version__",
+    "default_model_dir",
+    "load_stylegan2_weights",
+    "tiny_config",
+]

@@ -19,31 +19,27 @@ def build_parser() -> argparse.ArgumentParser:
         "Folders are processed file by file; a bad file is reported and skipped.",
     )
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="photos and/or folders of photos")
-    p.add_argument("--ref", nargs="+", action="extend", default=[], metavar="REF",
-                   help="reference photos (or folders) of the person: --ref a.jpg b.jpg or --ref a.jpg --ref b.jpg "
-                   "(every file is kept); none = blind restoration")
+    p.add_argument(
+        "--ref",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="REF",
+        help="reference photos (or folders) of the person: --ref a.jpg b.jpg or --ref a.jpg --ref b.jpg "
+        "(every file is kept); none = blind restoration",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--model", default=None, metavar="ID_OR_PATH",
-                   help="Hub id or folder of PSP-GAN weights (default: $PSP_MODEL, then the bundled weights)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="ID_OR_PATH",
+        help="Hub id or folder of PSP-GAN weights (default: $PSP_MODEL, then the bundled weights)",
+    )
     p.add_argument("--upscale", type=float, default=2.0, help="output size / input size (default 2)")
     p.add_argument("--faces", choices=("all", "largest", "center"), default="all", help="which faces to restore")
     p.add_argument("--only-faces", action="store_true", help="write only the restored aligned faces")
     p.add_argument("--save-faces", action="store_true", help="also write the restored aligned faces")
-    p.add_argument("--strength", type=float, default=1.0, help="how much the references steer the result (0 = blind)")
-    p.add_argument("--fidelity", type=float, default=None,
-                   help="0 = the model's restoration, 1 = keep the input face (default: the pipeline's)")
-    p.add_argument("--large-faces", choices=("restore", "keep"), default=None,
-                   help="faces far larger than the model's size: restore them (default) or leave them untouched")
-    p.add_argument("--identity-margin", type=float, default=None,
-                   help="in group photos the best-matching face must beat the next by this cosine (default: the pipeline's)")
-    p.add_argument("--keep-mismatched", action="store_true",
-                   help="keep references that look like someone else (default: drop them, with a warning)")
-    p.add_argument("--reference-faces", choices=("best", "all"), default="best",
-                   help="in group photos, use the references for the best-matching face only, or for all faces")
-    p.add_argument("--max-references", type=int, default=None, help="at most this many references per face")
-    p.add_argument("--aligned", action="store_true", help="inputs are already FFHQ-aligned face crops")
-    p.add_argument("--no-face", choices=("error", "upscale"), default="error",
-                   help="photos without a face: report as a failure (default) or only upscale them")
+    _add_restoration_options(p)
     p.add_argument("--recursive", action="store_true", help="also look inside sub-folders")
     p.add_argument("--ext", choices=("png", "jpg", "webp"), default="png", help="output image format")
     p.add_argument("--report", action="store_true", help="write a JSON report next to each output")
@@ -51,6 +47,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _add_restoration_options(p: argparse.ArgumentParser) -> None:
+    """How faces are restored and which references they get (PipelineConfig fields)."""
+    p.add_argument("--strength", type=float, default=1.0, help="how much the references steer the result (0 = blind)")
+    p.add_argument(
+        "--fidelity",
+        type=float,
+        default=None,
+        help="0 = the model's restoration, 1 = keep the input face (default: the pipeline's)",
+    )
+    p.add_argument(
+        "--large-faces",
+        choices=("restore", "keep"),
+        default=None,
+        help="faces far larger than the model's size: restore them (default) or leave them untouched",
+    )
+    p.add_argument(
+        "--identity-margin",
+        type=float,
+        default=None,
+        help="in group photos the best-matching face must beat the next by this cosine (default: the pipeline's)",
+    )
+    p.add_argument(
+        "--keep-mismatched",
+        action="store_true",
+        help="keep references that look like someone else (default: drop them, with a warning)",
+    )
+    p.add_argument(
+        "--reference-faces",
+        choices=("best", "all"),
+        default="best",
+        help="in group photos, use the references for the best-matching face only, or for all faces",
+    )
+    p.add_argument("--max-references", type=int, default=None, help="at most this many references per face")
+    p.add_argument("--aligned", action="store_true", help="inputs are already FFHQ-aligned face crops")
+    p.add_argument(
+        "--no-face",
+        choices=("error", "upscale"),
+        default="error",
+        help="photos without a face: report as a failure (default) or only upscale them",
+    )
 
 
 def collect_inputs(items: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -85,9 +123,15 @@ def _config(args):
 
     optional = {"fidelity": args.fidelity, "large_faces": args.large_faces, "identity_margin": args.identity_margin}
     return PipelineConfig(
-        faces=args.faces, upscale=args.upscale, only_faces=args.only_faces, strength=args.strength,
-        input_is_aligned=args.aligned, no_face=args.no_face, max_references=args.max_references,
-        mismatched_references="keep" if args.keep_mismatched else "drop", reference_faces=args.reference_faces,
+        faces=args.faces,
+        upscale=args.upscale,
+        only_faces=args.only_faces,
+        strength=args.strength,
+        input_is_aligned=args.aligned,
+        no_face=args.no_face,
+        max_references=args.max_references,
+        mismatched_references="keep" if args.keep_mismatched else "drop",
+        reference_faces=args.reference_faces,
         **{k: v for k, v in optional.items() if v is not None},  # unset: the pipeline's defaults
     )
 
@@ -97,11 +141,15 @@ def _load_pipeline(args, config):
     from psp_hub.pipeline import RestorationPipeline
 
     t0 = time.perf_counter()
-    pipe = RestorationPipeline.from_pretrained(args.model, device=None if args.device == "auto" else args.device,
-                                               config=config)
+    pipe = RestorationPipeline.from_pretrained(
+        args.model, device=None if args.device == "auto" else args.device, config=config
+    )
     info = pipe.info
-    print(f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
-          f"device {info.device}, {info.dtype} | loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(
+        f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
+        f"device {info.device}, {info.dtype} | loaded in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
     if not info.trained:
         print(f"WARNING: {info.message}", file=sys.stderr)
     return pipe
@@ -112,8 +160,11 @@ def _prepare_references(pipe, refs: list[Path]):
     refset = pipe.prepare_references([str(r) for r in refs])
     for w in refset.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"references: {len(refset.usable)} usable of {len(refs)}"
-          + ("" if refset.usable else " -> blind restoration (no reference photos)"), file=sys.stderr)
+    print(
+        f"references: {len(refset.usable)} usable of {len(refs)}"
+        + ("" if refset.usable else " -> blind restoration (no reference photos)"),
+        file=sys.stderr,
+    )
     return refset
 
 
@@ -218,11 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix_str(photo.name[:30])
             run.photo(photo, stem)
         bar.close()
-        print(f"done: {run.ok} restored, {run.failures} failed, in {time.perf_counter() - t0:.1f} s -> {out_dir}",
-              file=sys.stderr)
+        print(
+            f"done: {run.ok} restored, {run.failures} failed, in {time.perf_counter() - t0:.1f} s -> {out_dir}",
+            file=sys.stderr,
+        )
         if not pipe.info.trained:
-            print("NOTE: these outputs come from an UNTRAINED model (random weights), not a real restoration.",
-                  file=sys.stderr)
+            print(
+                "NOTE: these outputs come from an UNTRAINED model (random weights), not a real restoration.",
+                file=sys.stderr,
+            )
         return EXIT_OK if run.failures == 0 else EXIT_FAILED_INPUTS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

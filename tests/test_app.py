@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.imageio import load_image
@@ -30,11 +31,21 @@ def free_port() -> int:
 def start_app(tmp: Path, model_dir: Path, **env) -> tuple[subprocess.Popen, str]:
     """Run app.py on a free loopback port (cwd in `tmp`, so cached examples land there); wait until it answers."""
     port = free_port()
-    full_env = {**os.environ, "PSP_MODEL": str(model_dir), "GRADIO_SERVER_NAME": "127.0.0.1",
-                "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio"), **env}
-    log = open(tmp / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    full_env = {
+        **os.environ,
+        "PSP_MODEL": str(model_dir),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        **env,
+    }
+    with open(tmp / "app.log", "w") as log:  # the child keeps its own copy of the file descriptor
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 150
     while time.time() < deadline:
@@ -83,15 +94,17 @@ def app_url(app_server):
 
 @pytest.fixture(scope="module")
 def client(app_url, tmp_path_factory):
-    return Client(app_url, verbose=False, analytics_enabled=False,
-                  download_files=str(tmp_path_factory.mktemp("downloads")))
+    return Client(
+        app_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path_factory.mktemp("downloads"))
+    )
 
 
 def test_named_endpoint_returns_the_restored_photo(client, samples):
     photo = samples / "references" / "celeba_7222" / "010582.jpg"
     refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
     slider, download, faces, face_files, references, status, report = client.predict(
-        handle_file(str(photo)), [handle_file(str(r)) for r in refs], *ARGS, api_name="/restore")
+        handle_file(str(photo)), [handle_file(str(r)) for r in refs], *ARGS, api_name="/restore"
+    )
     out = load_image(download)
     assert out.shape == (1600, 1202, 3)
     assert len(slider) == 2 and load_image(slider[1]).shape[2] == 3
@@ -116,8 +129,9 @@ def test_references_may_be_left_out_or_given_as_one_file(client, samples):
     *_, status, report = client.predict(handle_file(str(photo)), api_name="/restore")  # every option defaulted
     assert "blind" in status and report["references_given"] == 0
     ref = samples / "references" / "celeba_7222" / "000131.jpg"
-    *_, references, status, report = client.predict(handle_file(str(photo)), handle_file(str(ref)), *ARGS,
-                                                    api_name="/restore")
+    *_, references, status, report = client.predict(
+        handle_file(str(photo)), handle_file(str(ref)), *ARGS, api_name="/restore"
+    )
     assert report["references_given"] == 1  # taken as a list of one (whether it is used is the identity gate's call)
     assert [r["caption"].split(":")[0] for r in references] == ["000131.jpg"]  # aligned and shown
 
@@ -147,23 +161,39 @@ def test_identical_concurrent_requests_all_succeed(app_url, samples, tmp_path):
 
 def test_no_references_is_blind_and_said_so(client, samples):
     photo = samples / "photos" / "cropped" / "Paris_Hilton_crop.png"
-    *_, status, report = client.predict(handle_file(str(photo)), [], "all", 1, 1.0, True, "best", False, False,
-                                        api_name="/restore")
+    *_, status, report = client.predict(
+        handle_file(str(photo)), [], "all", 1, 1.0, True, "best", False, False, api_name="/restore"
+    )
     assert len(report["faces"]) == 1
     assert "blind" in status and report["faces"][0]["mode"] == "blind"
 
 
 def test_too_many_references_uses_the_first_n(client, samples):
     photo = samples / "references" / "celeba_7256" / "011760.jpg"
-    refs = sorted((samples / "references" / "celeba_7256").glob("*.jpg")) + sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:1]
-    *_, status, report = client.predict(handle_file(str(photo)), [handle_file(str(r)) for r in refs], "all", 1, 1.0, True,
-                                        "best", False, False, api_name="/restore")
+    refs = (
+        sorted((samples / "references" / "celeba_7256").glob("*.jpg"))
+        + sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:1]
+    )
+    *_, status, report = client.predict(
+        handle_file(str(photo)),
+        [handle_file(str(r)) for r in refs],
+        "all",
+        1,
+        1.0,
+        True,
+        "best",
+        False,
+        False,
+        api_name="/restore",
+    )
     assert "only the first 4 were used" in status
     assert report["references_given"] == 4
 
 
-@pytest.mark.parametrize("content,needle", [(b"just some text", "not an image file"),
-                                            (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image file")])
+@pytest.mark.parametrize(
+    "content,needle",
+    [(b"just some text", "not an image file"), (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image file")],
+)
 def test_bad_photo_is_a_readable_error(client, tmp_path, content, needle):
     bad = tmp_path / "photo.png"
     bad.write_bytes(content)
@@ -193,8 +223,18 @@ def test_huge_photo_is_refused_with_a_message(client, tmp_path):
 def test_references_of_someone_else_are_flagged(client, samples):
     photo = samples / "references" / "celeba_7256" / "011760.jpg"
     refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
-    *_, status, report = client.predict(handle_file(str(photo)), [handle_file(str(r)) for r in refs], "all", 1, 1.0,
-                                        True, "best", False, False, api_name="/restore")
+    *_, status, report = client.predict(
+        handle_file(str(photo)),
+        [handle_file(str(r)) for r in refs],
+        "all",
+        1,
+        1.0,
+        True,
+        "best",
+        False,
+        False,
+        api_name="/restore",
+    )
     assert "may show someone else" in status and report["faces"][0]["mode"] == "blind"
 
 
@@ -204,7 +244,7 @@ def test_user_errors_are_one_log_line_without_traceback(client, app_server, tmp_
     (tmp_path / "notes.png").write_text("not a photo")
     Image.new("RGB", (300, 200), (120, 130, 140)).save(tmp_path / "wall.jpg")
     for name in ("notes.png", "wall.jpg"):
-        with pytest.raises(Exception):
+        with pytest.raises(AppError):
             client.predict(handle_file(str(tmp_path / name)), api_name="/restore")
     log = app_server[1].read_text()
     refused = [line for line in log.splitlines() if "refused:" in line]
@@ -245,10 +285,36 @@ def test_fidelity_one_keeps_the_photo_and_the_new_options_reach_the_pipeline(cli
     source = load_image(photo).astype(float)
     diffs = {}
     for fidelity in (0.0, 1.0):
-        out = client.predict(handle_file(str(photo)), None, "all", 1, 1.0, True, "best", False, False, fidelity,
-                             "restore", 0.05, api_name="/restore")
+        out = client.predict(
+            handle_file(str(photo)),
+            None,
+            "all",
+            1,
+            1.0,
+            True,
+            "best",
+            False,
+            False,
+            fidelity,
+            "restore",
+            0.05,
+            api_name="/restore",
+        )
         diffs[fidelity] = abs(load_image(out[1]).astype(float) - source).mean()
     assert diffs[1.0] < 0.5 < diffs[0.0], diffs
     with pytest.raises(Exception, match="greater than maximum"):  # the slider range, checked by Gradio
-        client.predict(handle_file(str(photo)), None, "all", 1, 1.0, True, "best", False, False, 1.5, "restore", 0.05,
-                       api_name="/restore")
+        client.predict(
+            handle_file(str(photo)),
+            None,
+            "all",
+            1,
+            1.0,
+            True,
+            "best",
+            False,
+            False,
+            1.5,
+            "restore",
+            0.05,
+            api_name="/restore",
+        )

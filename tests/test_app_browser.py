@@ -12,12 +12,20 @@ from psp_hub import PSPGAN, tiny_config
 from psp_hub.imageio import load_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app import start_app, stop_app  # noqa: E402  (the same loopback launcher)
+from test_app import start_app, stop_app
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "outputs" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -41,9 +49,14 @@ def browser_page(app_url, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     outside = []
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(profile), executable_path="/usr/bin/chromium",
-                                                       args=CHROMIUM_ARGS, headless=True,
-                                                       viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path="/usr/bin/chromium",
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+            accept_downloads=True,
+        )
 
         def guard(route):
             url = route.request.url

@@ -41,11 +41,16 @@ def run(args, capsys):
     return code, out.err
 
 
-def test_folder_run_writes_outputs_and_reports_the_bad_file(photo_dir, tmp_path, samples, tiny_model, capsys, monkeypatch):
+def test_folder_run_writes_outputs_and_reports_the_bad_file(
+    photo_dir, tmp_path, samples, tiny_model, capsys, monkeypatch
+):
     monkeypatch.setenv("PSP_MODEL", str(tiny_model))
     refs = samples / "references" / "celeba_7222"
     out = tmp_path / "out"
-    code, err = run([photo_dir, "--ref", *sorted(refs.glob("*.jpg"))[:3], "--out", out, "--report", "--save-faces", "--quiet"], capsys)
+    code, err = run(
+        [photo_dir, "--ref", *sorted(refs.glob("*.jpg"))[:3], "--out", out, "--report", "--save-faces", "--quiet"],
+        capsys,
+    )
     assert code == 1  # one input failed
     assert "broken.png" in err and "corrupt or truncated" in err and "skipped" in err
     assert "Traceback" not in err
@@ -56,7 +61,7 @@ def test_folder_run_writes_outputs_and_reports_the_bad_file(photo_dir, tmp_path,
         assert img.shape[:2] == (size[0] * 2, size[1] * 2)
         report = json.loads((out / f"{stem}.json").read_text())
         assert report["faces_restored"] >= 1
-        assert sorted(p.name for p in (out / f"{stem}_faces").iterdir())[0] == "face_00.png"
+        assert min(p.name for p in (out / f"{stem}_faces").iterdir()) == "face_00.png"
     person = json.loads((out / "person.json").read_text())
     assert person["faces"][0]["references_used"] == ["000131.jpg", "006383.jpg", "008575.jpg"]
     assert not (out / "broken.png").exists() and not (out / "readme.png").exists()
@@ -102,8 +107,14 @@ def test_console_script_runs(tmp_path, tiny_model, samples):
     import os
 
     env = {**os.environ, **env}
-    proc = subprocess.run([str(exe), str(crop), "--out", str(tmp_path / "o"), "--quiet", "--upscale", "1"],
-                          capture_output=True, text=True, env=env, timeout=180)
+    proc = subprocess.run(
+        [str(exe), str(crop), "--out", str(tmp_path / "o"), "--quiet", "--upscale", "1"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert load_image(tmp_path / "o" / "Julia_Roberts_crop.png").shape == (512, 512, 3)
 
@@ -113,8 +124,11 @@ def test_every_reference_is_kept_whichever_way_they_are_given(form):
     from psp_hub.cli import build_parser
 
     refs = ["a.jpg", "b.jpg", "c.jpg"]
-    args = {"repeated": ["--ref", "a.jpg", "--ref", "b.jpg", "--ref", "c.jpg"], "list": ["--ref", *refs],
-            "mixed": ["--ref", "a.jpg", "b.jpg", "--ref", "c.jpg"]}[form]
+    args = {
+        "repeated": ["--ref", "a.jpg", "--ref", "b.jpg", "--ref", "c.jpg"],
+        "list": ["--ref", *refs],
+        "mixed": ["--ref", "a.jpg", "b.jpg", "--ref", "c.jpg"],
+    }[form]
     parsed = build_parser().parse_args(["photo.jpg", *args, "--out", "o"])
     assert parsed.ref == refs and parsed.inputs == ["photo.jpg"]
 
@@ -136,8 +150,9 @@ def test_fidelity_large_faces_and_identity_margin_options(tmp_path, samples, tin
     from psp_hub.cli import _config, build_parser
 
     monkeypatch.setenv("PSP_MODEL", str(tiny_model))
-    args = build_parser().parse_args(["p.jpg", "--out", "o", "--fidelity", "0.3", "--large-faces", "keep",
-                                      "--identity-margin", "0.1"])
+    args = build_parser().parse_args(
+        ["p.jpg", "--out", "o", "--fidelity", "0.3", "--large-faces", "keep", "--identity-margin", "0.1"]
+    )
     cfg = _config(args)
     assert (cfg.fidelity, cfg.large_faces, cfg.identity_margin) == (0.3, "keep", 0.1)
     photo = samples / "references" / "celeba_7222" / "010582.jpg"

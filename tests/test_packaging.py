@@ -12,10 +12,10 @@ import functools
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -131,8 +131,11 @@ def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
 
 def test_requirements_pin_every_declared_dependency():
     """requirements.txt (the pinned environment) covers the base install and both extras."""
-    pinned = {requirement_name(line) for line in (REPO / "requirements.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    pinned = {
+        requirement_name(line)
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     every = declared("app") | declared("train")
     assert every - pinned == set()
 
