@@ -225,3 +225,23 @@ def test_corpus_split_map_predicts_the_built_splits(faces, tmp_path):
     assert len(set(built.values())) == 3
     sharp = [r["sharp_px"] for split in ds for r in ds[split]]
     assert all(32 <= s <= 128 for s in sharp) and sorted(sharp)[len(sharp) // 2] >= 100  # corpus faces are sharp at 128
+
+
+def test_photo_skip_rules_for_ambiguous_and_soft_faces():
+    from psp_hub.data.builder import _skip_reason
+    from psp_hub.data.metadata import InputRecord
+    from psp_hub.data.scan import ScanResult
+
+    cfg = BuildConfig(input=Path("."), min_native_px=160)
+    rec = InputRecord("a.jpg", "s:a", "s", extra={"min_sharp_px": 128, "min_native_px": None})
+
+    def res(**kw):
+        return ScanResult("a.jpg", True, **{"size": 256, "native_px": 300, "sharp_px": 200, "det_score": 0.99, "faces_in_photo": 1, **kw})
+
+    assert _skip_reason(rec, res(), cfg, "photos") is None
+    assert _skip_reason(rec, res(det_score=0.91, faces_in_photo=2), cfg, "photos") == "ambiguous_face"
+    assert _skip_reason(rec, res(det_score=0.91), cfg, "photos") is None  # alone in its photo: kept
+    assert _skip_reason(rec, res(sharp_px=120), cfg, "photos") == "soft_face"
+    assert _skip_reason(rec, res(native_px=150), cfg, "photos") == "tiny_face"
+    own_limit = InputRecord("a.jpg", "s:a", "s", extra={"min_native_px": 256})
+    assert _skip_reason(own_limit, res(native_px=250), cfg, "photos") == "tiny_face"  # a source's own limit wins
