@@ -88,7 +88,7 @@ def _manifest_folder(root, samples) -> dict:
     for photo in sorted((samples / "photos" / "whole").iterdir())[:2]:
         os.symlink(photo, root / "loose" / photo.name)
     (root / "soft").mkdir()
-    photo = cv2.imread(str(sorted(people[0].iterdir())[0]))
+    photo = cv2.imread(str(min(people[0].iterdir())))
     h, w = photo.shape[:2]
     small = cv2.resize(photo, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(root / "soft" / "soft.png"), cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))

@@ -54,8 +54,13 @@ def sharpness_report(groups: Mapping, records: list[InputRecord], skipped_by_sou
             "people": len(people),
             "multi_photo": sum(1 for n in people.values() if n >= 2),
         }
-    sharpness = {s: _distribution([r["sharp_px"] for r in rows if r.get("sharp_px") is not None]) for s, rows in sorted(rows_by_source.items())}
-    sharpness["all"] = _distribution([r["sharp_px"] for rows in rows_by_source.values() for r in rows if r.get("sharp_px") is not None])
+    sharpness = {
+        s: _distribution([r["sharp_px"] for r in rows if r.get("sharp_px") is not None])
+        for s, rows in sorted(rows_by_source.items())
+    }
+    sharpness["all"] = _distribution(
+        [r["sharp_px"] for rows in rows_by_source.values() for r in rows if r.get("sharp_px") is not None]
+    )
     return {
         "per_source": per_source,
         "sharpness": sharpness,

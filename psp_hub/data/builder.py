@@ -12,11 +12,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .ages import age_group, is_older
+from .build_report import sharpness_report
 from .card import GROUPS, render_card
 from .config import BuildConfig
-from .hub import BUILD_STATE_DIR
-from .build_report import sharpness_report
 from .corpus_splits import corpus_split_map
+from .hub import BUILD_STATE_DIR
 from .manifest import PhotoSource, source_records
 from .metadata import IMAGE_SUFFIXES, InputRecord, find_metadata, list_photos, read_aligned_metadata
 from .photos import photo_checker_factory

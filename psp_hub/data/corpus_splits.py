@@ -13,7 +13,9 @@ from .metadata import read_aligned_metadata
 from .scan import ScanResult
 
 
-def corpus_split_map(folder: Path, seed: int = 0, split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), older_age: int = 50) -> dict[str, str]:
+def corpus_split_map(
+    folder: Path, seed: int = 0, split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), older_age: int = 50
+) -> dict[str, str]:
     """identity -> split of the build `train/build_dataset.py --input <folder>` makes with these settings.
 
     It runs the builder's own planning on the metadata (every listed file taken as readable, as in the shared

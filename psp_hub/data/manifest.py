@@ -115,7 +115,9 @@ def _attributes(source: PhotoSource) -> dict[str, dict[str, str]]:
     return out
 
 
-def source_records(source: PhotoSource, root: Path, split_of: dict[str, str] | None = None) -> tuple[list[InputRecord], int]:
+def source_records(
+    source: PhotoSource, root: Path, split_of: dict[str, str] | None = None
+) -> tuple[list[InputRecord], int]:
     """Records of one source (file names relative to `root`) and how many photos had no person label."""
     table = {}
     if source.identity == "table":
@@ -125,7 +127,9 @@ def source_records(source: PhotoSource, root: Path, split_of: dict[str, str] | N
     records, unlabelled = [], 0
     for path in sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES):
         rel = path.relative_to(source.path)
-        if any(part.startswith(".") for part in rel.parts) or (source.include and not re.search(source.include, rel.as_posix())):
+        if any(part.startswith(".") for part in rel.parts) or (
+            source.include and not re.search(source.include, rel.as_posix())
+        ):
             continue
         person = _person_of(source, rel, table)
         if person is None:

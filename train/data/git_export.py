@@ -15,7 +15,9 @@ from pathlib import Path
 
 def list_blobs(git_dir: str, paths: list[str]) -> list[tuple[str, str]]:
     """(object id, path) of every file under `paths` at HEAD."""
-    out = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-z", "HEAD", "--", *paths], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "--git-dir", git_dir, "ls-tree", "-r", "-z", "HEAD", "--", *paths], capture_output=True, check=True
+    ).stdout
     rows = []
     for entry in out.decode().split("\0"):
         if entry:
@@ -30,8 +32,14 @@ def export(git_dir: str, dest: Path, paths: list[str], match: str | None) -> tup
     """Write the present blobs under dest/<path>; returns (written, absent)."""
     blobs = [(o, p) for o, p in list_blobs(git_dir, paths) if match is None or re.search(match, p)]
     # every file gets HEAD's commit time: a re-export leaves the builder's scan cache (keyed by size + mtime) valid
-    stamp = int(subprocess.run(["git", "--git-dir", git_dir, "log", "-1", "--format=%ct", "HEAD"], capture_output=True, check=True).stdout)
-    proc = subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    stamp = int(
+        subprocess.run(
+            ["git", "--git-dir", git_dir, "log", "-1", "--format=%ct", "HEAD"], capture_output=True, check=True
+        ).stdout
+    )
+    proc = subprocess.Popen(
+        ["git", "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     written = absent = 0
     for oid, path in blobs:
         proc.stdin.write(oid.encode() + b"\n")
