@@ -24,7 +24,7 @@ def test_output_shapes_for_sizes_and_reference_counts(out_size, direction):
     torch.manual_seed(0)
     model = PSPGAN(tiny_config(out_size, fusion_direction=direction)).eval()
     cfg = model.config
-    for k in range(5):
+    for k in (0, 1, 4):  # with the mixed counts below, every count 0..4 occurs
         lq, refs = random_batch(out_size, batch=3, k=k)
         mask = torch.zeros(3, k, dtype=torch.bool)
         for b in range(3):
@@ -86,22 +86,6 @@ def test_cache_path_equals_direct_path_and_broadcasts(live_model):
     torch.testing.assert_close(direct, cached, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cached, again)
     assert cache.batch_size == 1 and int(cache.num_references[0]) == 2
-
-
-def test_gradients_reach_every_trainable_part():
-    torch.manual_seed(0)
-    for direction in DIRECTIONS:
-        model = make_live(PSPGAN(tiny_config(fusion_direction=direction))).train()
-        lq, refs = random_batch(64, batch=2, k=3, seed=5)
-        out = model(lq, refs, torch.tensor([[True, True, False], [True, True, True]]), return_unet_images=True)
-        loss = out.image.square().mean() + sum(u.square().mean() for u in out.unet_images)
-        loss.backward()
-        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        assert len(trainable) > 50
-        dead = [n for n, p in trainable.items() if p.grad is None or p.grad.abs().sum() == 0]
-        assert not dead, f"{direction}: no gradient reaches {dead}"
-        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-        assert frozen and all(n.startswith("generator.style_mlp.") for n in frozen)
 
 
 def test_fusion_is_identity_at_init_so_the_prior_starts_intact():
