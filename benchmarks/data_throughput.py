@@ -39,8 +39,16 @@ def measure(cfg: DataConfig, batch_size: int, seconds: float, warmup_batches: in
     _sync(device)
     rate = n / (time.perf_counter() - t1)
     del it
-    return {"out_size": cfg.out_size, "loader": cfg.loader, "workers": cfg.num_workers, "batch_size": batch_size,
-            "samples": n, "samples_per_s": round(rate, 1), "startup_s": round(startup, 1), "device": device}
+    return {
+        "out_size": cfg.out_size,
+        "loader": cfg.loader,
+        "workers": cfg.num_workers,
+        "batch_size": batch_size,
+        "samples": n,
+        "samples_per_s": round(rate, 1),
+        "startup_s": round(startup, 1),
+        "device": device,
+    }
 
 
 def measure_skip(cfg: DataConfig, n: int) -> dict:
@@ -71,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     host = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
     for size in a.sizes:
         for workers in a.workers:
-            cfg = DataConfig(path=a.path, out_size=size, num_workers=workers, max_references=a.max_references,
-                             loader=a.loader)
+            cfg = DataConfig(
+                path=a.path, out_size=size, num_workers=workers, max_references=a.max_references, loader=a.loader
+            )
             r = {**measure(cfg, a.batch_size, a.seconds, a.warmup_batches, a.device), **host}
             print(json.dumps(r), flush=True)
             results.append(r)

@@ -21,15 +21,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 
-import psp_hub  # noqa: E402
-from psp_hub.data import build_train_batches  # noqa: E402
-from psp_hub.training import TrainConfig  # noqa: E402
-from psp_hub.training.batches import batch_to_device  # noqa: E402
-from psp_hub.training.stages import make_stage  # noqa: E402
+import psp_hub
+from psp_hub.data import build_train_batches
+from psp_hub.training import TrainConfig
+from psp_hub.training.batches import batch_to_device
+from psp_hub.training.stages import make_stage
 
 
 def _sync(device):
@@ -39,15 +39,19 @@ def _sync(device):
 
 def synthetic_batches(cfg: TrainConfig):
     """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset."""
-    from psp_hub.data.components import component_boxes
     from psp_hub.common.geometry import ffhq_template
+    from psp_hub.data.components import component_boxes
 
     s, k, b = cfg.model.out_size, cfg.data.max_references, cfg.batch_size
     gen = torch.Generator().manual_seed(cfg.seed)
     boxes = torch.from_numpy(component_boxes(ffhq_template(s), s)).expand(b, 3, 4).clone()
-    batch = {"lq": torch.rand(b, 3, s, s, generator=gen) * 2 - 1, "target": torch.rand(b, 3, s, s, generator=gen) * 2 - 1,
-             "refs": torch.rand(b, k, 3, s, s, generator=gen) * 2 - 1, "ref_mask": torch.ones(b, k, dtype=torch.bool),
-             "boxes": boxes}
+    batch = {
+        "lq": torch.rand(b, 3, s, s, generator=gen) * 2 - 1,
+        "target": torch.rand(b, 3, s, s, generator=gen) * 2 - 1,
+        "refs": torch.rand(b, k, 3, s, s, generator=gen) * 2 - 1,
+        "ref_mask": torch.ones(b, k, dtype=torch.bool),
+        "boxes": boxes,
+    }
     if cfg.data.pin_memory and torch.cuda.is_available():  # as the real loader with pin_memory=True hands them over
         batch = {k: v.pin_memory() for k, v in batch.items()}
     while True:
@@ -99,8 +103,17 @@ def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, warmup: in
     return {"step_s": step_s, "wait_s": wait_s, "warmup_s": warmup_s, "first_step_s": first_step_s}
 
 
-def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, profile: int = 0,
-            ready: str | None = None, wait_for: list[str] = (), done: str | None = None, count_syncs: bool = False) -> dict:
+def measure(
+    cfg: TrainConfig,
+    steps: int,
+    warmup: int,
+    synthetic: bool = False,
+    profile: int = 0,
+    ready: str | None = None,
+    wait_for: list[str] = (),
+    done: str | None = None,
+    count_syncs: bool = False,
+) -> dict:
     """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader.
 
     compile_s is what the warm-up steps took beyond as many steady steps (compilation, cuDNN autotuning).
@@ -122,21 +135,33 @@ def measure(cfg: TrainConfig, steps: int, warmup: int, synthetic: bool = False, 
     profiled = profile_steps(stage, loader, device, profile, warmup + steps, cfg.channels_last) if profile else {}
     _touch(done)
     return {
-        "config": cfg.output_dir, "stage": cfg.stage, "size": cfg.model.out_size, "batch": cfg.batch_size,
+        "config": cfg.output_dir,
+        "stage": cfg.stage,
+        "size": cfg.model.out_size,
+        "batch": cfg.batch_size,
         "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
-        "precision": acc.mixed_precision, "compile": cfg.compile, "synthetic": synthetic, "steps": steps,
-        "loader": "synthetic" if synthetic else cfg.data.loader, "channels_last": cfg.channels_last,
-        "fused_adam": cfg.optim.fused, "loss_nets_bf16": cfg.loss_nets_bf16,
-        "startup_s": round(t_data - t_start, 1), "data_setup_s": round(data_setup_s, 1),
-        "warmup_s": round(t["warmup_s"], 1), "first_step_s": round(t["first_step_s"], 1),
+        "precision": acc.mixed_precision,
+        "compile": cfg.compile,
+        "synthetic": synthetic,
+        "steps": steps,
+        "loader": "synthetic" if synthetic else cfg.data.loader,
+        "channels_last": cfg.channels_last,
+        "fused_adam": cfg.optim.fused,
+        "loss_nets_bf16": cfg.loss_nets_bf16,
+        "startup_s": round(t_data - t_start, 1),
+        "data_setup_s": round(data_setup_s, 1),
+        "warmup_s": round(t["warmup_s"], 1),
+        "first_step_s": round(t["first_step_s"], 1),
         "compile_s": round(max(0.0, t["warmup_s"] - warmup * median), 1),
-        "it_per_s": round(steps / total, 2), "samples_per_s": round(steps * cfg.batch_size / total, 1),
+        "it_per_s": round(steps / total, 2),
+        "samples_per_s": round(steps * cfg.batch_size / total, 1),
         "ms_per_step_median": round(median * 1e3, 1),
         "data_wait_share": round(sum(t["wait_s"]) / total, 3),
         "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
         "host_syncs_per_step": syncs,
         "code": os.path.dirname(psp_hub.__file__),
-        "workers": cfg.data.num_workers, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "workers": cfg.data.num_workers,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **profiled,
     }
 
@@ -164,7 +189,9 @@ def count_host_syncs(stage, loader, cfg: TrainConfig, device, step: int) -> int 
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def profile_steps(stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25) -> dict:
+def profile_steps(
+    stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25
+) -> dict:
     """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -184,12 +211,19 @@ def profile_steps(stage, loader, device, steps: int, first_step: int, channels_l
         by_name.setdefault(e.name, []).append(e.device_time_total)
     ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
     return {
-        "profiled_steps": steps, "wall_ms_per_step": round(wall * 1e3 / steps, 1),
+        "profiled_steps": steps,
+        "wall_ms_per_step": round(wall * 1e3 / steps, 1),
         "gpu_busy_ms_per_step": round(busy_us / 1e3 / steps, 1),
         "gpu_busy_share": round(busy_us / 1e6 / wall, 3) if kernels else None,
         "kernels_per_step": round(len(kernels) / steps),
-        "top_kernels": [{"ms_per_step": round(sum(t) / 1e3 / steps, 2), "calls_per_step": round(len(t) / steps, 1),
-                         "name": name[:140]} for name, t in ranked],
+        "top_kernels": [
+            {
+                "ms_per_step": round(sum(t) / 1e3 / steps, 2),
+                "calls_per_step": round(len(t) / steps, 1),
+                "name": name[:140],
+            }
+            for name, t in ranked
+        ],
     }
 
 
@@ -199,8 +233,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--synthetic", action="store_true", help="random batches of the right shapes (no dataset needed)")
-    p.add_argument("--profile", type=int, default=0, metavar="N",
-                   help="after timing, profile N more steps: GPU busy share and the top kernels")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after timing, profile N more steps: GPU busy share and the top kernels",
+    )
     # two benchmarks side by side on one GPU: both compile at once, then time one after the other, e.g.
     # A: --ready a.ready --wait-for b.ready --done a.done   B: --ready b.ready --wait-for a.done
     p.add_argument("--ready", help="touch this file when the warm-up steps are done")
@@ -211,8 +250,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     for path in args.config:
         cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
-        result = measure(cfg, args.steps, args.warmup, args.synthetic, args.profile, args.ready, args.wait_for,
-                         args.done, args.count_syncs)
+        result = measure(
+            cfg,
+            args.steps,
+            args.warmup,
+            args.synthetic,
+            args.profile,
+            args.ready,
+            args.wait_for,
+            args.done,
+            args.count_syncs,
+        )
         print(json.dumps({"config_file": path, **result}), flush=True)
     return 0
 

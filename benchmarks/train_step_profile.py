@@ -18,16 +18,16 @@ from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from psp_hub.data import build_train_dataloader  # noqa: E402
-from psp_hub.training import TrainConfig  # noqa: E402
-from psp_hub.training.stages import make_stage  # noqa: E402
-from psp_hub.training.batches import batch_to_device  # noqa: E402
+from psp_hub.data import build_train_dataloader
+from psp_hub.training import TrainConfig
+from psp_hub.training.batches import batch_to_device
+from psp_hub.training.stages import make_stage
 
 
 class OpCounter(TorchDispatchMode):
@@ -82,6 +82,7 @@ class PhaseProfile:
         def wrapped(*a, **k):
             with self.phase(name):
                 return fn(*a, **k)
+
         return wrapped
 
     def _wrap_optimizer(self, fn):
@@ -89,6 +90,7 @@ class PhaseProfile:
             which = "g" if optimizer is self.stage.opt_g else "d"
             with self.phase(f"{which}_backward_and_adam"):
                 return fn(loss, optimizer, *a, **k)
+
         return wrapped
 
 
@@ -108,19 +110,24 @@ def main(argv=None) -> None:
     stage.step(batch, step)  # warm-up (allocator, cuDNN choice)
     prof = PhaseProfile(stage, acc.device)
     prof.instrument()
-    with prof.flops, prof.ops:
-        with prof.phase("step_total"):
-            stage.step(batch, step)
+    with prof.flops, prof.ops, prof.phase("step_total"):
+        stage.step(batch, step)
     total_flop = prof.flop_by_phase["step_total"]
-    print(f"{cfg.output_dir}: {cfg.model.out_size} px, batch {cfg.batch_size}, R1 {'on' if a.r1 else 'off'}, "
-          f"device {acc.device}, precision {acc.mixed_precision}")
-    print("| phase | GFLOP | share | dispatched ops | seconds (timed with counters on) |\n| --- | --- | --- | --- | --- |")
+    print(
+        f"{cfg.output_dir}: {cfg.model.out_size} px, batch {cfg.batch_size}, R1 {'on' if a.r1 else 'off'}, "
+        f"device {acc.device}, precision {acc.mixed_precision}"
+    )
+    print(
+        "| phase | GFLOP | share | dispatched ops | seconds (timed with counters on) |\n| --- | --- | --- | --- | --- |"
+    )
     for name in [n for n in prof.seconds if n != "step_total"] + ["step_total"]:
         flop = prof.flop_by_phase[name]
         ops = sum(prof.ops.counts.values()) if name == "step_total" else prof.ops.counts[name]
         print(f"| {name} | {flop / 1e9:.1f} | {flop / max(total_flop, 1):.0%} | {ops} | {prof.seconds[name]:.2f} |")
-    print(f"ops outside the named phases: {prof.ops.counts['other']}; "
-          f"GFLOP per sample: {total_flop / 1e9 / cfg.batch_size:.1f}")
+    print(
+        f"ops outside the named phases: {prof.ops.counts['other']}; "
+        f"GFLOP per sample: {total_flop / 1e9 / cfg.batch_size:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from accelerate.utils import set_seed
 
 from psp_hub.data import build_train_dataloader
 from psp_hub.training import TrainConfig
-from psp_hub.training.stages import make_stage
 from psp_hub.training.batches import batch_to_device
+from psp_hub.training.stages import make_stage
 
 
 def main(config: str, dataset: str, out: str) -> None:
@@ -21,8 +21,11 @@ def main(config: str, dataset: str, out: str) -> None:
     acc = Accelerator(cpu=True)
     set_seed(cfg.seed, device_specific=True)  # different draws per rank, as in the trainer
     stage = make_stage(cfg, acc)
-    loader = iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size, process_index=acc.process_index,
-                                         num_processes=acc.num_processes))
+    loader = iter(
+        build_train_dataloader(
+            cfg.data, batch_size=cfg.batch_size, process_index=acc.process_index, num_processes=acc.num_processes
+        )
+    )
     ids = []
     for step in range(2):
         batch = next(loader)
@@ -32,10 +35,14 @@ def main(config: str, dataset: str, out: str) -> None:
     g = stage.raw_generator
     shadow = stage.ema.shadow_params
     record = {
-        "rank": acc.process_index, "world": acc.num_processes, "ids": ids,
+        "rank": acc.process_index,
+        "world": acc.num_processes,
+        "ids": ids,
         "generator": [float(p.double().sum()) for p in g.parameters()],
         "ema": [float(p.double().sum()) for p in shadow],
-        "discriminators": [float(p.double().sum()) for d in stage.discriminators for p in acc.unwrap_model(d).parameters()],
+        "discriminators": [
+            float(p.double().sum()) for d in stage.discriminators for p in acc.unwrap_model(d).parameters()
+        ],
     }
     Path(out, f"rank{acc.process_index}.json").write_text(json.dumps(record))
     acc.wait_for_everyone()

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from psp_hub.data import DataConfig, DegradationConfig, build_train_batches, build_train_dataloader, degrade, sample_degradation
+from psp_hub.data import (
+    DataConfig,
+    DegradationConfig,
+    build_train_batches,
+    build_train_dataloader,
+    degrade,
+    sample_degradation,
+)
 from psp_hub.data.augment import augmented_view, augmented_views_batch
 from psp_hub.data.degradation import jpeg_roundtrip
 from psp_hub.data.gpu_degradation import PARAM_KEYS, degrade_batch, sample_degradation_batch
@@ -137,7 +143,9 @@ def test_resident_batches_mix_references_flips_and_older_faces(dataset):
 
 
 def test_resident_references_are_other_photos_of_the_same_person(dataset):
-    cfg = DataConfig(path=str(dataset), num_workers=0, out_size=64, max_references=2, min_references=2, loader="resident")
+    cfg = DataConfig(
+        path=str(dataset), num_workers=0, out_size=64, max_references=2, min_references=2, loader="resident"
+    )
     batches = build_train_batches(cfg, batch_size=32)
     faces = batches.faces
     b = next(batches)
@@ -147,7 +155,9 @@ def test_resident_references_are_other_photos_of_the_same_person(dataset):
         for j in range(2):
             if b["ref_mask"][i, j] and not b["ref_is_augmented"][i, j]:
                 ref = b["refs"][i, j]
-                dist = torch.minimum((images - ref).abs().amax(dim=(1, 2, 3)), (images - ref.flip(-1)).abs().amax(dim=(1, 2, 3)))
+                dist = torch.minimum(
+                    (images - ref).abs().amax(dim=(1, 2, 3)), (images - ref.flip(-1)).abs().amax(dim=(1, 2, 3))
+                )
                 row = int(dist.argmin())
                 assert dist[row] < 1e-5  # a stored face, as it is or mirrored
                 target = int(b["row"][i])

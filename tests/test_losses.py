@@ -114,8 +114,9 @@ def test_perceptual_vgg19_needs_user_weights_and_loads_them(tmp_path):
     features = torchvision.models.vgg19().features
     path = tmp_path / "vgg19_features.pth"
     torch.save(features.state_dict(), path)
-    loss = PerceptualLoss(PerceptualConfig(network="vgg19", weights_path=str(path),
-                                           layer_weights={"conv1_2": 0.1, "conv3_4": 1.0}))
+    loss = PerceptualLoss(
+        PerceptualConfig(network="vgg19", weights_path=str(path), layer_weights={"conv1_2": 0.1, "conv3_4": 1.0})
+    )
     torch.testing.assert_close(loss.vgg.features[2].weight, features[2].weight)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     assert loss(x, x.flip(-1)).item() > 0
@@ -134,8 +135,10 @@ def identity_loss(weights):
 def test_identity_loss_lower_for_same_person(identity_loss, people):
     with torch.no_grad():
         same = [identity_loss(people[2 * i : 2 * i + 1], people[2 * i + 1 : 2 * i + 2]).item() for i in range(4)]
-        diff = [identity_loss(people[2 * i : 2 * i + 1], people[(2 * i + 2) % 8 : (2 * i + 2) % 8 + 1]).item()
-                for i in range(4)]
+        diff = [
+            identity_loss(people[2 * i : 2 * i + 1], people[(2 * i + 2) % 8 : (2 * i + 2) % 8 + 1]).item()
+            for i in range(4)
+        ]
         assert identity_loss(people[:2], people[:2]).item() == 0.0
     assert np.mean(same) < np.mean(diff)
 
@@ -186,8 +189,9 @@ def test_r1_penalty_equals_squared_gradient_norm_of_linear_critic():
 
 def test_r1_penalty_under_bf16_autocast_is_fp32_and_trains_discriminator():
     torch.manual_seed(0)
-    d = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(),
-                            torch.nn.Linear(8 * 14 * 14, 1))
+    d = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 1)
+    )
     images = torch.randn(4, 3, 16, 16, requires_grad=True)
     ref = r1_penalty(d(images), images)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -235,7 +239,8 @@ def test_crop_components_exact_on_integer_boxes_and_sizes():
     torch.testing.assert_close(crops["right_eye"], images[:, :, 16:32, 30:46])
     torch.testing.assert_close(crops["mouth"], images[:, :, 40:64, 20:44])
     assert {k: tuple(v.shape) for k, v in crop_components(images, boxes, 8).items()} == {
-        k: (2, 3, 8, 8) for k in COMPONENTS}
+        k: (2, 3, 8, 8) for k in COMPONENTS
+    }
 
 
 def test_crop_components_real_face_flip_consistency_and_grad(people):

@@ -27,10 +27,13 @@ def train_speed():
 
 
 def test_measures_profiles_and_signals(train_speed, tmp_path):
-    cfg = TrainConfig.from_yaml(ROOT / "train/configs/tiny-cpu.yaml", ["tracker=none", f"output_dir={tmp_path / 'run'}"])
+    cfg = TrainConfig.from_yaml(
+        ROOT / "train/configs/tiny-cpu.yaml", ["tracker=none", f"output_dir={tmp_path / 'run'}"]
+    )
     ready, done = tmp_path / "ready", tmp_path / "done"
-    result = train_speed.measure(cfg, steps=2, warmup=1, synthetic=True, profile=1,
-                                 ready=str(ready), wait_for=[str(ready)], done=str(done))
+    result = train_speed.measure(
+        cfg, steps=2, warmup=1, synthetic=True, profile=1, ready=str(ready), wait_for=[str(ready)], done=str(done)
+    )
     assert ready.exists() and done.exists()
     assert result["steps"] == 2 and result["profiled_steps"] == 1 and result["it_per_s"] > 0
     assert result["wall_ms_per_step"] > 0 and result["device"] == "cpu"
@@ -47,8 +50,10 @@ def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train
     from psp_hub.data.sample_corpus import build_sample_dataset
 
     dataset = build_sample_dataset(faces, tmp_path / "data")
-    cfg = TrainConfig.from_yaml(ROOT / "train/configs/tiny-cpu.yaml", ["tracker=none", f"output_dir={tmp_path / 'run'}",
-                                                                      f"data.path={dataset}", "data.loader=resident"])
+    cfg = TrainConfig.from_yaml(
+        ROOT / "train/configs/tiny-cpu.yaml",
+        ["tracker=none", f"output_dir={tmp_path / 'run'}", f"data.path={dataset}", "data.loader=resident"],
+    )
     result = train_speed.measure(cfg, steps=2, warmup=1)
     assert result["loader"] == "resident" and not result["synthetic"] and result["samples_per_s"] > 0
     assert result["data_setup_s"] >= 0 and result["compile_s"] >= 0 and result["first_step_s"] > 0
@@ -66,17 +71,37 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     tiny = "stage=prior batch_size=2"
-    env = {**os.environ, "OUT": str(out), "BASELINE": str(base), "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
-           "NAME": "prior-128", "STEPS": "1", "WARMUP": "1", "PROFILE": "0", "LIMIT": "1200",
-           "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",
-           "OLD": f"--config {base}/train/configs/tiny-cpu.yaml --synthetic {tiny}"}
-    done = subprocess.run(["bash", str(ROOT / "train/device/compare_speed.sh")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "BASELINE": str(base),
+        "PYTHON": sys.executable,
+        "TMPDIR": str(tmp_path),
+        "NAME": "prior-128",
+        "STEPS": "1",
+        "WARMUP": "1",
+        "PROFILE": "0",
+        "LIMIT": "1200",
+        "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",
+        "OLD": f"--config {base}/train/configs/tiny-cpu.yaml --synthetic {tiny}",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "train/device/compare_speed.sh")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     new, old = (json.loads((out / f"{side}-prior-128.json").read_text().splitlines()[-1]) for side in ("new", "old"))
     assert new["code"] == str(ROOT / "psp_hub") and old["code"] == str(base / "psp_hub")
-    table = subprocess.run([sys.executable, str(ROOT / "train/device/run_speed.py"), "--table", str(out)],
-                           capture_output=True, text=True, check=True).stdout
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "train/device/run_speed.py"), "--table", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     row = next(line for line in table.splitlines() if line.startswith("| prior-128 | new |"))
     assert row.rstrip(" |").endswith(f"{new['samples_per_s'] / old['samples_per_s']:.2f}x")
     assert "| psp-256 | old | no result" in table

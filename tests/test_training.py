@@ -22,8 +22,8 @@ from psp_hub.data import boost_start_iteration, build_train_dataloader, phase_po
 from psp_hub.data.sample_corpus import build_sample_dataset
 from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.training import OptimConfig, TrainConfig, train
-from psp_hub.training.checkpoint import latest_checkpoint
 from psp_hub.training.batches import batch_to_device
+from psp_hub.training.checkpoint import latest_checkpoint
 from psp_hub.training.scaling import scaled_for_batch
 from psp_hub.training.schedule import ema_weights, make_ema
 from psp_hub.training.stages import PRIOR_FILE, make_stage
@@ -67,7 +67,10 @@ def test_a_few_steps_with_every_loss_log_checkpoint_validate_and_export(dataset,
         assert len(logged[metric]) == cfg.max_steps // cfg.validate_every
     # the paper's step decays, scaled to 6 steps: 2e-3, then halved at 5 and 6
     assert logged["lr"][0] == pytest.approx(2e-3) and logged["lr"][-1] == pytest.approx(5e-4)
-    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["step_0000003.png", "step_0000006.png"]
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == [
+        "step_0000003.png",
+        "step_0000006.png",
+    ]
     assert latest_checkpoint(tmp_path / "run").name == f"checkpoint-{cfg.max_steps}"
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in result.export.iterdir()}
     assert "Status: untrained" not in (result.export / "README.md").read_text()
@@ -122,8 +125,19 @@ def test_stop_and_resume_equals_an_uninterrupted_run(dataset, tmp_path):
 def test_killed_run_keeps_its_last_checkpoint_and_resumes(dataset, tmp_path):
     """SIGKILL mid-run (no chance to clean up): the newest complete checkpoint loads and the run finishes."""
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), f"data.path={dataset}",
-           f"output_dir={out}", "max_steps=40", "checkpoint_every=1", "validate_every=0", "images_every=0", "tracker=none"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train" / "train.py"),
+        "--config",
+        str(TINY),
+        f"data.path={dataset}",
+        f"output_dir={out}",
+        "max_steps=40",
+        "checkpoint_every=1",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -136,8 +150,14 @@ def test_killed_run_keeps_its_last_checkpoint_and_resumes(dataset, tmp_path):
         proc.wait(timeout=60)
     ckpt = latest_checkpoint(out)
     assert ckpt is not None and int(ckpt.name.split("-")[1]) >= 3
-    resumed = subprocess.run(cmd[:2] + ["--resume", "--max-steps-this-run", "1"] + cmd[2:], env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        cmd[:2] + ["--resume", "--max-steps-this-run", "1"] + cmd[2:],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {ckpt}" in resumed.stdout + resumed.stderr
     assert latest_checkpoint(out).name == f"checkpoint-{int(ckpt.name.split('-')[1]) + 1}"
@@ -145,9 +165,20 @@ def test_killed_run_keeps_its_last_checkpoint_and_resumes(dataset, tmp_path):
 
 def test_graceful_stop_signal_checkpoints_the_current_step(dataset, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), f"data.path={dataset}",
-           f"output_dir={out}", "max_steps=1000", "checkpoint_every=500", "validate_every=0", "images_every=0",
-           "tracker=none", "log_every=1"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train" / "train.py"),
+        "--config",
+        str(TINY),
+        f"data.path={dataset}",
+        f"output_dir={out}",
+        "max_steps=1000",
+        "checkpoint_every=500",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+        "log_every=1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     seen = ""
@@ -174,7 +205,9 @@ def test_export_loads_with_from_pretrained_and_matches_the_ema_weights(dataset, 
     with torch.no_grad():
         for p, s in zip(ema.parameters(), shadow, strict=True):
             p.copy_(s)
-    assert any(not torch.equal(v, loaded.state_dict()[k]) for k, v in trained.items()), "export must be the EMA, not the raw weights"
+    assert any(not torch.equal(v, loaded.state_dict()[k]) for k, v in trained.items()), (
+        "export must be the EMA, not the raw weights"
+    )
     torch.manual_seed(0)
     lq, refs = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 3, 64, 64) * 2 - 1
     mask = torch.tensor([[True, True, False], [True, False, False]])
@@ -183,8 +216,9 @@ def test_export_loads_with_from_pretrained_and_matches_the_ema_weights(dataset, 
 
 
 def test_prior_stage_trains_exports_and_feeds_pspgan(dataset, tmp_path):
-    cfg = tiny(dataset, tmp_path / "prior", "stage=prior", "max_steps=2", "validate_every=0", "tracker=none",
-               "images_every=2")
+    cfg = tiny(
+        dataset, tmp_path / "prior", "stage=prior", "max_steps=2", "validate_every=0", "tracker=none", "images_every=2"
+    )
     result = train(cfg)
     assert result.export.name == PRIOR_FILE and (tmp_path / "prior" / "samples" / "step_0000002.png").is_file()
     model = PSPGAN(cfg.model)
@@ -192,8 +226,15 @@ def test_prior_stage_trains_exports_and_feeds_pspgan(dataset, tmp_path):
     prior = load_file(result.export)
     loaded = model.generator.state_dict()
     assert prior and all(torch.equal(loaded[k], v) for k, v in prior.items())
-    cfg2 = tiny(dataset, tmp_path / "psp", f"prior_path={result.export.parent}", "max_steps=1", "validate_every=0",
-                "images_every=0", "tracker=none")
+    cfg2 = tiny(
+        dataset,
+        tmp_path / "psp",
+        f"prior_path={result.export.parent}",
+        "max_steps=1",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+    )
     assert train(cfg2).step == 1
 
 
@@ -239,7 +280,9 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_names(dataset, tmp_pat
     for compiled in (False, True):
         # aot_eager: dynamo's graphs and AOT autograd without inductor's code generation, so the test stays
         # seconds long on a busy CPU (inductor's C++ compile of every region took most of its former minutes)
-        cfg = tiny(dataset, tmp_path / f"run-{compiled}", f"compile={str(compiled).lower()}", "compile_backend=aot_eager")
+        cfg = tiny(
+            dataset, tmp_path / f"run-{compiled}", f"compile={str(compiled).lower()}", "compile_backend=aot_eager"
+        )
         set_seed(0)
         stage = make_stage(cfg, Accelerator(cpu=True))
         batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
@@ -247,7 +290,10 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_names(dataset, tmp_pat
         g_state, d_state = _snapshot(stage.raw_generator), [_snapshot(d) for d in stage.discriminators]
         r1_logs = stage.step(batch, cfg.losses.r1_every)  # an R1 step: the eager global D beside compiled calls
         results[compiled] = (logs, r1_logs, g_state, stage.objective.perceptual.vgg.state_dict(), d_state)
-    (eager_logs, eager_r1, eager_g, eager_vgg, eager_d), (comp_logs, comp_r1, comp_g, comp_vgg, comp_d) = results[False], results[True]
+    (eager_logs, eager_r1, eager_g, eager_vgg, eager_d), (comp_logs, comp_r1, comp_g, comp_vgg, comp_d) = (
+        results[False],
+        results[True],
+    )
     assert list(comp_g) == list(eager_g) and list(comp_vgg) == list(eager_vgg)  # no `_orig_mod.` prefixes
     assert [list(d) for d in comp_d] == [list(d) for d in eager_d]
     for name in GENERATOR_TERMS | {"d_global", "d_components", "g_total"}:
@@ -256,8 +302,12 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_names(dataset, tmp_pat
     assert float(comp_r1["r1"]) == pytest.approx(float(eager_r1["r1"]), rel=5e-2)
     # the first step's updates agree too: Adam's first step is about lr * sign(grad), so where a gradient is ~0 the
     # rounding of the compiled kernels may flip it (a difference of up to 2 lr); elsewhere they match closely
-    _assert_updates_agree("compiled vs eager, G", [comp_g], [eager_g], 2 * _adam_max_travel(cfg.optim.lr, cfg.optim.betas, steps=1))
-    _assert_updates_agree("compiled vs eager, D", comp_d, eager_d, 2 * _adam_max_travel(cfg.optim.d_lr, cfg.optim.betas, steps=1))
+    _assert_updates_agree(
+        "compiled vs eager, G", [comp_g], [eager_g], 2 * _adam_max_travel(cfg.optim.lr, cfg.optim.betas, steps=1)
+    )
+    _assert_updates_agree(
+        "compiled vs eager, D", comp_d, eager_d, 2 * _adam_max_travel(cfg.optim.d_lr, cfg.optim.betas, steps=1)
+    )
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -305,26 +355,42 @@ def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_good_checkpoint(d
     """Non-finite losses end the run (exit code 3, one line) before they can overwrite the last good checkpoint."""
     out = tmp_path / "run"
     base = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY)]
-    common = [f"data.path={dataset}", f"output_dir={out}", "max_steps=6", "checkpoint_every=2", "validate_every=0",
-              "images_every=0", "tracker=none", "log_every=3"]
-    good = subprocess.run(base + ["--max-steps-this-run", "2"] + common, capture_output=True, text=True, timeout=600)
+    common = [
+        f"data.path={dataset}",
+        f"output_dir={out}",
+        "max_steps=6",
+        "checkpoint_every=2",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+        "log_every=3",
+    ]
+    good = subprocess.run(
+        base + ["--max-steps-this-run", "2"] + common, capture_output=True, text=True, timeout=600, check=False
+    )
     assert good.returncode == 0, good.stderr[-3000:]
     before = {p.name: p.read_bytes() for p in (out / "checkpoints" / "checkpoint-2").iterdir() if p.is_file()}
     # an infinite loss weight makes every generator term after the resume non-finite; the check runs at step 3
     # (log_every) and would run at step 4 (checkpoint_every) at the latest
-    bad = subprocess.run(base + ["--resume"] + common + ["losses.l1=.inf"], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        base + ["--resume"] + common + ["losses.l1=.inf"], capture_output=True, text=True, timeout=600, check=False
+    )
     assert bad.returncode == 3, bad.stderr[-3000:]
     assert "TRAINING DIVERGED: step 3:" in bad.stderr and "Traceback" not in bad.stderr
     assert "l1" in bad.stderr.split("TRAINING DIVERGED")[1] and "checkpoint-2" in bad.stderr
     assert latest_checkpoint(out).name == "checkpoint-2"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint-2"
+    ]
     assert {p.name: p.read_bytes() for p in (out / "checkpoints" / "checkpoint-2").iterdir() if p.is_file()} == before
     assert not (out / "export").exists()
 
 
 def test_init_from_fine_tunes_a_trained_model_and_rejects_a_different_architecture(dataset, tmp_path):
     """`init_from` starts the generator (and its EMA) from a Hub-layout export; a mismatched config is named."""
-    first = train(tiny(dataset, tmp_path / "first", "max_steps=2", "validate_every=0", "images_every=0", "tracker=none"))
+    first = train(
+        tiny(dataset, tmp_path / "first", "max_steps=2", "validate_every=0", "images_every=0", "tracker=none")
+    )
     result_export = first.export
     source = PSPGAN.from_pretrained(str(result_export)).state_dict()
     cfg = tiny(dataset, tmp_path / "tuned", f"init_from={result_export}", "losses.identity_criterion=cosine")
@@ -334,11 +400,25 @@ def test_init_from_fine_tunes_a_trained_model_and_rejects_a_different_architectu
     assert all(torch.equal(start[k], v) for k, v in source.items()) and start.keys() == source.keys()
     ema = [s.clone() for s in stage.ema.shadow_params]
     assert all(torch.equal(s, p) for s, p in zip(ema, stage.raw_generator.parameters(), strict=True))
-    assert train(tiny(dataset, tmp_path / "tuned2", f"init_from={result_export}", "max_steps=1", "validate_every=0",
-                      "images_every=0", "tracker=none")).step == 1
+    assert (
+        train(
+            tiny(
+                dataset,
+                tmp_path / "tuned2",
+                f"init_from={result_export}",
+                "max_steps=1",
+                "validate_every=0",
+                "images_every=0",
+                "tracker=none",
+            )
+        ).step
+        == 1
+    )
     with pytest.raises(ValueError, match=r"config differs .*latent_channels \(8 vs 4\)"):
-        make_stage(tiny(dataset, tmp_path / "bad", f"init_from={result_export}", "model.latent_channels=4"),
-                   Accelerator(cpu=True))
+        make_stage(
+            tiny(dataset, tmp_path / "bad", f"init_from={result_export}", "model.latent_channels=4"),
+            Accelerator(cpu=True),
+        )
     with pytest.raises(ValueError, match="not both"):
         tiny(dataset, tmp_path / "both", f"init_from={result_export}", "prior_path=somewhere")
 
@@ -369,8 +449,10 @@ def test_loss_nets_go_bf16_under_bf16_mixed_precision(dataset, tmp_path):
 
     AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's plain accelerator state
     try:
-        stage = make_stage(tiny(dataset, tmp_path, "loss_nets_bf16=true", "mixed_precision=bf16"),
-                           Accelerator(cpu=True, mixed_precision="bf16"))
+        stage = make_stage(
+            tiny(dataset, tmp_path, "loss_nets_bf16=true", "mixed_precision=bf16"),
+            Accelerator(cpu=True, mixed_precision="bf16"),
+        )
         assert next(stage.objective.perceptual.vgg.parameters()).dtype == torch.bfloat16
         assert next(stage.objective.identity.encoder.net.parameters()).dtype == torch.bfloat16
         assert next(stage.raw_generator.parameters()).dtype == torch.float32  # the trained weights stay fp32
@@ -383,15 +465,31 @@ def _tiny_overrides(dataset, out: Path, refs: int) -> list[str]:
     import yaml
 
     model = yaml.safe_load(TINY.read_text())["model"]
-    return [f"model={json.dumps(model)}", "data.out_size=64", f"data.max_references={refs}", f"data.path={dataset}",
-            f"output_dir={out}", "batch_size=2", "max_steps=2", "mixed_precision='no'", "d_narrow=0.0625",
-            "component_d_channels=8", "init_from=null", "prior_path=null", "validate_every=0", "images_every=0",
-            "tracker=none", "checkpoint_every=2"]
+    return [
+        f"model={json.dumps(model)}",
+        "data.out_size=64",
+        f"data.max_references={refs}",
+        f"data.path={dataset}",
+        f"output_dir={out}",
+        "batch_size=2",
+        "max_steps=2",
+        "mixed_precision='no'",
+        "d_narrow=0.0625",
+        "component_d_channels=8",
+        "init_from=null",
+        "prior_path=null",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+        "checkpoint_every=2",
+    ]
 
 
 @pytest.mark.parametrize("name,refs", [("prior-256", 0), ("psp-256", 2)])
 def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_path, name, refs):
-    cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs))
+    cfg = TrainConfig.from_yaml(
+        ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs)
+    )
     assert cfg.data.loader == "resident" and cfg.channels_last and cfg.optim.fused
     result = train(cfg)
     assert result.step == 2 and result.reason == "finished" and result.checkpoint.name == "checkpoint-2"
@@ -402,12 +500,15 @@ def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_pa
 def test_the_256_prior_starts_from_the_bundled_128_decoder(tmp_path):
     """prior-256's init_from (checkpoints/psp-gan-128): every 4-128 px layer of its StyleGAN2 decoder loads, the
     256 px conv pair, to-RGB and noise start fresh, nothing is dropped, and the EMA starts from the loaded weights."""
-    cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / "prior-256.yaml",
-                                [f"output_dir={tmp_path}", "mixed_precision='no'", "tracker=none"])
+    cfg = TrainConfig.from_yaml(
+        ROOT / "train" / "configs" / "prior-256.yaml",
+        [f"output_dir={tmp_path}", "mixed_precision='no'", "tracker=none"],
+    )
     source = PSPGAN.from_pretrained(str(ROOT / cfg.init_from)).generator.state_dict()
     assert prior_state_dict(str(ROOT / cfg.init_from)).keys() == source.keys()
-    stage = make_stage(cfg.__class__.from_dict({**cfg.to_dict(), "init_from": str(ROOT / cfg.init_from)}),
-                       Accelerator(cpu=True))
+    stage = make_stage(
+        cfg.__class__.from_dict({**cfg.to_dict(), "init_from": str(ROOT / cfg.init_from)}), Accelerator(cpu=True)
+    )
     g = stage.raw_generator.state_dict()
     new = sorted(set(g) - set(source))
     assert new and all(k.startswith(("style_convs.10.", "style_convs.11.", "to_rgbs.5.", "noises.noise1")) for k in new)

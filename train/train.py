@@ -14,8 +14,8 @@ import sys
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from psp_hub.training import TrainConfig, train  # noqa: E402
-from psp_hub.training.divergence import TrainingDiverged  # noqa: E402
+from psp_hub.training import TrainConfig, train
+from psp_hub.training.divergence import TrainingDiverged
 
 
 def main(argv=None) -> int:
@@ -23,15 +23,23 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True, help="YAML file under train/configs/")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     p.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint before this many minutes")
-    p.add_argument("--max-steps-this-run", type=int, default=None, help="stop (with a checkpoint) after this many steps")
+    p.add_argument(
+        "--max-steps-this-run", type=int, default=None, help="stop (with a checkpoint) after this many steps"
+    )
     p.add_argument("--export", action="store_true", help="export the EMA weights at the end even before max_steps")
     p.add_argument("--push-to-hub", action="store_true", help="push the exported model to hub_repo_id at the end")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML")
     args = p.parse_args(argv)
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
     try:
-        result = train(cfg, resume=args.resume, max_minutes=args.max_minutes, push_to_hub=args.push_to_hub,
-                       max_steps_this_run=args.max_steps_this_run, export=args.export)
+        result = train(
+            cfg,
+            resume=args.resume,
+            max_minutes=args.max_minutes,
+            push_to_hub=args.push_to_hub,
+            max_steps_this_run=args.max_steps_this_run,
+            export=args.export,
+        )
     except TrainingDiverged as err:  # a clear message and exit code, not a traceback
         print(f"TRAINING DIVERGED: {err}", file=sys.stderr)
         return 3

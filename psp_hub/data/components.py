@@ -13,8 +13,15 @@ from psp_hub.common.geometry import FLIP_ORDER, component_boxes, flip_landmarks
 __all__ = ["FLIP_ORDER", "boxes_both_ways", "component_boxes", "flip_landmarks"]
 
 
-def boxes_both_ways(landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6, mouth_box_width: float = 1.1) -> np.ndarray:
+def boxes_both_ways(
+    landmarks: np.ndarray, size: int, eye_box_iod: float = 0.6, mouth_box_width: float = 1.1
+) -> np.ndarray:
     """(N, 2, 3, 4) float32: the boxes of (N, 5, 2) landmarks as they are [:, 0] and after a horizontal flip [:, 1]."""
     lm = np.asarray(landmarks, dtype=np.float32)
-    return np.stack([component_boxes(lm, size, eye_box_iod, mouth_box_width),
-                     component_boxes(flip_landmarks(lm, size), size, eye_box_iod, mouth_box_width)], axis=1)
+    return np.stack(
+        [
+            component_boxes(lm, size, eye_box_iod, mouth_box_width),
+            component_boxes(flip_landmarks(lm, size), size, eye_box_iod, mouth_box_width),
+        ],
+        axis=1,
+    )

@@ -32,12 +32,12 @@ class DegradationConfig:
     gt_gray: bool = True  # when the input turns grey, so does the target (GFPGAN's gt_gray)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "DegradationConfig":
+    def from_dict(cls, values: dict[str, Any] | None) -> DegradationConfig:
         """From a plain dict (YAML), strictly (psp_hub.common.config): unknown keys and wrong types are errors."""
         return build_config(cls, values)
 
     @classmethod
-    def fixed(cls, scale: float, sigma: float, noise: float, jpeg_quality: int) -> "DegradationConfig":
+    def fixed(cls, scale: float, sigma: float, noise: float, jpeg_quality: int) -> DegradationConfig:
         """A single fixed level (evaluation): no randomness in eq. (10), no jitter, no grey."""
         return cls(
             blur_sigma=(sigma, sigma),
@@ -49,17 +49,17 @@ class DegradationConfig:
         )
 
     @classmethod
-    def moderate(cls) -> "DegradationConfig":
+    def moderate(cls) -> DegradationConfig:
         """Evaluation level 'moderate': x4, sigma 2 (at 512 px), noise 5, JPEG 85."""
         return cls.fixed(scale=4.0, sigma=2.0, noise=5.0, jpeg_quality=85)
 
     @classmethod
-    def severe(cls) -> "DegradationConfig":
+    def severe(cls) -> DegradationConfig:
         """Evaluation level 'severe': x8, sigma 4 (at 512 px), noise 10, JPEG 70."""
         return cls.fixed(scale=8.0, sigma=4.0, noise=10.0, jpeg_quality=70)
 
     @classmethod
-    def preset(cls, name: str) -> "DegradationConfig":
+    def preset(cls, name: str) -> DegradationConfig:
         """'train' (GFPGAN ranges), 'moderate' or 'severe'."""
         presets = {"train": cls, "moderate": cls.moderate, "severe": cls.severe}
         if name not in presets:
@@ -112,11 +112,11 @@ class DataConfig:
             raise ValueError("out_size must be at least 16")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> "DataConfig":
+    def from_dict(cls, values: dict[str, Any] | None) -> DataConfig:
         """From a plain dict (YAML), strictly, with `degradation` as a nested dict or a preset name."""
         return build_config(cls, values)
 
-    def replace(self, **changes: Any) -> "DataConfig":
+    def replace(self, **changes: Any) -> DataConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 

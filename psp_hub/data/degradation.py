@@ -102,7 +102,7 @@ def degrade(hr: np.ndarray, p: DegradationParams, rng: np.random.Generator) -> n
     size = hr.shape[0]
     # blur and resize on uint8 (OpenCV's fast fixed-point path): the JPEG step quantises to 8 bits anyway
     img = gaussian_blur(np.ascontiguousarray(hr), p.sigma)
-    low = max(2, int(round(size / p.scale)))
+    low = max(2, round(size / p.scale))
     img = cv2.resize(img, (low, low), interpolation=cv2.INTER_LINEAR).astype(np.float32) / np.float32(255.0)
     if p.noise > 0:
         img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(p.noise / 255.0)

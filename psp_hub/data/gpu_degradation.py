@@ -17,8 +17,19 @@ from torch.nn import functional as F
 from .config import DegradationConfig
 from .jpeg import MCU, jpeg_batch
 
-PARAM_KEYS = ("sigma_nominal", "sigma", "scale", "noise", "jpeg_quality", "jitter", "brightness", "contrast",
-              "saturation", "hue", "gray")  # the fields of DegradationParams, in its order
+PARAM_KEYS = (
+    "sigma_nominal",
+    "sigma",
+    "scale",
+    "noise",
+    "jpeg_quality",
+    "jitter",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "gray",
+)  # the fields of DegradationParams, in its order
 _GRAY_TV = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (inside adjust_contrast / adjust_saturation)
 _GRAY_CV = (0.299, 0.587, 0.114)  # OpenCV's COLOR_RGB2GRAY (the final grey step)
 
@@ -53,7 +64,7 @@ def blur_batch(img: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torc
     radius = max(1, min(math.ceil(3 * max_sigma), h - 1, w - 1))
     taps = torch.arange(-radius, radius + 1, device=img.device, dtype=torch.float32)
     s = sigma.float().clamp_min(1e-4)[:, None]
-    kernel = torch.exp(-taps**2 / (2 * s**2)) * (taps.abs() <= torch.ceil(3 * s))
+    kernel = torch.exp(-(taps**2) / (2 * s**2)) * (taps.abs() <= torch.ceil(3 * s))
     kernel = kernel / kernel.sum(dim=1, keepdim=True)
     kernel = kernel.repeat_interleave(c, dim=0).to(img.dtype)  # (B*C, K)
     x = img.reshape(1, b * c, h, w)
@@ -86,7 +97,7 @@ def color_jitter_batch(img: torch.Tensor, p: dict) -> torch.Tensor:
     """torchvision's adjust_brightness, _contrast, _saturation, _hue (that order) with per-image factors."""
     from kornia.color import hsv_to_rgb, rgb_to_hsv
 
-    col = lambda v: v.to(img.dtype).view(-1, 1, 1, 1)  # noqa: E731
+    col = lambda v: v.to(img.dtype).view(-1, 1, 1, 1)
     x = (img * col(p["brightness"])).clamp(0, 1)
     mean = _gray(x, _GRAY_TV).mean(dim=(1, 2, 3), keepdim=True)
     x = (col(p["contrast"]) * x + (1 - col(p["contrast"])) * mean).clamp(0, 1)
@@ -106,7 +117,7 @@ def degrade_batch(hr: torch.Tensor, p: dict, cfg: DegradationConfig, generator: 
 
     `cfg` gives the static bounds (largest sigma, smallest scale); `generator` draws the noise.
     """
-    b, _, size, _ = hr.shape
+    size = hr.shape[-1]
     x = blur_batch(hr.float(), p["sigma"], cfg.blur_sigma[1] * size / cfg.reference_size)
     low = torch.clamp(torch.round(size / p["scale"]), min=2).float()  # each image's side after downsampling by r
     canvas = MCU * math.ceil(max(2, round(size / cfg.downsample[0])) / MCU)

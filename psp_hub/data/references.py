@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import fsspec
 import pyarrow.parquet as pq
 
-_LIVE_STORES: "weakref.WeakSet[ReferenceStore]" = weakref.WeakSet()
+_LIVE_STORES: weakref.WeakSet[ReferenceStore] = weakref.WeakSet()
 
 
 @atexit.register
@@ -28,7 +28,7 @@ def _close_live_stores() -> None:
 
 def open_parquet(url: str) -> pq.ParquetFile:
     """A local file is memory-mapped by arrow itself; anything else (hf://, s3://...) goes through fsspec."""
-    local = url[len("file://") :] if url.startswith("file://") else url
+    local = url.removeprefix("file://")
     if "://" not in local and os.path.exists(local):
         return pq.ParquetFile(local, memory_map=True)
     return pq.ParquetFile(fsspec.open(url, "rb").open())

@@ -36,7 +36,7 @@ class ResidentFaces:
     refs: torch.Tensor  # (N, R) int64: rows of the person's other photos here, -1 padded
     lists_refs: torch.Tensor  # (N,) bool: the row names other photos at all (else: augmented stand-ins)
 
-    def to(self, device) -> "ResidentFaces":
+    def to(self, device) -> ResidentFaces:
         return ResidentFaces(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
@@ -58,6 +58,7 @@ def _read_rows(cfg: DataConfig) -> dict[str, list]:
 
 def _decode(images: list[dict], size: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, S, S, 3) uint8 faces at `size` and each one's stored side, decoded on threads (OpenCV frees the GIL)."""
+
     def one(image: dict) -> tuple[np.ndarray, int]:
         img = decode_rgb(image["bytes"])
         return resize_square(img, size), img.shape[0]
@@ -82,7 +83,9 @@ def load_faces(cfg: DataConfig) -> ResidentFaces:
     rows = _read_rows(cfg)
     size = cfg.out_size
     faces, stored = _decode(rows["image"], size)
-    lm = np.stack([scale_points(np.asarray(p, dtype=np.float32), int(s), size) for p, s in zip(rows["landmarks"], stored)])
+    lm = np.stack(
+        [scale_points(np.asarray(p, dtype=np.float32), int(s), size) for p, s in zip(rows["landmarks"], stored)]
+    )
     both = np.stack([lm, flip_landmarks(lm, size)], axis=1)
     refs, lists_refs = _reference_table(rows["id"], rows["reference_ids"])
     return ResidentFaces(
@@ -90,7 +93,9 @@ def load_faces(cfg: DataConfig) -> ResidentFaces:
         landmarks=torch.from_numpy(both),
         boxes=torch.from_numpy(boxes_both_ways(lm, size, cfg.eye_box_iod, cfg.mouth_box_width)),
         is_older=torch.tensor([bool(v) for v in rows["is_older"]]),
-        refs=refs, lists_refs=lists_refs)
+        refs=refs,
+        lists_refs=lists_refs,
+    )
 
 
 _CACHE: dict[tuple, ResidentFaces] = {}

@@ -27,19 +27,34 @@ def _generator(cfg: DataConfig, phase: str, process_index: int, start_sample: in
 class ResidentBatches:
     """Endless batches for one process and phase; `start_sample` only seeds them (a resumed run gets fresh draws)."""
 
-    def __init__(self, cfg: DataConfig, batch_size: int, phase: str = "main", start_sample: int = 0,
-                 process_index: int = 0, device="cpu", targets_only: bool = False):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        batch_size: int,
+        phase: str = "main",
+        start_sample: int = 0,
+        process_index: int = 0,
+        device="cpu",
+        targets_only: bool = False,
+    ):
         self.cfg, self.batch_size, self.device = cfg, int(batch_size), torch.device(device)
         self.targets_only = targets_only
         self.faces: ResidentFaces = resident_faces(cfg, "cpu" if cfg.resident_on_cpu else self.device)
         older = self.faces.is_older.cpu()
         frac = older_fraction_for(cfg, phase)
         self.older_fraction = 0.0 if not older.any() else 1.0 if older.all() else frac
-        self.pools = [torch.nonzero(~older)[:, 0].to(self.faces.images.device),
-                      torch.nonzero(older)[:, 0].to(self.faces.images.device)]
+        self.pools = [
+            torch.nonzero(~older)[:, 0].to(self.faces.images.device),
+            torch.nonzero(older)[:, 0].to(self.faces.images.device),
+        ]
         self.gen = _generator(cfg, phase, process_index, start_sample, self.device)
-        self.store_gen = self.gen if self.faces.images.device.type == self.device.type else torch.Generator().manual_seed(
-            int(torch.randint(0, 2**62, (1,), generator=self.gen, device=self.device).cpu()))
+        self.store_gen = (
+            self.gen
+            if self.faces.images.device.type == self.device.type
+            else torch.Generator().manual_seed(
+                int(torch.randint(0, 2**62, (1,), generator=self.gen, device=self.device).cpu())
+            )
+        )
         self.next_index = int(start_sample)
 
     def __iter__(self) -> Iterator[dict]:
@@ -52,8 +67,12 @@ class ResidentBatches:
         """Row indices: Bernoulli(older share) per sample, then uniform within that group."""
         b, g = self.batch_size, self.store_gen
         dev = self.faces.images.device
-        pick = [pool[torch.randint(0, max(1, len(pool)), (b,), generator=g, device=dev) % max(1, len(pool))]
-                if len(pool) else torch.zeros(b, dtype=torch.int64, device=dev) for pool in self.pools]
+        pick = [
+            pool[torch.randint(0, max(1, len(pool)), (b,), generator=g, device=dev) % max(1, len(pool))]
+            if len(pool)
+            else torch.zeros(b, dtype=torch.int64, device=dev)
+            for pool in self.pools
+        ]
         older = torch.rand(b, generator=g, device=dev) < self.older_fraction
         return torch.where(older, pick[1], pick[0])
 
@@ -91,7 +110,12 @@ class ResidentBatches:
         hr = f.images[idx].to(dev, non_blocking=True).float() / 255
         hr = torch.where(flip[:, None, None, None] > 0, hr.flip(-1), hr)
         at, idx_dev = torch.arange(b, device=dev), idx.to(dev)
-        batch = {"is_older": f.is_older[idx].to(dev), "flipped": flip.bool(), "index": self.next_index + at, "row": idx_dev}
+        batch = {
+            "is_older": f.is_older[idx].to(dev),
+            "flipped": flip.bool(),
+            "index": self.next_index + at,
+            "row": idx_dev,
+        }
         self.next_index += b
         if self.targets_only:  # the prior stage: no input, no references; grey targets as often as with them
             grey = torch.rand(b, generator=g, device=dev) < cfg.degradation.gray_prob
@@ -99,23 +123,45 @@ class ResidentBatches:
         params = sample_degradation_batch(cfg.degradation, b, size, g)
         lq = degrade_batch(hr, params, cfg.degradation, g)
         target = _grey_where((params["gray"] > 0) & cfg.degradation.gt_gray, hr)
-        return {"target": target * 2 - 1, "lq": lq * 2 - 1, **self._references(idx_dev, hr),
-                "boxes": f.boxes[idx].to(dev)[at, flip], "landmarks": f.landmarks[idx].to(dev)[at, flip],
-                "degradation": params, **batch}
+        return {
+            "target": target * 2 - 1,
+            "lq": lq * 2 - 1,
+            **self._references(idx_dev, hr),
+            "boxes": f.boxes[idx].to(dev)[at, flip],
+            "landmarks": f.landmarks[idx].to(dev)[at, flip],
+            "degradation": params,
+            **batch,
+        }
 
 
 def _grey_where(mask: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), to_gray_batch(img), img)
 
 
-def build_train_batches(cfg: DataConfig, *, batch_size: int, phase: str = "main", start_sample: int = 0,
-                        process_index: int = 0, num_processes: int = 1, device="cpu",
-                        targets_only: bool = False) -> Iterator[dict]:
+def build_train_batches(
+    cfg: DataConfig,
+    *,
+    batch_size: int,
+    phase: str = "main",
+    start_sample: int = 0,
+    process_index: int = 0,
+    num_processes: int = 1,
+    device="cpu",
+    targets_only: bool = False,
+) -> Iterator[dict]:
     """Endless training batches with the loader `cfg.loader` names: the streaming DataLoader (CPU batches) or
     resident faces (batches already on `device`; `targets_only` skips inputs and references, for the prior)."""
     if cfg.loader == "resident":
         return ResidentBatches(cfg, batch_size, phase, start_sample, process_index, device, targets_only)
     from .stream import build_train_dataloader
 
-    return iter(build_train_dataloader(cfg, batch_size=batch_size, phase=phase, start_sample=start_sample,
-                                       process_index=process_index, num_processes=num_processes))
+    return iter(
+        build_train_dataloader(
+            cfg,
+            batch_size=batch_size,
+            phase=phase,
+            start_sample=start_sample,
+            process_index=process_index,
+            num_processes=num_processes,
+        )
+    )

@@ -29,9 +29,17 @@ class SampleOptions:
     pad_references: int  # Kmax: the refs tensor always has this many slots
 
     @classmethod
-    def for_training(cls, cfg: DataConfig) -> "SampleOptions":
+    def for_training(cls, cfg: DataConfig) -> SampleOptions:
         """Options of the training stream, from the data config."""
-        return cls(cfg.degradation, cfg.hflip_prob, cfg.ref_hflip_prob, cfg.min_references, cfg.max_references, cfg.single_photo_refs, cfg.max_references)
+        return cls(
+            cfg.degradation,
+            cfg.hflip_prob,
+            cfg.ref_hflip_prob,
+            cfg.min_references,
+            cfg.max_references,
+            cfg.single_photo_refs,
+            cfg.max_references,
+        )
 
 
 def choose_references(row: dict, k: int, rng: np.random.Generator, available=None) -> list[str]:
@@ -46,7 +54,16 @@ def choose_references(row: dict, k: int, rng: np.random.Generator, available=Non
     return [others[int(i)] for i in pick]
 
 
-def make_sample(row: dict, index: int, seed: int, stream: str, part: int, cfg: DataConfig, opts: SampleOptions, store: ReferenceStore) -> dict:
+def make_sample(
+    row: dict,
+    index: int,
+    seed: int,
+    stream: str,
+    part: int,
+    cfg: DataConfig,
+    opts: SampleOptions,
+    store: ReferenceStore,
+) -> dict:
     """The sample at global position `index` of stream `stream`; all randomness comes from (seed, stream, part, index)."""
     g_geom, g_refs, g_deg, g_aug = sample_generators(seed, stream, part, index)
     size = cfg.out_size

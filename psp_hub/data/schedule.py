@@ -18,7 +18,7 @@ def older_fraction_for(cfg: DataConfig, phase: str) -> float:
 
 def boost_start_iteration(cfg: DataConfig, total_iterations: int) -> int:
     """First iteration of the boost phase (e.g. 700k of 800k with boost_start=0.875); the one rule (ceil) for it."""
-    return int(math.ceil(cfg.boost_start * total_iterations))
+    return math.ceil(cfg.boost_start * total_iterations)
 
 
 def phase_at(cfg: DataConfig, iteration: int, total_iterations: int) -> tuple[str, int]:
@@ -29,7 +29,9 @@ def phase_at(cfg: DataConfig, iteration: int, total_iterations: int) -> tuple[st
     return "main", 0
 
 
-def phase_position(cfg: DataConfig, iteration: int, total_iterations: int, samples_per_iteration: int) -> tuple[str, int]:
+def phase_position(
+    cfg: DataConfig, iteration: int, total_iterations: int, samples_per_iteration: int
+) -> tuple[str, int]:
     """(phase, start_sample) for resuming at `iteration`: each phase's stream counts its own samples from 0."""
     phase, start = phase_at(cfg, iteration, total_iterations)
     return phase, (iteration - start) * samples_per_iteration

@@ -71,21 +71,39 @@ def _init_worker(_: int) -> None:
 class TrainStream(IterableDataset):
     """Endless stream of training samples for one process, phase and starting position."""
 
-    def __init__(self, cfg: DataConfig, batch_size: int, phase: str = "main", start_sample: int = 0, process_index: int = 0, num_processes: int = 1):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        batch_size: int,
+        phase: str = "main",
+        start_sample: int = 0,
+        process_index: int = 0,
+        num_processes: int = 1,
+    ):
         super().__init__()
         if batch_size < 1 or start_sample < 0:
             raise ValueError("batch_size must be >= 1 and start_sample >= 0")
         self.cfg, self.batch_size, self.phase = cfg, int(batch_size), phase
-        self.start_sample, self.process_index, self.num_processes = int(start_sample), int(process_index), int(num_processes)
+        self.start_sample, self.process_index, self.num_processes = (
+            int(start_sample),
+            int(process_index),
+            int(num_processes),
+        )
         frac = older_fraction_for(cfg, phase)
         has_general, has_older = available_groups(cfg)
         if frac > 0 and not has_older:
-            warnings.warn(f"split {cfg.split!r} of {cfg.path} has no older faces: streaming general faces only", stacklevel=2)
+            warnings.warn(
+                f"split {cfg.split!r} of {cfg.path} has no older faces: streaming general faces only", stacklevel=2
+            )
         use = (has_general and (frac < 1 or not has_older), has_older and frac > 0)
         if not any(use):
             raise FileNotFoundError(f"nothing to stream for split {cfg.split!r} of {cfg.path} (older_fraction={frac})")
         self.mix = MixSchedule(frac, cfg.seed, stream_key(phase), self.process_index, use)
-        self.streams = {i: group_stream(cfg, g, phase, self.process_index, self.num_processes) for i, g in enumerate(GROUPS) if use[i]}
+        self.streams = {
+            i: group_stream(cfg, g, phase, self.process_index, self.num_processes)
+            for i, g in enumerate(GROUPS)
+            if use[i]
+        }
         self.store = ReferenceStore(data_files(cfg.path, "default", cfg.split, cfg.revision), cfg.ref_cache_mb)
         self.options = SampleOptions.for_training(cfg)
 
@@ -118,7 +136,9 @@ class TrainStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         start, bs = self.start_sample, self.batch_size
         for index, row in self._walk(lambda i: ((i - start) // bs) % workers == worker):
-            yield make_sample(row, index, self.cfg.seed, self.phase, self.process_index, self.cfg, self.options, self.store)
+            yield make_sample(
+                row, index, self.cfg.seed, self.phase, self.process_index, self.cfg, self.options, self.store
+            )
 
 
 def build_train_dataloader(

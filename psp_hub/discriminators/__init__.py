@@ -10,13 +10,13 @@ from .stylegan2 import (
 )
 
 __all__ = [
-    "StyleGAN2Discriminator",
-    "StyleGAN2DiscriminatorConfig",
+    "Blur",
     "ComponentDiscriminator",
-    "discriminator_channels",
-    "minibatch_stddev",
     "ConvLayer",
     "EqualConv2d",
     "EqualLinear",
-    "Blur",
+    "StyleGAN2Discriminator",
+    "StyleGAN2DiscriminatorConfig",
+    "discriminator_channels",
+    "minibatch_stddev",
 ]

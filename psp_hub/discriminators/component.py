@@ -34,8 +34,9 @@ class ComponentDiscriminator(nn.Module):
         """Side of the logit map."""
         return self.in_size // 2 ** len(self.stages)
 
-    def forward(self, patch: torch.Tensor, return_feats: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, patch: torch.Tensor, return_feats: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 3, in_size, in_size) in [-1, 1] -> logits (B, 1, h, w) [, features after each down stage]."""
         if patch.shape[-2:] != (self.in_size, self.in_size):
             raise ValueError(f"expected {self.in_size}x{self.in_size} patches, got {tuple(patch.shape[-2:])}")

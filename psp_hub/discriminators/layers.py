@@ -14,8 +14,15 @@ LRELU_GAIN = math.sqrt(2.0)
 class EqualConv2d(nn.Module):
     """Conv2d with weights stored N(0, 1) and scaled by 1/sqrt(fan_in) at run time (StyleGAN equalised lr)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -81,8 +88,15 @@ class Blur(nn.Module):
 class ConvLayer(nn.Sequential):
     """[Blur] -> EqualConv2d (stride 2 when downsampling) -> [bias + leaky ReLU 0.2 x sqrt(2)]."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
-                 bias: bool = True, activate: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        downsample: bool = False,
+        bias: bool = True,
+        activate: bool = True,
+    ) -> None:
         layers: list[nn.Module] = []
         if downsample:
             p = (4 - 2) + (kernel_size - 1)  # blur taps - factor + conv taps - 1: output is exactly half the input

@@ -14,11 +14,15 @@ from .layers import ConvLayer, EqualLinear
 _BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
 
-def discriminator_channels(size: int, channel_multiplier: int = 1, narrow: float = 1.0,
-                           max_channels: int = 512) -> dict[int, int]:
+def discriminator_channels(
+    size: int, channel_multiplier: int = 1, narrow: float = 1.0, max_channels: int = 512
+) -> dict[int, int]:
     """Channels per resolution: base x channel_multiplier (from 64 px up) x narrow, capped at max_channels."""
-    return {res: max(1, min(max_channels, int(c * (channel_multiplier if res >= 64 else 1) * narrow)))
-            for res, c in _BASE_CHANNELS.items() if res <= size}
+    return {
+        res: max(1, min(max_channels, int(c * (channel_multiplier if res >= 64 else 1) * narrow)))
+        for res, c in _BASE_CHANNELS.items()
+        if res <= size
+    }
 
 
 class DiscriminatorResBlock(nn.Module):
@@ -63,8 +67,14 @@ class StyleGAN2Discriminator(nn.Module):
     group shrinks to a divisor of the batch). Learnt with the logistic loss + lazy R1 (psp_hub.losses.gan).
     """
 
-    def __init__(self, size: int, channel_multiplier: int = 1, narrow: float = 1.0, max_channels: int = 512,
-                 stddev_group: int = 4) -> None:
+    def __init__(
+        self,
+        size: int,
+        channel_multiplier: int = 1,
+        narrow: float = 1.0,
+        max_channels: int = 512,
+        stddev_group: int = 4,
+    ) -> None:
         super().__init__()
         if size < 8 or size > 1024 or size & (size - 1):
             raise ValueError(f"size must be a power of two in 8..1024, got {size}")
@@ -80,7 +90,7 @@ class StyleGAN2Discriminator(nn.Module):
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1))
 
     @classmethod
-    def from_config(cls, config: StyleGAN2DiscriminatorConfig) -> "StyleGAN2Discriminator":
+    def from_config(cls, config: StyleGAN2DiscriminatorConfig) -> StyleGAN2Discriminator:
         """Build from a StyleGAN2DiscriminatorConfig."""
         return cls(config.size, config.channel_multiplier, config.narrow, config.max_channels, config.stddev_group)
 

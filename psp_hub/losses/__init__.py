@@ -12,18 +12,18 @@ from .style import gram_matrix, gram_style_loss
 from .vgg import VGGFeatureExtractor, load_vgg_features, vgg_layer_names
 
 __all__ = [
+    "COMPONENTS",
+    "IdentityLoss",
     "PerceptualConfig",
     "PerceptualLoss",
-    "IdentityLoss",
-    "g_nonsaturating_loss",
-    "d_logistic_loss",
-    "r1_penalty",
-    "COMPONENTS",
+    "VGGFeatureExtractor",
     "crop_components",
+    "d_logistic_loss",
     "default_component_sizes",
+    "g_nonsaturating_loss",
     "gram_matrix",
     "gram_style_loss",
-    "VGGFeatureExtractor",
     "load_vgg_features",
+    "r1_penalty",
     "vgg_layer_names",
 ]

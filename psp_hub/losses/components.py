@@ -7,7 +7,6 @@ from torchvision.ops import roi_align
 
 from psp_hub.common.geometry import COMPONENTS
 
-
 # GFPGAN's roi_align output sizes as a fraction of the face: eyes 80 and mouth 120 px per 512 (its crops from 68
 # landmarks come to about that). The boxes themselves come from psp_hub.data.components (one rule for them).
 EYE_CROP = 80.0 / 512.0
@@ -20,8 +19,9 @@ def default_component_sizes(size: int) -> dict[str, int]:
     return {"left_eye": eye, "right_eye": eye, "mouth": mouth}
 
 
-def crop_components(images: torch.Tensor, boxes: torch.Tensor,
-                    out_size: int | dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+def crop_components(
+    images: torch.Tensor, boxes: torch.Tensor, out_size: int | dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Crop (B, 3, S, S) images at (B, 3, 4) boxes to {component: (B, 3, s, s)} with roi_align (differentiable).
 
     Boxes are continuous pixel coordinates (a box 0, 0, S, S is the whole image: roi_align aligned=True).
@@ -43,5 +43,5 @@ def crop_components(images: torch.Tensor, boxes: torch.Tensor,
         rois = torch.cat([torch.cat([index, boxes[:, i]], dim=1) for i in parts])  # (len(parts) * B, 5)
         out = roi_align(images, rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
         for j, i in enumerate(parts):
-            crops[COMPONENTS[i]] = out[j * b:(j + 1) * b]
+            crops[COMPONENTS[i]] = out[j * b : (j + 1) * b]
     return {name: crops[name] for name in COMPONENTS}

@@ -15,8 +15,9 @@ def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (c * h * w)
 
 
-def gram_style_loss(fake_feats: Sequence[torch.Tensor], real_feats: Sequence[torch.Tensor],
-                    weights: Sequence[float] | None = None) -> torch.Tensor:
+def gram_style_loss(
+    fake_feats: Sequence[torch.Tensor], real_feats: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
     """Weighted L1 between Gram matrices of fake and (detached) real feature lists; GFPGAN uses weights (0.5, 1)."""
     if len(fake_feats) != len(real_feats):
         raise ValueError(f"got {len(fake_feats)} fake and {len(real_feats)} real feature maps")

@@ -31,8 +31,10 @@ def vgg_layer_names(network: str) -> list[str]:
 def default_vgg_path(network: str) -> Path:
     """The shared VGG-16 features file; VGG-19 weights are not shipped, so there is no default for them."""
     if network != "vgg16":
-        raise ValueError(f"no shared weights for {network!r}: pass weights_path to a torchvision {network}().features "
-                         "state dict (.safetensors or .pth)")
+        raise ValueError(
+            f"no shared weights for {network!r}: pass weights_path to a torchvision {network}().features "
+            "state dict (.safetensors or .pth)"
+        )
     return weights_dir() / VGG16_FILENAME
 
 
@@ -60,8 +62,14 @@ def load_vgg_features(network: str = "vgg16", weights_path: str | Path | None = 
 class VGGFeatureExtractor(nn.Module):
     """Frozen eval-mode VGG returning a dict of the named layers' outputs; truncated after the deepest one needed."""
 
-    def __init__(self, layers: list[str] | tuple[str, ...], network: str = "vgg16",
-                 weights_path: str | Path | None = None, use_input_norm: bool = True, range_norm: bool = True) -> None:
+    def __init__(
+        self,
+        layers: list[str] | tuple[str, ...],
+        network: str = "vgg16",
+        weights_path: str | Path | None = None,
+        use_input_norm: bool = True,
+        range_norm: bool = True,
+    ) -> None:
         super().__init__()
         names = vgg_layer_names(network)
         unknown = [name for name in layers if name not in names]
@@ -81,7 +89,7 @@ class VGGFeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.train(False)
 
-    def train(self, mode: bool = True) -> "VGGFeatureExtractor":
+    def train(self, mode: bool = True) -> VGGFeatureExtractor:
         """Stay in eval mode: the network is a fixed feature extractor."""
         return super().train(False)
 

@@ -3,4 +3,4 @@
 from .config import LossWeights, OptimConfig, TrainConfig
 from .trainer import RunResult, train
 
-__all__ = ["TrainConfig", "LossWeights", "OptimConfig", "train", "RunResult"]
+__all__ = ["LossWeights", "OptimConfig", "RunResult", "TrainConfig", "train"]

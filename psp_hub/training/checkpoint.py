@@ -42,8 +42,10 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
         candidate = root / pointer.read_text().strip()
         if (candidate / "COMPLETE").is_file():
             return candidate
-    done = sorted((p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if (p / "COMPLETE").is_file()),
-                  key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    done = sorted(
+        (p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if (p / "COMPLETE").is_file()),
+        key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
+    )
     return done[-1] if done else None
 
 
@@ -78,8 +80,10 @@ def load_checkpoint(accelerator, path: str | Path) -> None:
 
 
 def _prune(root: Path, keep: int) -> None:
-    done = sorted((p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if (p / "COMPLETE").is_file()),
-                  key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    done = sorted(
+        (p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if (p / "COMPLETE").is_file()),
+        key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
+    )
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(f".tmp-{CHECKPOINT_PREFIX}*"):

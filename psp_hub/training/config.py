@@ -99,7 +99,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build strictly (nested model, data, losses and optim included), then check what spans sections."""
         cfg = build_config(cls, values)
         if cfg.data.out_size != cfg.model.out_size:
@@ -107,12 +107,14 @@ class TrainConfig:
         if cfg.data.max_references > cfg.model.max_references:
             raise ConfigError("data.max_references exceeds model.max_references")
         if cfg.init_from and cfg.prior_path:
-            raise ConfigError("give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "
-                              "StyleGAN2 prior), not both")
+            raise ConfigError(
+                "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "
+                "StyleGAN2 prior), not both"
+            )
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Read a YAML file (following `extends:`); `overrides` are `a.b=value` strings (value parsed as YAML)."""
         return cls.from_dict(apply_overrides(load_yaml(path), overrides))
 

@@ -14,6 +14,8 @@ def nonfinite_terms(logs: dict, accelerator) -> list[str]:
     names = sorted(logs)
     if not names:
         return []
-    values = torch.stack([torch.as_tensor(logs[k], device=accelerator.device).detach().float().reshape(()) for k in names])
+    values = torch.stack(
+        [torch.as_tensor(logs[k], device=accelerator.device).detach().float().reshape(()) for k in names]
+    )
     bad = accelerator.reduce((~torch.isfinite(values)).float(), reduction="sum")
     return [k for k, b in zip(names, bad.tolist()) if b > 0]

@@ -34,7 +34,7 @@ GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two componen
 
 def component_crop_sizes(size: int) -> dict[str, int]:
     """GFPGAN's patch sizes (eyes 80, mouth 120 at 512 px) scaled to the face, rounded to multiples of 4, >= 16."""
-    return {name: max(16, int(round(s / 4)) * 4) for name, s in default_component_sizes(size).items()}
+    return {name: max(16, round(s / 4) * 4) for name, s in default_component_sizes(size).items()}
 
 
 class Discriminators(nn.Module):
@@ -44,8 +44,12 @@ class Discriminators(nn.Module):
         super().__init__()
         self.crop_sizes = component_crop_sizes(size)
         self.global_d = StyleGAN2Discriminator(size, channel_multiplier=1, narrow=narrow)
-        self.components = nn.ModuleDict({name: ComponentDiscriminator(self.crop_sizes[name], base_channels=component_channels)
-                                         for name in COMPONENTS})
+        self.components = nn.ModuleDict(
+            {
+                name: ComponentDiscriminator(self.crop_sizes[name], base_channels=component_channels)
+                for name in COMPONENTS
+            }
+        )
 
 
 class DiscView:
@@ -67,11 +71,18 @@ class PSPGANObjective(nn.Module):
         super().__init__()
         self.w = weights
         self.crop_sizes = component_crop_sizes(size)
-        self.perceptual = (PerceptualLoss(PerceptualConfig(network=weights.perceptual_network,
-                                                           weights_path=weights.perceptual_weights_path))
-                           if weights.perceptual > 0 else None)
-        self.identity = (IdentityLoss(identity or IdentityEncoder.from_onnx(), weights.identity_criterion)
-                         if weights.identity > 0 else None)
+        self.perceptual = (
+            PerceptualLoss(
+                PerceptualConfig(network=weights.perceptual_network, weights_path=weights.perceptual_weights_path)
+            )
+            if weights.perceptual > 0
+            else None
+        )
+        self.identity = (
+            IdentityLoss(identity or IdentityEncoder.from_onnx(), weights.identity_criterion)
+            if weights.identity > 0
+            else None
+        )
         self.requires_grad_(False)  # its networks keep themselves in eval mode (their own train() overrides)
 
     def unet_active(self, step: int, max_steps: int) -> bool:
@@ -96,8 +107,13 @@ class PSPGANObjective(nn.Module):
         if self.identity is not None:
             losses["identity"] = w.identity * self.identity(fake, target)
         if use_unet:
-            terms = [F.l1_loss(img, F.interpolate(target, size=img.shape[-2:], mode="bilinear", align_corners=False,
-                                                  antialias=True)) for img in out.unet_images]
+            terms = [
+                F.l1_loss(
+                    img,
+                    F.interpolate(target, size=img.shape[-2:], mode="bilinear", align_corners=False, antialias=True),
+                )
+                for img in out.unet_images
+            ]
             losses["unet"] = w.unet * torch.stack(terms).sum()
         if w.gan > 0:
             losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(fake))
@@ -118,15 +134,19 @@ class PSPGANObjective(nn.Module):
                 losses["component_style"] = w.component_style * comp_style
         return losses
 
-    def discriminator_losses(self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool) -> dict[str, torch.Tensor]:
+    def discriminator_losses(
+        self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool
+    ) -> dict[str, torch.Tensor]:
         """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval)."""
         target, fake = batch["target"], fake.detach()
         losses = {"d_global": d_logistic_loss(discs.global_d(target), discs.global_d(fake))}
         if self.w.component_gan > 0 or self.w.component_style > 0:
             fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
             real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
-            losses["d_components"] = sum(d_logistic_loss(discs.components[n](real_parts[n]), discs.components[n](fake_parts[n]))
-                                         for n in COMPONENTS)
+            losses["d_components"] = sum(
+                d_logistic_loss(discs.components[n](real_parts[n]), discs.components[n](fake_parts[n]))
+                for n in COMPONENTS
+            )
         if with_r1:
             real = target.detach().requires_grad_(True)
             penalty = r1_penalty(discs.r1_global_d(real), real)

@@ -20,5 +20,10 @@ def scaled_for_batch(optim: OptimConfig, samples_per_step: int) -> OptimConfig:
     if not optim.reference_batch or samples_per_step == optim.reference_batch:
         return optim
     ratio = samples_per_step / optim.reference_batch
-    return dataclasses.replace(optim, lr=optim.lr * math.sqrt(ratio), d_lr=optim.d_lr * math.sqrt(ratio),
-                               ema_decay=optim.ema_decay ** ratio, reference_batch=samples_per_step)
+    return dataclasses.replace(
+        optim,
+        lr=optim.lr * math.sqrt(ratio),
+        d_lr=optim.d_lr * math.sqrt(ratio),
+        ema_decay=optim.ema_decay**ratio,
+        reference_batch=samples_per_step,
+    )

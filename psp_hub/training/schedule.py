@@ -17,7 +17,7 @@ def step_decay_scheduler(optimizer, max_steps: int, decay_at: tuple[float, ...],
     """
     rules, mult = [], 1.0
     for frac in sorted(decay_at):
-        rules.append(f"{mult}:{max(1, int(round(frac * max_steps)))}")
+        rules.append(f"{mult}:{max(1, round(frac * max_steps))}")
         mult *= factor
     rules.append(str(mult))
     return get_scheduler("piecewise_constant", optimizer, step_rules=",".join(rules))

@@ -26,7 +26,7 @@ from .scaling import scaled_for_batch
 from .schedule import ema_weights, make_ema, step_decay_scheduler
 from .warm_start import PRIOR_FILE, load_matching, prior_state_dict
 
-__all__ = ["PRIOR_FILE", "PriorStage", "PSPGANStage", "Stage", "make_stage"]
+__all__ = ["PRIOR_FILE", "PSPGANStage", "PriorStage", "Stage", "make_stage"]
 
 
 def _adam(params, lr, betas, fused=False):
@@ -59,8 +59,8 @@ class Stage:
         sched_d = step_decay_scheduler(opt_d, cfg.max_steps, optim.decay_at, optim.decay_factor)
         prepared = self.acc.prepare(generator, *discriminators, opt_g, opt_d, sched_g, sched_d)
         n = len(discriminators)
-        self.generator, self.discriminators = prepared[0], list(prepared[1:1 + n])
-        self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared[1 + n:]
+        self.generator, self.discriminators = prepared[0], list(prepared[1 : 1 + n])
+        self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared[1 + n :]
         # after prepare: with several processes DDP has broadcast rank 0's weights, so every EMA starts equal
         self.ema = make_ema(self.raw_generator, optim.ema_decay)
         self.ema.to(self.acc.device)
@@ -98,7 +98,9 @@ class PriorStage(Stage):
 
     def build(self):
         m = self.cfg.model
-        generator = StyleGAN2Generator(m.out_size, m.style_dim, m.n_mlp, m.channel_multiplier, m.narrow, m.max_channels, m.sft_half)
+        generator = StyleGAN2Generator(
+            m.out_size, m.style_dim, m.n_mlp, m.channel_multiplier, m.narrow, m.max_channels, m.sft_half
+        )
         if self.cfg.init_from:
             report = load_matching(generator, prior_state_dict(self.cfg.init_from), self.cfg.init_from)
             self.acc.print(report.summary())
@@ -150,8 +152,15 @@ class PriorStage(Stage):
             state = {k: v.detach().float().cpu().contiguous() for k, v in g.state_dict().items()}
         save_file(state, str(folder / PRIOR_FILE))
         m = self.cfg.model
-        (folder / "prior_config.json").write_text(json.dumps(
-            {k: getattr(m, k) for k in ("out_size", "style_dim", "n_mlp", "channel_multiplier", "narrow", "max_channels")}, indent=2))
+        (folder / "prior_config.json").write_text(
+            json.dumps(
+                {
+                    k: getattr(m, k)
+                    for k in ("out_size", "style_dim", "n_mlp", "channel_multiplier", "narrow", "max_channels")
+                },
+                indent=2,
+            )
+        )
         return folder / PRIOR_FILE
 
 
@@ -161,8 +170,10 @@ def _pretrained_generator(source: str, expected: PSPGANConfig) -> PSPGAN:
     have, want = model.config.to_dict(), expected.to_dict()
     differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
     if differ:
-        raise ValueError(f"init_from {source}: its config differs from the run's model config in "
-                         + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ))
+        raise ValueError(
+            f"init_from {source}: its config differs from the run's model config in "
+            + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ)
+        )
     return model
 
 
@@ -186,16 +197,25 @@ class PSPGANStage(Stage):
             # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
             # torch.compile does not support) keeps calling the eager global discriminator.
             backend = cfg.compile_backend
-            self.discs = DiscView(compiled_view(global_d, backend=backend),
-                                  {n: compiled_view(d, backend=backend) for n, d in components.items()}, r1_global_d=global_d)
+            self.discs = DiscView(
+                compiled_view(global_d, backend=backend),
+                {n: compiled_view(d, backend=backend) for n, d in components.items()},
+                r1_global_d=global_d,
+            )
         else:
             self.discs = DiscView(global_d, components)
         self._prior_frozen = None
 
     def _prepare_loss_nets(self):
         """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, its warp eager)."""
-        nets = [net for net in (self.objective.perceptual and self.objective.perceptual.vgg,
-                                self.objective.identity and self.objective.identity.encoder.net) if net is not None]
+        nets = [
+            net
+            for net in (
+                self.objective.perceptual and self.objective.perceptual.vgg,
+                self.objective.identity and self.objective.identity.encoder.net,
+            )
+            if net is not None
+        ]
         bf16 = self.cfg.loss_nets_bf16 and self.acc.mixed_precision == "bf16"
         for net in nets:
             if self.cfg.channels_last:
@@ -227,9 +247,13 @@ class PSPGANStage(Stage):
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)
         with acc.autocast():
-            d_losses = self.objective.discriminator_losses(out.image.detach(), batch, self.discs, with_r1=self._r1_due(step))
+            d_losses = self.objective.discriminator_losses(
+                out.image.detach(), batch, self.discs, with_r1=self._r1_due(step)
+            )
             d_total = sum(d_losses.values())
-        self._optimizer_step(d_total, self.opt_d, self.sched_d, [p for d in self.discriminators for p in d.parameters()])
+        self._optimizer_step(
+            d_total, self.opt_d, self.sched_d, [p for d in self.discriminators for p in d.parameters()]
+        )
         self.ema_step()
         logs = {k: v.detach() for k, v in {**g_losses, **d_losses}.items()}
         logs["g_total"] = g_total.detach()
@@ -246,13 +270,19 @@ class PSPGANStage(Stage):
         refs = batch["refs"][:n] * batch["ref_mask"][:n, :, None, None, None]
         return {"lq": batch["lq"][:n], "refs": refs, "output": out, "target": batch["target"][:n]}
 
-    def export(self, folder: str | Path, push_to_hub: bool = False, summary: str = "", metrics_markdown: str = "") -> Path:
+    def export(
+        self, folder: str | Path, push_to_hub: bool = False, summary: str = "", metrics_markdown: str = ""
+    ) -> Path:
         """EMA weights through save_pretrained (Hub layout, rendered card); push_to_hub when asked."""
         with ema_weights(self.ema, self.raw_generator) as g:
             export = PSPGAN(g.config)
             export.load_state_dict({k: v.detach().float().cpu() for k, v in g.state_dict().items()})
-        card = dict(trained=True, training_summary=summary, metrics_markdown=metrics_markdown,
-                    repo_id=self.cfg.hub_repo_id or f"psp-gan/{Path(folder).name}")
+        card = {
+            "trained": True,
+            "training_summary": summary,
+            "metrics_markdown": metrics_markdown,
+            "repo_id": self.cfg.hub_repo_id or f"psp-gan/{Path(folder).name}",
+        }
         readme = Path(folder) / "README.md"
         readme.unlink(missing_ok=True)  # save_pretrained keeps an existing card: re-render it
         export.save_pretrained(folder, model_card_kwargs=card)

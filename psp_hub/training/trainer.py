@@ -79,10 +79,16 @@ class BatchSource:
     def _open(self, phase: str, phase_start: int):
         cfg, acc = self.cfg, self.acc
         self.phase = phase
-        self.batches = build_train_batches(cfg.data, batch_size=cfg.batch_size, phase=phase,
-                                           start_sample=self.state.samples_seen - phase_start * self.per_step,
-                                           process_index=acc.process_index, num_processes=acc.num_processes,
-                                           device=acc.device, targets_only=cfg.stage == "prior")
+        self.batches = build_train_batches(
+            cfg.data,
+            batch_size=cfg.batch_size,
+            phase=phase,
+            start_sample=self.state.samples_seen - phase_start * self.per_step,
+            process_index=acc.process_index,
+            num_processes=acc.num_processes,
+            device=acc.device,
+            targets_only=cfg.stage == "prior",
+        )
 
     def next(self) -> dict:
         """The next batch on the device (a new pass when a finite stream ends)."""
@@ -109,8 +115,13 @@ class _Timing:
 
     def summary(self, per_step: int, processes: int, wait_s: float) -> dict[str, float]:
         total = max(1e-9, sum(self.step_s))
-        return {"steps_this_run": len(self.step_s), "seconds": sum(self.step_s), "it_per_s": len(self.step_s) / total,
-                "samples_per_s": len(self.step_s) * per_step * processes / total, "data_wait_share": wait_s / total}
+        return {
+            "steps_this_run": len(self.step_s),
+            "seconds": sum(self.step_s),
+            "it_per_s": len(self.step_s) / total,
+            "samples_per_s": len(self.step_s) * per_step * processes / total,
+            "data_wait_share": wait_s / total,
+        }
 
 
 def _make_accelerator(cfg: TrainConfig, out_dir: Path) -> Accelerator:
@@ -132,7 +143,9 @@ def _make_accelerator(cfg: TrainConfig, out_dir: Path) -> Accelerator:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     if cfg.tracker != "none":
-        accelerator.init_trackers("psp-gan", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            "psp-gan", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
+        )
     return accelerator
 
 
@@ -154,8 +167,15 @@ def _resume(accelerator, stage, out_dir: Path, state: TrainState) -> Path | None
     return ckpt
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None = None, push_to_hub: bool = False,
-          max_steps_this_run: int | None = None, export: bool = False) -> RunResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    push_to_hub: bool = False,
+    max_steps_this_run: int | None = None,
+    export: bool = False,
+) -> RunResult:
     """Run (or continue) a training run until max_steps, the time budget, a stop signal, or this run's step cap."""
     t_start = time.monotonic()
     out_dir = Path(cfg.output_dir)
@@ -171,12 +191,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     exported = None
     if (state.step >= cfg.max_steps or export) and accelerator.is_main_process:
         target = cfg.export_dir or str(out_dir / "export")
-        exported = stage.export(target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {loop.source.per_step}.")
+        exported = stage.export(
+            target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {loop.source.per_step}."
+        )
         accelerator.print(f"exported EMA weights to {exported}")
     timing = loop.timing.summary(loop.source.per_step, accelerator.num_processes, loop.source.wait_s)
     if torch.cuda.is_available():  # this process's GPU; the processes of a DDP run hold the same replicas
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
-    accelerator.print(f"stopped at step {state.step} ({reason}); " + ", ".join(f"{k} {v:.3g}" for k, v in timing.items()))
+    accelerator.print(
+        f"stopped at step {state.step} ({reason}); " + ", ".join(f"{k} {v:.3g}" for k, v in timing.items())
+    )
     if accelerator.is_main_process:
         (out_dir / "last_run.json").write_text(json.dumps({"step": state.step, "reason": reason, **timing}, indent=2))
     accelerator.end_training()
@@ -194,8 +218,15 @@ class _Loop:
 
     def run(self, end_step: int, last_ckpt: Path | None, deadline: float | None) -> tuple[str, Path | None]:
         """Step until `end_step`, a stop signal or the deadline; ('finished' or why not, the newest checkpoint)."""
-        state, bar = self.state, tqdm(total=self.cfg.max_steps, initial=self.state.step,
-                                      disable=not self.acc.is_local_main_process, desc=self.cfg.stage)
+        state, bar = (
+            self.state,
+            tqdm(
+                total=self.cfg.max_steps,
+                initial=self.state.step,
+                disable=not self.acc.is_local_main_process,
+                desc=self.cfg.stage,
+            ),
+        )
         reason = "finished"
         with _StopFlag() as stop:
             while state.step < end_step:
@@ -205,8 +236,9 @@ class _Loop:
                 checkpoint_due = state.step % self.cfg.checkpoint_every == 0 or state.step == end_step
                 if state.step % self.cfg.log_every == 0 or checkpoint_due:  # NaN weights stay NaN: sampling catches it
                     self._check_finite(logs, last_ckpt, bar)
-                budget_hit = deadline is not None and (time.monotonic() + 2 * max(self.timing.step_s[-20:])
-                                                       + self.timing.ckpt_s + 30 > deadline)
+                budget_hit = deadline is not None and (
+                    time.monotonic() + 2 * max(self.timing.step_s[-20:]) + self.timing.ckpt_s + 30 > deadline
+                )
                 if checkpoint_due or stop.set or budget_hit:
                     last_ckpt = self._checkpoint()
                 if stop.set or budget_hit:
@@ -237,7 +269,9 @@ class _Loop:
             scalars["it_per_s"] = len(timing.step_s) / max(1e-9, sum(timing.step_s))
             self.acc.log(scalars, step=step)
             _append_jsonl(self.out_dir / "metrics.jsonl", {"step": step, **scalars}, self.acc)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("g_total", "g_gan", "d_loss", "l1", "lr")})
+            bar.set_postfix(
+                {k: f"{v:.3g}" for k, v in scalars.items() if k in ("g_total", "g_gan", "d_loss", "l1", "lr")}
+            )
         if self.cfg.images_every and step % self.cfg.images_every == 0 and self.acc.is_main_process:
             _log_images(self.stage, batch, self.acc, self.out_dir, step)
         if self.validator is not None and step % self.cfg.validate_every == 0:
@@ -250,12 +284,18 @@ class _Loop:
             raise TrainingDiverged(
                 f"step {self.state.step}: {', '.join(bad)} not finite; stopped without writing a checkpoint, so "
                 f"{last_ckpt or 'no checkpoint'} is the newest good one. Lower optim.lr / optim.d_lr or set "
-                f"optim.grad_clip, then --resume.")
+                f"optim.grad_clip, then --resume."
+            )
 
     def _checkpoint(self) -> Path:
         tc = time.monotonic()
-        path = save_checkpoint(self.acc, self.out_dir, self.state.step, self.cfg.keep_checkpoints,
-                               extra={"samples_seen": self.state.samples_seen, "phase": self.source.phase})
+        path = save_checkpoint(
+            self.acc,
+            self.out_dir,
+            self.state.step,
+            self.cfg.keep_checkpoints,
+            extra={"samples_seen": self.state.samples_seen, "phase": self.source.phase},
+        )
         self.timing.ckpt_s = time.monotonic() - tc
         return path
 

@@ -27,8 +27,11 @@ class Validator:
         model.eval()
         scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "lpips": [], "identity": []}
         for start in range(0, len(self.samples), batch_size):
-            chunk = self.samples[start:start + batch_size]
-            batch = {k: torch.stack([torch.as_tensor(s[k]) for s in chunk]).to(self.device) for k in ("lq", "target", "refs", "ref_mask")}
+            chunk = self.samples[start : start + batch_size]
+            batch = {
+                k: torch.stack([torch.as_tensor(s[k]) for s in chunk]).to(self.device)
+                for k in ("lq", "target", "refs", "ref_mask")
+            }
             out = model(batch["lq"], batch["refs"], batch["ref_mask"]).image.float().clamp(-1, 1)
             target = batch["target"].float()
             scores["psnr"].append(psnr(out, target))

@@ -32,11 +32,15 @@ class WarmStart:
 
     def summary(self) -> str:
         """One line for the run's log."""
+
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:6]) + (f" ... (+{len(keys) - 6})" if len(keys) > 6 else "")
-        return (f"init_from {self.source}: loaded {len(self.loaded)} tensors; new (not in source) {len(self.missing)}: "
-                f"{few(self.missing)}; shape differs {len(self.shape_mismatch)}: {few(self.shape_mismatch)}; "
-                f"unused {len(self.unused)}")
+
+        return (
+            f"init_from {self.source}: loaded {len(self.loaded)} tensors; new (not in source) {len(self.missing)}: "
+            f"{few(self.missing)}; shape differs {len(self.shape_mismatch)}: {few(self.shape_mismatch)}; "
+            f"unused {len(self.unused)}"
+        )
 
 
 def prior_state_dict(source: str) -> dict[str, torch.Tensor]:
@@ -48,7 +52,7 @@ def prior_state_dict(source: str) -> dict[str, torch.Tensor]:
         sd = read_state_dict(path)
     else:  # a PSP-GAN, loaded the way the PSP stage's init_from loads one
         sd = PSPGAN.from_pretrained(source).state_dict()
-    decoder = {k[len(PSPGAN_DECODER_PREFIX):]: v for k, v in sd.items() if k.startswith(PSPGAN_DECODER_PREFIX)}
+    decoder = {k[len(PSPGAN_DECODER_PREFIX) :]: v for k, v in sd.items() if k.startswith(PSPGAN_DECODER_PREFIX)}
     return decoder or sd
 
 

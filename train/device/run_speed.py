@@ -35,23 +35,33 @@ def steady_speed(run: Path, skip: int, until: int | None = None) -> dict:
     t_b = (b["step"] - first_step) / b["it_per_s"]
     cfg = json.loads((run / "config.json").read_text())
     it_s = (b["step"] - a["step"]) / (t_b - t_a)
-    return {"steps": rows[-1]["step"] - first_step, "it_per_s_all": last["it_per_s"], "it_per_s": it_s,
-            "samples_per_step": last["samples_per_s"] / last["it_per_s"], "batch_per_gpu": cfg["batch_size"],
-            "data_wait_share": last["data_wait_share"], "peak_gpu_gib": last.get("peak_gpu_gib", float("nan"))}
+    return {
+        "steps": rows[-1]["step"] - first_step,
+        "it_per_s_all": last["it_per_s"],
+        "it_per_s": it_s,
+        "samples_per_step": last["samples_per_s"] / last["it_per_s"],
+        "batch_per_gpu": cfg["batch_size"],
+        "data_wait_share": last["data_wait_share"],
+        "peak_gpu_gib": last.get("peak_gpu_gib", float("nan")),
+    }
 
 
 def speed_table(runs: list[Path], skip: int, until: int | None = None) -> str:
-    lines = ["| run | steps run | batch/GPU | samples/step | it/s (steady) | samples/s | it/s (all) | scaling eff. | data wait | peak GPU |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| run | steps run | batch/GPU | samples/step | it/s (steady) | samples/s | it/s (all) | scaling eff. | data wait | peak GPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     base = None
     for run in runs:
         s = steady_speed(run, skip, until)
         sps = s["it_per_s"] * s["samples_per_step"]
         gpus = s["samples_per_step"] / s["batch_per_gpu"]
         base = base or sps / gpus
-        lines.append(f"| {run.name} | {s['steps']} | {s['batch_per_gpu']} | {s['samples_per_step']:.0f} | {s['it_per_s']:.2f} | "
-                     f"{sps:.1f} | {s['it_per_s_all']:.2f} | {sps / (gpus * base):.0%} | {s['data_wait_share']:.1%} | "
-                     f"{s['peak_gpu_gib']:.2f} GiB |")
+        lines.append(
+            f"| {run.name} | {s['steps']} | {s['batch_per_gpu']} | {s['samples_per_step']:.0f} | {s['it_per_s']:.2f} | "
+            f"{sps:.1f} | {s['it_per_s_all']:.2f} | {sps / (gpus * base):.0%} | {s['data_wait_share']:.1%} | "
+            f"{s['peak_gpu_gib']:.2f} GiB |"
+        )
     return "\n".join(lines)
 
 
@@ -72,9 +82,18 @@ def compare(original: Path, resumed: Path) -> str:
 
 
 SPEED_CONFIGS = ("prior-128", "psp-128", "prior-256", "psp-256")
-SPEED_COLUMNS = (("batch", "batch"), ("loader", "loader"), ("samples_per_s", "samples/s"), ("it_per_s", "it/s"),
-                 ("ms_per_step_median", "ms/step"), ("gpu_busy_share", "GPU busy"), ("data_wait_share", "data wait"),
-                 ("peak_mem_GiB", "peak GiB"), ("compile_s", "compile/warm-up s"), ("host_syncs_per_step", "syncs/step"))
+SPEED_COLUMNS = (
+    ("batch", "batch"),
+    ("loader", "loader"),
+    ("samples_per_s", "samples/s"),
+    ("it_per_s", "it/s"),
+    ("ms_per_step_median", "ms/step"),
+    ("gpu_busy_share", "GPU busy"),
+    ("data_wait_share", "data wait"),
+    ("peak_mem_GiB", "peak GiB"),
+    ("compile_s", "compile/warm-up s"),
+    ("host_syncs_per_step", "syncs/step"),
+)
 
 
 def _last_json(path: Path) -> dict | None:
@@ -91,12 +110,18 @@ def speed_results_table(folder: Path, configs=SPEED_CONFIGS, note: str = "") -> 
     lines = ([note] if note else []) + [head, "|" + " --- |" * (len(SPEED_COLUMNS) + 3)]
     for name in configs:
         runs = {side: _last_json(folder / f"{side}-{name}.json") for side in ("old", "new")}
-        ratio = (f"{runs['new']['samples_per_s'] / runs['old']['samples_per_s']:.2f}x"
-                 if runs["old"] and runs["new"] and runs["old"]["samples_per_s"] else "n/a")
+        ratio = (
+            f"{runs['new']['samples_per_s'] / runs['old']['samples_per_s']:.2f}x"
+            if runs["old"] and runs["new"] and runs["old"]["samples_per_s"]
+            else "n/a"
+        )
         for side in ("old", "new"):
             r = runs[side]
-            cells = ["no result (see the .err file)"] + [""] * (len(SPEED_COLUMNS) - 1) if r is None else [
-                "" if r.get(key) is None else str(r[key]) for key, _ in SPEED_COLUMNS]
+            cells = (
+                ["no result (see the .err file)"] + [""] * (len(SPEED_COLUMNS) - 1)
+                if r is None
+                else ["" if r.get(key) is None else str(r[key]) for key, _ in SPEED_COLUMNS]
+            )
             lines.append(f"| {name} | {side} | " + " | ".join(cells) + f" | {ratio if side == 'new' else ''} |")
     return "\n".join(lines)
 
