@@ -11,6 +11,8 @@ import ast
 import functools
 import importlib.metadata
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -142,3 +144,40 @@ def test_requirements_pin_every_declared_dependency():
 
 def test_license_is_an_spdx_expression():
     assert PYPROJECT["license"] == "Apache-2.0"  # a TOML table here makes setuptools warn on every build
+
+
+def make_dry_run(target: str) -> str:
+    proc = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_targets_for_the_fast_lane_and_lint():
+    assert '-m "not slow and not browser"' in make_dry_run("test-fast")
+    lint = make_dry_run("lint")
+    assert "ruff check ." in lint and "ruff format --check ." in lint
+    assert "ruff" not in make_dry_run("test")  # lint joins `make test` once the tree is clean
+
+
+@pytest.mark.parametrize("uid,expected", [("0", "apt-get install -y -qq chromium"), ("1000", "sudo env")])
+def test_make_browser_installs_chromium_with_or_without_root(tmp_path, uid, expected):
+    """With no chromium on PATH, `make browser` says what it installs and uses sudo only when not root."""
+    calls = tmp_path / "calls.txt"
+    for tool, body in [("id", f"echo {uid}"), ("apt-get", ""), ("sudo", ""), ("env", "")]:
+        script = tmp_path / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n{body}\n')
+        script.chmod(0o755)
+    make = shutil.which("make")
+    proc = subprocess.run(
+        [make, "-s", "browser"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "installing Debian's chromium package with apt-get" in proc.stdout
+    logged = calls.read_text()
+    assert expected in logged and "chromium" in logged
+    assert ("sudo" in logged) == (uid != "0")
