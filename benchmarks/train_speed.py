@@ -135,19 +135,8 @@ def measure(
     profiled = profile_steps(stage, loader, device, profile, warmup + steps, cfg.channels_last) if profile else {}
     _touch(done)
     return {
-        "config": cfg.output_dir,
-        "stage": cfg.stage,
-        "size": cfg.model.out_size,
-        "batch": cfg.batch_size,
-        "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
-        "precision": acc.mixed_precision,
-        "compile": cfg.compile,
-        "synthetic": synthetic,
+        **_describe(cfg, stage, acc, synthetic),
         "steps": steps,
-        "loader": "synthetic" if synthetic else cfg.data.loader,
-        "channels_last": cfg.channels_last,
-        "fused_adam": cfg.optim.fused,
-        "loss_nets_bf16": cfg.loss_nets_bf16,
         "startup_s": round(t_data - t_start, 1),
         "data_setup_s": round(data_setup_s, 1),
         "warmup_s": round(t["warmup_s"], 1),
@@ -163,6 +152,24 @@ def measure(
         "workers": cfg.data.num_workers,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **profiled,
+    }
+
+
+def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
+    """What was measured: the run, its size and the levers it used."""
+    return {
+        "config": cfg.output_dir,
+        "stage": cfg.stage,
+        "size": cfg.model.out_size,
+        "batch": cfg.batch_size,
+        "params_g_M": round(sum(p.numel() for p in stage.raw_generator.parameters()) / 1e6, 2),
+        "precision": acc.mixed_precision,
+        "compile": cfg.compile,
+        "synthetic": synthetic,
+        "loader": "synthetic" if synthetic else cfg.data.loader,
+        "channels_last": cfg.channels_last,
+        "fused_adam": cfg.optim.fused,
+        "loss_nets_bf16": cfg.loss_nets_bf16,
     }
 
 

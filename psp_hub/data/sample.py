@@ -54,31 +54,12 @@ def choose_references(row: dict, k: int, rng: np.random.Generator, available=Non
     return [others[int(i)] for i in pick]
 
 
-def make_sample(
-    row: dict,
-    index: int,
-    seed: int,
-    stream: str,
-    part: int,
-    cfg: DataConfig,
-    opts: SampleOptions,
-    store: ReferenceStore,
-) -> dict:
-    """The sample at global position `index` of stream `stream`; all randomness comes from (seed, stream, part, index)."""
-    g_geom, g_refs, g_deg, g_aug = sample_generators(seed, stream, part, index)
-    size = cfg.out_size
-    kmax = opts.pad_references
+def _references(row: dict, hr: np.ndarray, opts: SampleOptions, store: ReferenceStore, g_refs, g_aug):
+    """K drawn per sample: other photos of the person, else (optionally) augmented views of this one.
 
-    img = decode_rgb(row["image"]["bytes"])
-    src_size = img.shape[0]
-    hr = resize_square(img, size)
-    lm = scale_points(np.asarray(row["landmarks"], dtype=np.float32), src_size, size)
-    flip = bool(g_geom.random() < opts.hflip_prob)
-    if flip:
-        hr = np.ascontiguousarray(hr[:, ::-1])
-        lm = flip_landmarks(lm, size)
-
-    # references: K drawn per sample; other photos of the person, else (optionally) augmented views of this one
+    Returns the (Kmax, 3, S, S) tensor, its mask, which slots are augmented views, and the reference ids.
+    """
+    size, kmax = hr.shape[0], opts.pad_references
     k = int(g_refs.integers(opts.min_references, opts.max_references + 1))
     ref_ids = choose_references(row, k, g_refs, store.__contains__)
     ref_mask = np.zeros(kmax, dtype=bool)
@@ -97,6 +78,33 @@ def make_sample(
     for j, v in enumerate(views):
         refs_t[j] = to_tensor(v)
         ref_mask[j] = True
+    return refs_t, ref_mask, ref_aug, ref_ids
+
+
+def make_sample(
+    row: dict,
+    index: int,
+    seed: int,
+    stream: str,
+    part: int,
+    cfg: DataConfig,
+    opts: SampleOptions,
+    store: ReferenceStore,
+) -> dict:
+    """The sample at global position `index` of stream `stream`; all randomness comes from (seed, stream, part, index)."""
+    g_geom, g_refs, g_deg, g_aug = sample_generators(seed, stream, part, index)
+    size = cfg.out_size
+    kmax = opts.pad_references
+    img = decode_rgb(row["image"]["bytes"])
+    src_size = img.shape[0]
+    hr = resize_square(img, size)
+    lm = scale_points(np.asarray(row["landmarks"], dtype=np.float32), src_size, size)
+    flip = bool(g_geom.random() < opts.hflip_prob)
+    if flip:
+        hr = np.ascontiguousarray(hr[:, ::-1])
+        lm = flip_landmarks(lm, size)
+
+    refs_t, ref_mask, ref_aug, ref_ids = _references(row, hr, opts, store, g_refs, g_aug)
 
     params = sample_degradation(opts.degradation, g_deg, size)
     lq = degrade(hr, params, g_deg)
