@@ -206,3 +206,71 @@ def test_model_loading_flags_untrained_and_bad_paths(tmp_path, monkeypatch):
     monkeypatch.setattr("psp_hub.pipeline.model_loading.bundled_model_dir", lambda: tmp_path / "missing")
     _, fallback = load_restoration_model()
     assert fallback.trained is False and "UNTRAINED" in fallback.message
+
+
+def _warped_mask(face, size, shape, scale):
+    """Where the pasted face mask is non-zero in the output photo."""
+    import cv2
+
+    from psp_hub.face.paste import crop_to_photo, face_mask
+    from psp_hub.pipeline.compose import aligned_landmarks
+
+    mask = face_mask(size, aligned_landmarks(face))
+    return cv2.warpAffine(mask, crop_to_photo(face.affine, scale), (shape[1], shape[0]), flags=cv2.INTER_LINEAR) > 0
+
+
+def test_only_the_face_mask_changes_not_the_square_around_it(pipe, group):
+    image = load_image(group)
+    result = pipe.restore(group, upscale=2)
+    background = ResizeUpscaler("lanczos")(image, result.image.shape[:2])
+    inside = np.zeros(result.image.shape[:2], bool)
+    for face in result.faces:
+        inside |= _warped_mask(face, 64, result.image.shape, 2.0)
+        x0, y0, x1, y1 = face.region
+        corner = (slice(y0, y0 + (y1 - y0) // 6), slice(x0, x0 + (x1 - x0) // 6))
+        np.testing.assert_array_equal(result.image[corner], background[corner])  # the square's corner is untouched
+        assert face.output.shape == (y1 - y0, x1 - x0, 3)  # the face at full output size
+        np.testing.assert_array_equal(face.output, result.image[y0:y1, x0:x1])
+    np.testing.assert_array_equal(result.image[~inside], background[~inside])
+    assert (result.image[inside] != background[inside]).any()
+
+
+def test_a_grey_photo_stays_grey(pipe, samples):
+    from psp_hub.pipeline.colour import chroma
+
+    rgb = load_image(samples / "photos" / "whole" / "Blake_Lively.jpg")
+    grey = Image.fromarray(rgb).convert("L")
+    result = pipe.restore(grey, upscale=1)
+    assert len(result.faces) == 2
+    assert chroma(result.image).max() <= 2.0  # rounding only; the untrained model's faces are colourful noise
+    for face in result.faces:
+        assert chroma(face.restored).max() <= 2.0
+
+
+def test_fidelity_blends_toward_the_input_face(pipe, group):
+    image = load_image(group)
+    background = ResizeUpscaler("lanczos")(image, output_size(image.shape, 2))
+    kept = pipe.restore(group, fidelity=1.0).image
+    np.testing.assert_array_equal(kept, background)
+    full, half = pipe.restore(group, fidelity=0.0).image, pipe.restore(group, fidelity=0.5).image
+    d_full = np.abs(full.astype(int) - background).sum()
+    d_half = np.abs(half.astype(int) - background).sum()
+    assert 0.4 * d_full < d_half < 0.6 * d_full
+    with pytest.raises(ValueError, match="fidelity"):
+        PipelineConfig(fidelity=1.5)
+
+
+def test_strength_zero_is_the_blind_restoration(pipe, people):
+    a = people["celeba_7222"]
+    blind = pipe.restore(a[4])
+    zero = pipe.restore(a[4], a[:3], strength=0.0)
+    np.testing.assert_array_equal(zero.image, blind.image)
+    assert zero.faces[0].references_used == [] and any("strength is 0" in w.lower() for w in zero.warnings)
+
+
+def test_references_are_optional_and_one_file_is_enough(pipe, people):
+    a = people["celeba_7222"]
+    for none in (None, [], ()):
+        assert pipe.restore(a[4], none).faces[0].references_used == []
+    single = pipe.restore(a[4], a[0])
+    assert single.report["references_given"] == single.report["references_usable"] == 1

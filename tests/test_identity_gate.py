@@ -1,0 +1,85 @@
+"""The identity gate: one face gets the references only when it clearly matches them; one message per decision."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from psp_hub.imageio import load_image
+from psp_hub.pipeline import PipelineConfig, RestorationPipeline
+from psp_hub.pipeline.gate import GateInput, decide
+
+ROOT = Path(__file__).resolve().parents[1]
+T, M = PipelineConfig().identity_threshold, PipelineConfig().identity_margin
+
+
+def _group(*sims, reliable=None):
+    n = len(sims)
+    return GateInput(list(sims), reliable or [True] * n, [128.0] * n)
+
+
+def test_a_clear_best_match_gets_the_references_and_says_so_once():
+    d = decide(_group(T - 0.3, T + 0.1, T - 0.4), T, M)
+    assert d.receivers == [1]
+    assert "face 1 only" in d.message and f"{T + 0.1:.2f} >= {T:.2f}" in d.message
+    assert "do not look like" not in d.message
+
+
+def test_two_close_matches_or_no_match_personalise_nobody():
+    close = decide(_group(T + 0.1, T + 0.1 - M / 2, 0.0), T, max(M, 0.02))
+    assert close.receivers == [] and "closer than the margin" in close.message
+    none = decide(_group(T - 0.01, 0.1), T, M)
+    assert none.receivers == [] and "match none of the 2 faces" in none.message
+    assert f"{T - 0.01:.2f} < {T:.2f}" in none.message  # the number shown is below the threshold shown
+    kept = decide(_group(T - 0.01, 0.1), T, M, keep_mismatched=True)
+    assert kept.receivers == [0] and "anyway, as asked" in kept.message
+
+
+def test_a_single_face_is_checked_against_the_threshold():
+    assert decide(_group(T + 0.05), T, M).receivers == [0]
+    d = decide(_group(T - 0.05), T, M)
+    assert d.receivers == [] and "do not look like face 0" in d.message
+    small = decide(_group(0.1, reliable=[False]), T, M)
+    assert small.receivers == [0] and "too small" in small.message
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    spec = importlib.util.spec_from_file_location("identity_gate", ROOT / "benchmarks" / "identity_gate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    people = module.test_people()
+    owners = [p for p, files in people.items() if len(files) >= 4][:2]  # held-out people with >= 4 photos
+    strangers = [p for p, files in people.items() if p.startswith("lfw:") and len(files) == 1][:3]
+    return module, people, owners, strangers
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return RestorationPipeline.from_pretrained(device="cpu")
+
+
+@pytest.mark.parametrize("slot", [0, 1])
+def test_own_references_go_to_the_right_face_of_a_group_photo(corpus, pipe, slot):
+    bench, people, owners, strangers = corpus
+    files = people[owners[slot]]
+    refs = pipe.prepare_references([load_image(f) for f in files[1:4]], aligned=True)
+    faces = [load_image(people[s][0]) for s in strangers[:2]]
+    faces.insert(slot * 2, load_image(files[0]))  # the person at the left, then at the right
+    result = pipe.restore(bench.group_photo(faces), refs, only_faces=True)
+    by_x = sorted(result.faces, key=lambda f: f.box[0])
+    assert len(by_x) == 3
+    assert [i for i, f in enumerate(by_x) if f.references_used] == [slot * 2], result.warnings
+    gate_lines = [w for w in result.warnings if "faces:" in w or "no face was personalised" in w]
+    assert len(gate_lines) == 1 and "only" in gate_lines[0]
+
+
+def test_a_stranger_set_personalises_nobody(corpus, pipe):
+    bench, people, owners, strangers = corpus
+    refs = pipe.prepare_references([load_image(f) for f in people[owners[0]][1:4]], aligned=True)
+    photo = bench.group_photo([load_image(people[s][0]) for s in strangers])
+    result = pipe.restore(photo, refs, only_faces=True)
+    assert len(result.faces) == 3 and all(not f.references_used for f in result.faces)
+    assert sum("no face was personalised" in w for w in result.warnings) == 1
