@@ -76,6 +76,27 @@ def untrained_model(out_size: int = 128, seed: int = 0):
         return PSPGAN(tiny_config(out_size=out_size)).eval()
 
 
+def _load_requested(requested: str):
+    """(model, trained, message) for an explicit Hub id or folder; ModelLoadError when it cannot be loaded."""
+    from psp_hub.models import PSPGAN
+
+    try:
+        path = Path(requested).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ModelLoadError(f"model {requested!r} is a file; give the folder that holds config.json and model.safetensors")
+        if path.is_dir() and not _has_weights(path):
+            raise ModelLoadError(f"model folder {requested!r} has no config.json + model.safetensors")
+        model = PSPGAN.from_pretrained(str(path) if path.is_dir() else requested)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub, file and state-dict errors all become one message
+        raise ModelLoadError(f"cannot load the model {requested!r}: {type(exc).__name__}: {exc}") from exc
+    if path.is_dir() and _card_says_untrained(path):
+        return model, False, (f"The model in {requested} is marked UNTRAINED in its model card (random weights): "
+                              "its faces are noise, not a restoration.")
+    return model, True, f"PSP-GAN weights from {requested}"
+
+
 def load_restoration_model(
     id_or_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -94,22 +115,7 @@ def load_restoration_model(
     trained = True
     if requested:
         source = requested
-        try:
-            path = Path(requested).expanduser()
-            if path.exists() and not path.is_dir():
-                raise ModelLoadError(f"model {requested!r} is a file; give the folder that holds config.json and model.safetensors")
-            if path.is_dir() and not _has_weights(path):
-                raise ModelLoadError(f"model folder {requested!r} has no config.json + model.safetensors")
-            model = PSPGAN.from_pretrained(str(path) if path.is_dir() else requested)
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - hub, file and state-dict errors all become one message
-            raise ModelLoadError(f"cannot load the model {requested!r}: {type(exc).__name__}: {exc}") from exc
-        message = f"PSP-GAN weights from {requested}"
-        if path.is_dir() and _card_says_untrained(path):
-            trained = False
-            message = (f"The model in {requested} is marked UNTRAINED in its model card (random weights): "
-                       "its faces are noise, not a restoration.")
+        model, trained, message = _load_requested(requested)
     elif _has_weights(bundled_model_dir()):
         source = str(bundled_model_dir())
         try:
