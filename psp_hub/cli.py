@@ -1,4 +1,5 @@
-"""`psp-restore`: restore the faces in photos or folders of photos with reference photos of the same person."""
+"""`psp-restore`: restore the faces in photos, folders of photos or a video with reference photos of the same person
+(or a person profile built from them once), on PyTorch or an ONNX export in onnxruntime."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+def is_video_path(path: str | Path) -> bool:
+    """True for the video files `psp-restore` restores as a video (one at a time, into `--out X.mp4`)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,9 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="psp-restore",
         description="Restore the faces in photos with PSP-GAN, guided by reference photos of the same person. "
-        "Folders are processed file by file; a bad file is reported and skipped.",
+        "Folders are processed file by file; a bad file is reported and skipped. A video (.mp4, .mov, .mkv, .webm, "
+        ".avi) is restored on its own into --out X.mp4.",
     )
-    p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="photos and/or folders of photos")
+    p.add_argument(
+        "inputs", nargs="*", metavar="PHOTO_DIR_OR_VIDEO", help="photos and/or folders of photos, or one video"
+    )
     p.add_argument(
         "--ref",
         nargs="+",
@@ -28,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference photos (or folders) of the person: --ref a.jpg b.jpg or --ref a.jpg --ref b.jpg "
         "(every file is kept); none = blind restoration",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument(
+        "--out", default=None, metavar="DIR_OR_VIDEO", help="output folder (created if missing), or X.mp4 for a video"
+    )
     p.add_argument(
         "--model",
         default=None,
@@ -40,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-faces", action="store_true", help="write only the restored aligned faces")
     p.add_argument("--save-faces", action="store_true", help="also write the restored aligned faces")
     _add_restoration_options(p)
+    _add_profile_video_backend_options(p)
     p.add_argument("--recursive", action="store_true", help="also look inside sub-folders")
     p.add_argument("--ext", choices=("png", "jpg", "webp"), default="png", help="output image format")
     p.add_argument("--report", action="store_true", help="write a JSON report next to each output")
@@ -89,6 +102,49 @@ def _add_restoration_options(p: argparse.ArgumentParser) -> None:
         default="error",
         help="photos without a face: report as a failure (default) or only upscale them",
     )
+
+
+def _add_profile_video_backend_options(p: argparse.ArgumentParser) -> None:
+    """Person profiles (references prepared and encoded once), the video frame cap, and the inference backend."""
+    p.add_argument(
+        "--save-profile",
+        default=None,
+        metavar="FILE",
+        help="build a person profile from the --ref photos and save it (e.g. alice.psp); inputs are optional",
+    )
+    p.add_argument(
+        "--profile", default=None, metavar="FILE", help="restore with a saved person profile instead of --ref"
+    )
+    p.add_argument("--max-frames", type=int, default=None, help="refuse videos longer than this many frames")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the model in PyTorch (default) or in onnxruntime from --model X.onnx (python -m psp_hub.export_onnx)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: onnxruntime's)")
+
+
+def usage_problem(args) -> str | None:
+    """Why the combination of inputs and options cannot run, or None."""
+    if not args.inputs and not args.save_profile:
+        return "nothing to do: give photos, folders or a video to restore, or --save-profile FILE with --ref"
+    if args.inputs and args.out is None:
+        return "--out is required to restore photos or a video"
+    if args.save_profile and not args.ref:
+        return "--save-profile needs the reference photos: --ref a.jpg b.jpg ..."
+    if args.profile and (args.ref or args.save_profile):
+        return "--profile replaces --ref and --save-profile: give one or the other"
+    if args.backend == "onnxruntime" and not str(args.model or "").endswith(".onnx"):
+        return "--backend onnxruntime needs --model X.onnx (export one with python -m psp_hub.export_onnx)"
+    videos = [i for i in args.inputs if is_video_path(i)]
+    if videos and len(args.inputs) > 1:
+        return f"restore one video at a time, alone: {videos[0]} was given with other inputs"
+    if videos and not is_video_path(args.out):
+        return f"--out must be a video file ({', '.join(VIDEO_SUFFIXES)}) for the video {videos[0]}"
+    if not videos and args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        return f"--out {args.out} exists and is not a folder"
+    return None
 
 
 def collect_inputs(items: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -141,9 +197,12 @@ def _load_pipeline(args, config):
     from psp_hub.pipeline import RestorationPipeline
 
     t0 = time.perf_counter()
-    pipe = RestorationPipeline.from_pretrained(
-        args.model, device=None if args.device == "auto" else args.device, config=config
-    )
+    if args.backend == "onnxruntime":
+        pipe = _onnx_pipeline(args, config)
+    else:
+        pipe = RestorationPipeline.from_pretrained(
+            args.model, device=None if args.device == "auto" else args.device, config=config
+        )
     info = pipe.info
     print(
         f"model: {info.message} | {info.out_size} px, up to {info.max_references} references | "
@@ -153,6 +212,56 @@ def _load_pipeline(args, config):
     if not info.trained:
         print(f"WARNING: {info.message}", file=sys.stderr)
     return pipe
+
+
+def _onnx_pipeline(args, config):
+    """The pipeline on an ONNX export in onnxruntime (CPU); FileNotFoundError when the file is missing."""
+    from psp_hub.onnx_backend import OnnxBackend
+    from psp_hub.pipeline import RestorationPipeline
+    from psp_hub.pipeline.model_loading import ModelInfo
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX model at {path}")
+    backend = OnnxBackend(path, threads=args.threads)
+    threads = f"{args.threads} threads" if args.threads else "default threads"
+    info = ModelInfo(
+        source=str(path),
+        trained=True,  # python -m psp_hub.export_onnx refuses untrained weights
+        out_size=backend.config.out_size,
+        max_references=backend.config.max_references,
+        device="cpu",
+        dtype="float32",
+        num_parameters=0,  # the weights live inside the graph
+        message=f"ONNX export {path.name} in onnxruntime ({threads})",
+    )
+    return RestorationPipeline(backend, info=info, config=config)
+
+
+def _profile_references(args, pipe, refs: list[Path]):
+    """Build and save (--save-profile) or load (--profile) a person profile; its references for the run."""
+    from psp_hub.profiles import PersonProfile
+
+    if args.save_profile:
+        profile = PersonProfile.build(pipe, [str(r) for r in refs], name=Path(args.save_profile).stem)
+        profile.save(args.save_profile)
+        print(f"profile: saved {args.save_profile}", file=sys.stderr)
+    else:
+        profile = PersonProfile.load(args.profile, pipe.model)
+        print(f"profile: {args.profile}", file=sys.stderr)
+    for d in profile.dropped:
+        print(f"warning: reference {d['reference']} left out: {d['reason']}", file=sys.stderr)
+    if profile.reencoded:
+        print(f"note: {profile.reencoded}", file=sys.stderr)
+    print(f"references: {len(profile.sources)} from the profile ({', '.join(profile.sources)})", file=sys.stderr)
+    return profile.reference_set(pipe)
+
+
+def _references(args, pipe, refs: list[Path]):
+    """The run's references: a person profile's (built or loaded), else the --ref photos prepared once."""
+    if args.save_profile or args.profile:
+        return _profile_references(args, pipe, refs)
+    return _prepare_references(pipe, refs)
 
 
 def _prepare_references(pipe, refs: list[Path]):
@@ -232,16 +341,61 @@ class _Run:
                 tqdm.write(f"warning: {photo.name}: {w}", file=sys.stderr)
 
 
+def _restore_video(args, pipe, refset) -> int:
+    """Restore one video into --out (H.264, audio copied); refuse clips over --max-frames."""
+    import av
+
+    from psp_hub.video import VideoConfig, restore_video
+
+    src, dst = Path(args.inputs[0]), Path(args.out)
+    if dst.exists() and not args.overwrite:
+        print(f"error: {dst} exists (use --overwrite to replace it)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = restore_video(pipe, src, dst, refset, VideoConfig(max_frames=args.max_frames, progress=not args.quiet))
+    except (ValueError, OSError, av.FFmpegError) as exc:
+        print(f"error: {src}: {exc}", file=sys.stderr)
+        return EXIT_FAILED_INPUTS
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(
+        f"done: {report.frames} frames, {report.faces_restored} faces in {report.tracks} tracks "
+        f"({report.personalized_tracks} with the references), audio {'copied' if report.audio_copied else 'none'}, "
+        f"{report.frames_per_second:.2f} frames/s in {report.seconds:.1f} s -> {dst}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _restore_photos(args, pipe, refset, photos, failures: int, t0: float) -> int:
+    """Restore every photo, report and skip bad files; the exit code."""
+    from tqdm import tqdm
+
+    run = _Run(args, pipe, refset)
+    run.failures = failures
+    t_photos = time.perf_counter()
+    bar = tqdm(photos, unit="photo", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    for photo, stem in bar:
+        bar.set_postfix_str(photo.name[:30])
+        run.photo(photo, stem)
+    bar.close()
+    print(
+        f"done: {run.ok} restored, {run.failures} failed, in {time.perf_counter() - t0:.1f} s "
+        f"({(time.perf_counter() - t_photos) / max(len(photos), 1):.2f} s/photo after loading) -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK if run.failures == 0 else EXIT_FAILED_INPUTS
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some inputs failed, 2 usage/model error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        print(f"error: --out {out_dir} exists and is not a folder", file=sys.stderr)
+    problem = usage_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    video = bool(args.inputs) and is_video_path(args.inputs[0])
     try:
-        from tqdm import tqdm
-
         from psp_hub.pipeline import ModelLoadError
 
         try:
@@ -253,32 +407,28 @@ def main(argv: list[str] | None = None) -> int:
         refs, ref_problems = _reference_files(args.ref)
         for msg in problems + ref_problems:
             print(f"error: {msg}", file=sys.stderr)
-        if not photos:
+        if args.inputs and not photos:
             print("error: no photos to restore", file=sys.stderr)
             return EXIT_USAGE
         t0 = time.perf_counter()
         try:
             pipe = _load_pipeline(args, config)
-        except (ModelLoadError, FileNotFoundError, RuntimeError) as exc:
+            refset = _references(args, pipe, refs)
+        except (ModelLoadError, FileNotFoundError, RuntimeError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        run = _Run(args, pipe, _prepare_references(pipe, refs))
-        run.failures = len(problems)
-        bar = tqdm(photos, unit="photo", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-        for photo, stem in bar:
-            bar.set_postfix_str(photo.name[:30])
-            run.photo(photo, stem)
-        bar.close()
-        print(
-            f"done: {run.ok} restored, {run.failures} failed, in {time.perf_counter() - t0:.1f} s -> {out_dir}",
-            file=sys.stderr,
-        )
+        if not args.inputs:
+            code = EXIT_OK
+        elif video:
+            code = _restore_video(args, pipe, refset)
+        else:
+            code = _restore_photos(args, pipe, refset, photos, len(problems), t0)
         if not pipe.info.trained:
             print(
                 "NOTE: these outputs come from an UNTRAINED model (random weights), not a real restoration.",
                 file=sys.stderr,
             )
-        return EXIT_OK if run.failures == 0 else EXIT_FAILED_INPUTS
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.cli import main
 from psp_hub.imageio import load_image
+from tests.model_helpers import make_live
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,93 @@ def test_fidelity_large_faces_and_identity_margin_options(tmp_path, samples, tin
     assert abs(load_image(tmp_path / "o" / "010582.png").astype(float) - load_image(photo).astype(float)).mean() < 0.5
     code, err = run([photo, "--out", tmp_path / "o2", "--fidelity", "2"], capsys)
     assert code == 2 and "fidelity" in err
+
+
+# -- person profiles, video, ONNX backend ----------------------------------------------------------
+
+
+def test_save_a_profile_then_restore_a_folder_with_it(photo_dir, tmp_path, samples, tiny_model, capsys, monkeypatch):
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
+    profile = tmp_path / "alice.psp"
+    code, err = run(["--save-profile", profile, "--ref", *refs, "--quiet"], capsys)
+    assert code == 0 and profile.is_file() and f"profile: saved {profile}" in err
+    assert "references: 3 from the profile (000131.jpg, 006383.jpg, 008575.jpg)" in err
+    (photo_dir / "broken.png").unlink()
+    out = tmp_path / "album"
+    code, err = run([photo_dir, "--profile", profile, "--out", out, "--report", "--quiet", "--upscale", "1"], capsys)
+    assert code == 0 and "done: 2 restored, 0 failed" in err and "s/photo" in err
+    assert "re-encoded" not in err  # same model: the stored cache is used as it is
+    person = json.loads((out / "person.json").read_text())
+    assert person["faces"][0]["references_used"] == [r.name for r in refs]
+    assert person["reference_encodings_computed"] == 0  # the profile paid for the references once
+    code, err = run([photo_dir, "--profile", profile, "--ref", refs[0], "--out", out], capsys)
+    assert code == 2 and "--profile replaces --ref" in err
+    code, err = run(["--save-profile", tmp_path / "x.psp"], capsys)
+    assert code == 2 and "--save-profile needs the reference photos" in err
+
+
+def test_a_profile_from_another_model_is_re_encoded(tmp_path, samples, tiny_model, capsys, monkeypatch):
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    make_live(PSPGAN(tiny_config(64)), seed=5).save_pretrained(other)
+    refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:2]
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    assert run(["--save-profile", tmp_path / "p.psp", "--ref", *refs, "--quiet"], capsys)[0] == 0
+    args = [photo, "--profile", tmp_path / "p.psp", "--model", other, "--out", tmp_path / "o", "--quiet"]
+    code, err = run(args + ["--upscale", "1"], capsys)
+    assert code == 0 and "re-encoded from its crops" in err
+
+
+def test_a_video_is_restored_with_a_profile(tmp_path, tiny_model, capsys, monkeypatch):
+    from psp_hub.pipeline import RestorationPipeline
+    from psp_hub.profiles import PersonProfile
+    from psp_hub.video import probe
+    from tests.test_video import FIXTURES, FRAMES, make_clip
+
+    monkeypatch.setenv("PSP_MODEL", str(tiny_model))
+    person = json.loads((FIXTURES / "index.json").read_text())[0]
+    clip = make_clip(
+        tmp_path / "clip.mp4", np.asarray(Image.open(FIXTURES / f"{person['target']}.webp").convert("RGB"))
+    )
+    # the fixtures are aligned crops: built with aligned=True as tests/test_video.py does (the CLI detects and
+    # re-aligns --ref photos, which measured identity 0.57 to this clip's track, under the gate: restored blind)
+    pipe = RestorationPipeline.from_pretrained(str(tiny_model), device="cpu")
+    refs = [FIXTURES / f"{r}.webp" for r in person["references"]]
+    PersonProfile.build(pipe, refs, name="p", aligned=True).save(tmp_path / "p.psp")
+    out = tmp_path / "restored.mp4"
+    code, err = run([clip, "--profile", tmp_path / "p.psp", "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    assert f"done: {FRAMES} frames, {FRAMES} faces in 1 tracks (1 with the references), audio copied" in err
+    assert "frames/s" in err and "re-encoded" not in err
+    src, dst = probe(clip), probe(out)
+    assert (dst.frames, dst.width, dst.height, dst.has_audio) == (src.frames, src.width, src.height, True)
+    code, err = run([clip, "--profile", tmp_path / "p.psp", "--out", out, "--quiet"], capsys)
+    assert code == 2 and "exists (use --overwrite" in err
+    code, err = run([clip, "--out", tmp_path / "short.mp4", "--max-frames", "10", "--quiet"], capsys)
+    assert code == 1 and f"{FRAMES} frames" in err and "limit is 10 frames" in err
+    assert not (tmp_path / "short.mp4").exists()
+    code, err = run([clip, "--out", tmp_path / "folder"], capsys)
+    assert code == 2 and "--out must be a video file" in err
+
+
+def test_the_onnxruntime_backend_restores_like_pytorch(tmp_path, samples, capsys):
+    from psp_hub.export_onnx import export_model
+
+    torch.manual_seed(0)
+    model = make_live(PSPGAN(tiny_config(64)), seed=1).eval()
+    model.save_pretrained(tmp_path / "m")
+    onnx_path = export_model(model, tmp_path / "m.onnx", 3, cached=True).restore
+    refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:2]
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    common = ["--ref", *refs, "--only-faces", "--quiet", "--upscale", "1"]
+    code, err = run([photo, "--model", tmp_path / "m", "--out", tmp_path / "pt", *common], capsys)
+    assert code == 0, err
+    args = [photo, "--backend", "onnxruntime", "--model", onnx_path, "--threads", "1", "--out", tmp_path / "ort"]
+    code, err = run(args + common, capsys)
+    assert code == 0 and "in onnxruntime (1 threads)" in err and "references: 2 usable of 2" in err
+    a, b = (load_image(tmp_path / d / "010582_faces" / "face_00.png").astype(int) for d in ("pt", "ort"))
+    assert np.abs(a - b).max() <= 1  # fp32 graphs agree to ~1e-6 (tests/test_export_onnx.py): one level of rounding
+    code, err = run([photo, "--backend", "onnxruntime", "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "needs --model X.onnx" in err

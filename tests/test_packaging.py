@@ -30,7 +30,7 @@ ENTRIES = {
 # Import names whose distribution the environment cannot tell (wheels that install a bare extension module).
 DISTRIBUTION_OF = {"dlib": "dlib-bin", "cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow"}
 # Declared for what they do at run time without being imported by name.
-RUNTIME_ONLY = {"tensorboard"}  # accelerate's log_with="tensorboard"
+RUNTIME_ONLY = {"tensorboard", "onnxscript"}  # accelerate's log_with="tensorboard"; torch.onnx.export(dynamo=True)
 
 
 def normalise(name: str) -> str:
