@@ -497,18 +497,23 @@ def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_pa
     assert last["steps_this_run"] == 2 and 0 <= last["data_wait_share"] < 1
 
 
-def test_the_256_prior_starts_from_the_bundled_128_decoder(tmp_path):
-    """prior-256's init_from (checkpoints/psp-gan-128): every 4-128 px layer of its StyleGAN2 decoder loads, the
-    256 px conv pair, to-RGB and noise start fresh, nothing is dropped, and the EMA starts from the loaded weights."""
+def test_the_256_prior_warm_starts_from_a_128_prior_export(tmp_path):
+    """prior-256's init_from (a 128 px prior export; here the bundled model's decoder saved as one): every 4-128 px
+    layer loads, the 256 px conv pair, to-RGB and noise start fresh, nothing is dropped, and the EMA starts from the
+    loaded weights. A PSP-GAN folder gives the same tensors (its `generator.` decoder)."""
+    from safetensors.torch import save_file
+
+    bundled = str(ROOT / "checkpoints" / "psp-gan-128")
+    source = PSPGAN.from_pretrained(bundled).generator.state_dict()
+    assert prior_state_dict(bundled).keys() == source.keys()
+    export = tmp_path / "prior-128-export"
+    export.mkdir()
+    save_file({k: v.contiguous() for k, v in source.items()}, str(export / PRIOR_FILE))
     cfg = TrainConfig.from_yaml(
         ROOT / "train" / "configs" / "prior-256.yaml",
-        [f"output_dir={tmp_path}", "mixed_precision='no'", "tracker=none"],
+        [f"output_dir={tmp_path / 'run'}", "mixed_precision='no'", "tracker=none", f"init_from={export}"],
     )
-    source = PSPGAN.from_pretrained(str(ROOT / cfg.init_from)).generator.state_dict()
-    assert prior_state_dict(str(ROOT / cfg.init_from)).keys() == source.keys()
-    stage = make_stage(
-        cfg.__class__.from_dict({**cfg.to_dict(), "init_from": str(ROOT / cfg.init_from)}), Accelerator(cpu=True)
-    )
+    stage = make_stage(cfg, Accelerator(cpu=True))
     g = stage.raw_generator.state_dict()
     new = sorted(set(g) - set(source))
     assert new and all(k.startswith(("style_convs.10.", "style_convs.11.", "to_rgbs.5.", "noises.noise1")) for k in new)

@@ -15,8 +15,8 @@ if [ -f data/sharp256/README.md ]; then d256=data/sharp256; else d256=$d128; fi
 echo "256 px data: $d256"
 B=.baseline/train/configs
 at256="model.out_size=256 data.out_size=256"
-init=""  # prior-256 warm-starts from the bundled model's decoder; without its weights here, from scratch (same speed)
-[ -f checkpoints/psp-gan-128/model.safetensors ] || init="init_from=null"
+init=""  # prior-256 warm-starts from the 128 px prior's export; without one here, from scratch (the same speed)
+[ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
 NAME=prior-128 NEW="--config train/configs/prior-128.yaml data.path=$d128" \
   OLD="--config $B/prior-128.yaml data.path=$d128" bash train/device/compare_speed.sh
 NAME=psp-128 NEW="--config train/configs/psp-128.yaml prior_path=null data.path=$d128" \
