@@ -1,4 +1,5 @@
-"""PSP-GAN demo (Gradio Space): restore the faces in a photo, guided by reference photos of the same person.
+"""PSP-GAN demo (Gradio Space): restore the faces in a photo or a short video, guided by reference photos of the
+same person or by a person profile built from them once (downloadable, and uploadable instead of the photos).
 
 Runs unchanged on a ZeroGPU Space (`@spaces.GPU`), on a GPU box and on CPU. The model loads once at start from
 `PSP_MODEL` (Hub id or folder) or the bundled `checkpoints/psp-gan-128`; without trained weights the page says
@@ -28,9 +29,12 @@ import torch
 from gradio.data_classes import ListFiles
 from gradio.route_utils import delete_files_created_by_app
 from gradio.utils import get_upload_folder
+from safetensors import SafetensorError
 
 from psp_hub.imageio import ImageLoadError, load_image, save_image
 from psp_hub.pipeline import NoFaceError, PipelineConfig, PipelineError, RestorationPipeline
+from psp_hub.profiles import PersonProfile
+from psp_hub.video import VideoConfig, estimate_seconds, probe, restore_video
 
 log = logging.getLogger("psp_gan.app")
 HERE = Path(__file__).resolve().parent
@@ -59,6 +63,8 @@ class AppConfig:
     delete_after_s: int = _env_int("PSP_DELETE_AFTER", 3600)  # uploads and results are deleted after this age (keep
     # it above the longest queue wait: an upload still waiting in the queue is not exempt)
     cache_examples: bool = os.environ.get("PSP_CACHE_EXAMPLES", "1") not in ("0", "false", "False")
+    max_video_frames: int = _env_int("PSP_MAX_VIDEO_FRAMES", 300)  # longer clips are refused (10 s at 30 frames/s)
+    video_gpu_duration: int = _env_int("PSP_VIDEO_GPU_DURATION", 120)  # ZeroGPU seconds reserved per video
 
     @property
     def delete_every_s(self) -> int:
@@ -82,6 +88,8 @@ LARGE_FACE_CHOICES = [
     ("Leave them untouched", "keep"),
 ]
 DEFAULTS = PipelineConfig()  # the pipeline's own defaults (one source of truth for the page and the API)
+ON_GPU = INFO.device.startswith("cuda") or bool(os.environ.get("SPACES_ZERO_GPU"))
+VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".webm", ".avi"]  # as psp-restore (psp_hub.cli.VIDEO_SUFFIXES)
 
 
 class UserInputError(Exception):
@@ -193,14 +201,32 @@ def _status_markdown(result, notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _reference_set(references: list[str], profile: PersonProfile | None):
+    """The request's references: the profile's (encoded once, re-encoded if built by another model), else the photos."""
+    if profile is not None:
+        return profile.reference_set(PIPE)
+    return PIPE.prepare_references(references, names=[Path(p).name for p in references])
+
+
+def _load_profile(files) -> PersonProfile | None:
+    """The uploaded person profile (read on the CPU, before any GPU is attached), or None."""
+    paths = _paths(files)
+    if not paths:
+        return None
+    try:
+        return PersonProfile.load(paths[0])
+    except (SafetensorError, ValueError, OSError) as exc:  # not safetensors at all, or not a profile
+        raise UserInputError(f"{Path(paths[0]).name} is not a PSP-GAN person profile ({exc}).", "Bad profile") from None
+
+
 @spaces.GPU(duration=APP.gpu_duration)
-def _run_pipeline(photo: str, references: list[str], config: PipelineConfig):
-    """The GPU part: references and photo through the pipeline (ZeroGPU attaches a GPU for this call only).
+def _run_pipeline(photo: str, references: list[str], config: PipelineConfig, profile: PersonProfile | None = None):
+    """The GPU part: references (or a profile) and photo through the pipeline (ZeroGPU attaches a GPU for this call).
 
     Returns only picklable CPU data (ZeroGPU sends results back from a worker process): the result and the
     aligned references as (name, image) pairs.
     """
-    refset = PIPE.prepare_references(references, names=[Path(p).name for p in references])
+    refset = _reference_set(references, profile)
     result = PIPE.restore(photo, refset, config=config)
     return result, [(r.name, r.aligned) for r in refset.references if r.aligned is not None]
 
@@ -251,18 +277,29 @@ def _pipeline_config(
     )
 
 
-def _request_files(photo, references) -> tuple[str, list[str], list[str]]:
+def _request_files(photo, references, profile: PersonProfile | None = None) -> tuple[str, list[str], list[str]]:
     """The photo path, the reference paths (cut to the limit) and the notes about them."""
     photo_paths = _paths(photo)
     if not photo_paths:
         raise UserInputError("Please upload a photo to restore.", "No photo")
+    return photo_paths[0], *_reference_files(references, profile)
+
+
+def _reference_files(references, profile: PersonProfile | None) -> tuple[list[str], list[str]]:
+    """The reference paths (cut to the limit, none with a profile) and the notes about them."""
     refs, notes = _paths(references), []
+    if profile is not None:
+        names = ", ".join(profile.sources)
+        notes.append(f"Person profile '{profile.name}': {len(profile.sources)} reference(s) ({names}).")
+        if refs:
+            notes.append("A person profile was given: the reference photos were not used.")
+        return [], notes
     if len(refs) > REFERENCE_LIMIT:
         notes.append(f"You gave {len(refs)} reference photos; only the first {REFERENCE_LIMIT} were used.")
         refs = refs[:REFERENCE_LIMIT]
     if not refs:
         notes.append("No reference photos: blind restoration (the model sees only the photo).")
-    return photo_paths[0], refs, notes
+    return refs, notes
 
 
 def _faces_caption(face) -> str:
@@ -304,13 +341,14 @@ def _write_outputs(result, photo: str, source: np.ndarray, aligned_refs) -> tupl
     return slider, str(download), faces_gallery, [str(p) for p in faces_png], refs_gallery
 
 
-def _restore(photo, references, options: tuple, request: gr.Request | None) -> tuple[tuple, list[str]]:
+def _restore(photo, references, options: tuple, request: gr.Request | None, profile=None) -> tuple[tuple, list[str]]:
     """Run one request; returns the page's outputs and the warnings to show. Errors become gr.Error."""
     started = time.perf_counter()
     try:
-        photo_path, refs, notes = _request_files(photo, references)
+        loaded = _load_profile(profile)
+        photo_path, refs, notes = _request_files(photo, references, loaded)
         source = load_image(photo_path, max_pixels=APP.max_pixels)  # read now: the upload may be swept later
-        result, aligned_refs = _run_pipeline(photo_path, refs, _pipeline_config(*options))
+        result, aligned_refs = _run_pipeline(photo_path, refs, _pipeline_config(*options), loaded)
         files = _write_outputs(result, photo_path, source, aligned_refs)
         report = dict(result.report, app_seconds=round(time.perf_counter() - started, 3), app_notes=notes)
         outputs = (*files, _status_markdown(result, notes), report)
@@ -355,9 +393,11 @@ def restore(
     fidelity=DEFAULTS.fidelity,
     large_faces=DEFAULTS.large_faces,
     identity_margin=DEFAULTS.identity_margin,
+    profile=None,
     request: gr.Request = None,
 ):
-    """Restore the faces in `photo` with the reference photos (optional; one file or a list); API: /restore.
+    """Restore the faces in `photo` with the reference photos (optional; one file or a list) or a person profile
+    (a .psp file from /build_profile or `psp-restore --save-profile`, used instead of the photos); API: /restore.
 
     Returns the before/after previews, the restored photo (PNG), the faces gallery, the restored faces (PNG, full
     size), the references as the model sees them, the status text and the JSON report.
@@ -374,10 +414,126 @@ def restore(
         large_faces,
         identity_margin,
     )
-    outputs, warnings = _restore(photo, references, options, request)
+    outputs, warnings = _restore(photo, references, options, request, profile)
     for w in warnings:
         gr.Warning(w)
     return outputs
+
+
+def _guarded(work, title: str, request: gr.Request | None):
+    """Run `work()`; expected user errors become a one-line log and a gr.Error, anything else a logged traceback."""
+    try:
+        return work()
+    except UserInputError as exc:
+        log.warning("refused: %s", exc)
+        raise _fail(str(exc), exc.title, request) from None
+    except (ImageLoadError, NoFaceError, PipelineError, ValueError) as exc:
+        log.warning("refused: %s: %s", type(exc).__name__, exc)
+        raise _fail(str(exc), title, request) from None
+    except torch.OutOfMemoryError:
+        log.warning("refused: out of memory")
+        raise _fail("The server ran out of memory; try a shorter or smaller input.", "Out of memory", request) from None
+    except Exception:
+        log.exception("%s failed", title)
+        raise _fail("Something went wrong; the details are in the server log.", "Unexpected error", request) from None
+    finally:
+        _release_memory()
+
+
+@spaces.GPU(duration=APP.gpu_duration)
+def _build_profile(references: list[str]) -> PersonProfile:
+    """The GPU part of a profile: prepare and encode the references once (returned on the CPU, picklable)."""
+    profile = PersonProfile.build(PIPE, references, name="profile", names=[Path(p).name for p in references])
+    profile.cache = profile.cache.to("cpu")
+    return profile
+
+
+def build_profile(references=None, request: gr.Request = None):
+    """A person profile (.psp) from the reference photos, to upload later instead of them; API: /build_profile.
+
+    Returns the profile file and a summary of the references it kept and dropped.
+    """
+
+    def work():
+        refs, notes = _reference_files(references, None)
+        if not refs:
+            raise UserInputError("Please upload reference photos of the person to build a profile.", "No references")
+        profile = _build_profile(refs)
+        path = profile.save(OUT_ROOT / uuid.uuid4().hex / "profile.psp")
+        lines = [f"Profile with **{len(profile.sources)}** reference(s): {', '.join(profile.sources)}."]
+        lines += [f"- left out {d['reference']}: {d['reason']}" for d in profile.dropped]
+        lines += [f"- {n}" for n in notes if not n.startswith("No reference")]
+        return str(path), "\n".join(lines)
+
+    return _guarded(work, "Cannot build a profile", request)
+
+
+def _video_path(video) -> str:
+    """The uploaded video's path, checked against the length cap (the message says the limit in seconds too)."""
+    paths = _paths(video)
+    if not paths:
+        raise UserInputError("Please upload a video to restore.", "No video")
+    if Path(paths[0]).suffix.lower() not in VIDEO_TYPES:
+        raise UserInputError(f"Videos must be one of {', '.join(VIDEO_TYPES)}.", "Not a video")
+    info = probe(paths[0])
+    if info.frames > APP.max_video_frames:
+        raise UserInputError(
+            f"This clip has {info.frames} frames ({info.duration_s:.1f} s); this Space restores at most "
+            f"{APP.max_video_frames} frames ({APP.max_video_frames / info.fps:.1f} s at {info.fps:g} frames/s). "
+            "Trim it first, or run `psp-restore video.mp4 --out restored.mp4` on your own machine.",
+            "Video too long",
+        )
+    return paths[0]
+
+
+def check_video(video, request: gr.Request = None) -> str:
+    """What the uploaded clip is, whether it fits the cap, and on CPU about how long it would take; API: /check_video."""
+
+    def work():
+        path = _video_path(video)
+        info = probe(path)
+        text = (
+            f"{info.frames} frames, {info.duration_s:.1f} s at {info.fps:g} frames/s, {info.width} x {info.height}, "
+            f"{'with' if info.has_audio else 'no'} audio."
+        )
+        if not ON_GPU:
+            seconds = estimate_seconds(PIPE, path)
+            text += f" **No GPU here: this would take about {seconds / 60:.1f} min ({seconds:.0f} s) on this CPU.**"
+        return text
+
+    return _guarded(work, "Cannot use this video", request)
+
+
+@spaces.GPU(duration=APP.video_gpu_duration)
+def _run_video(src: str, dst: Path, references: list[str], profile: PersonProfile | None):
+    """The GPU part of a video: references once, then every frame's tracked faces (returns the report)."""
+    refset = _reference_set(references, profile) if references or profile is not None else None
+    return restore_video(PIPE, src, dst, refset, VideoConfig(max_frames=APP.max_video_frames, progress=False))
+
+
+def restore_clip(video, references=None, profile=None, request: gr.Request = None):
+    """Restore the faces of a short video with reference photos or a person profile; API: /restore_video.
+
+    Returns the restored video (MP4, the audio copied), the status text and the report.
+    """
+
+    def work():
+        path = _video_path(video)
+        loaded = _load_profile(profile)
+        refs, notes = _reference_files(references, loaded)
+        out = OUT_ROOT / uuid.uuid4().hex / f"{Path(path).stem[:40] or 'video'}_restored.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = _run_video(path, out, refs, loaded)
+        summary = (
+            f"Restored **{report.faces_restored}** face(s) in {report.frames} frames ({report.tracks} track(s), "
+            f"{report.personalized_tracks} with the references) at {report.frames_per_second:.2f} frames/s; "
+            f"audio {'copied' if report.audio_copied else 'none'}."
+        )
+        notes = notes + report.warnings
+        details = dict(vars(report), frames_per_second=round(report.frames_per_second, 3), notes=notes)
+        return str(out), "\n".join([summary] + [f"- {n}" for n in notes]), details
+
+    return _guarded(work, "Cannot restore this video", request)
 
 
 def restore_example(photo, references, photo_thumbnail=None, reference_thumbnails=None, request: gr.Request = None):
@@ -473,6 +629,12 @@ def _input_column() -> dict:
         elem_id="reference-input",
     )
     c["references"].data_model = OneOrManyFiles
+    c["profile"] = gr.File(
+        label="Person profile (.psp), instead of reference photos",
+        file_count="single",
+        type="filepath",
+        elem_id="profile-input",
+    )
     with gr.Accordion("Options", open=False):
         c["faces"] = gr.Radio(FACE_CHOICES, value="all", label="Faces to restore")
         c["upscale"] = gr.Slider(1, 4, value=2, step=0.5, label="Upscale factor (whole photo)")
@@ -555,8 +717,42 @@ def _footer() -> str:
     )
 
 
+def _profile_tab() -> None:
+    """Build a person profile from reference photos and download it (/build_profile)."""
+    gr.Markdown(
+        "Prepare and encode the reference photos **once**: download the profile and upload it later instead of the "
+        "photos (in the Photo and Video tabs, or `psp-restore --profile`)."
+    )
+    refs = gr.File(label="Reference photos of the person", file_count="multiple", type="filepath")
+    refs.data_model = OneOrManyFiles
+    button = gr.Button("Build the profile", elem_id="profile-button")
+    out = gr.File(label="Person profile (.psp)", elem_id="profile-download")
+    summary = gr.Markdown(label="Profile", elem_id="profile-summary")
+    button.click(build_profile, refs, [out, summary], api_name="build_profile", concurrency_limit=APP.concurrency)
+
+
+def _video_tab() -> None:
+    """Restore a short video with references or a profile (/restore_video); the upload is checked first."""
+    where = "on the GPU" if ON_GPU else "**on this CPU, slowly**: the time is estimated when you upload"
+    gr.Markdown(f"Short clips only (at most {APP.max_video_frames} frames); restored {where}.")
+    video = gr.File(label="Video to restore", file_count="single", type="filepath", elem_id="video-input")
+    info = gr.Markdown(label="Video", elem_id="video-info")
+    refs = gr.File(label="Reference photos of the person", file_count="multiple", type="filepath")
+    refs.data_model = OneOrManyFiles
+    profile = gr.File(label="Person profile (.psp), instead of reference photos", file_count="single", type="filepath")
+    button = gr.Button("Restore the video", variant="primary", elem_id="video-button")
+    out = gr.File(label="Restored video (MP4)", elem_id="video-download")
+    status = gr.Markdown(label="Status", elem_id="video-status")
+    with gr.Accordion("Report", open=False):
+        report = gr.JSON(label="Report", elem_id="video-report")
+    video.upload(check_video, video, info, api_name="check_video", show_progress="minimal")
+    button.click(
+        restore_clip, [video, refs, profile], [out, status, report], api_name="restore_video", concurrency_limit=1
+    )
+
+
 def build_demo() -> gr.Blocks:
-    """The page: inputs and options on the left, before/after, faces, references and report on the right."""
+    """The page: a Photo tab (inputs and options left, results right), a Profile tab and a Video tab."""
     with gr.Blocks(
         title="PSP-GAN: personalised face restoration",
         analytics_enabled=False,
@@ -564,37 +760,48 @@ def build_demo() -> gr.Blocks:
     ) as demo:
         gr.Markdown("# PSP-GAN — personalised face restoration", elem_id="psp-title")
         gr.HTML(_model_banner())
-        gr.Markdown(DESCRIPTION)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
-                c = _input_column()
-            with gr.Column(scale=2):
-                outputs = _output_column()
-        inputs = [
-            c[k]
-            for k in (
-                "photo",
-                "references",
-                "faces",
-                "upscale",
-                "strength",
-                "drop",
-                "reference_faces",
-                "aligned",
-                "only_faces",
-                "fidelity",
-                "large_faces",
-                "identity_margin",
-            )
-        ]
-        c["photo"].change(
-            preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False, show_progress="hidden"
-        )
-        event = c["run"].click(restore, inputs, outputs, api_name="restore", concurrency_limit=APP.concurrency)
-        event.failure(show_failure, None, outputs, api_name=False, show_progress="hidden")
-        _add_examples(c, outputs)
+        with gr.Tab("Photo"):
+            _photo_tab()
+        with gr.Tab("Person profile"):
+            _profile_tab()
+        with gr.Tab("Video"):
+            _video_tab()
         gr.Markdown(_footer())
     return demo
+
+
+def _photo_tab() -> None:
+    """Inputs and options on the left, before/after, faces, references and report on the right (/restore)."""
+    gr.Markdown(DESCRIPTION)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            c = _input_column()
+        with gr.Column(scale=2):
+            outputs = _output_column()
+    inputs = [
+        c[k]
+        for k in (
+            "photo",
+            "references",
+            "faces",
+            "upscale",
+            "strength",
+            "drop",
+            "reference_faces",
+            "aligned",
+            "only_faces",
+            "fidelity",
+            "large_faces",
+            "identity_margin",
+            "profile",
+        )
+    ]
+    c["photo"].change(
+        preview_photo, c["photo"], [c["preview"], c["photo_info"]], api_name=False, show_progress="hidden"
+    )
+    event = c["run"].click(restore, inputs, outputs, api_name="restore", concurrency_limit=APP.concurrency)
+    event.failure(show_failure, None, outputs, api_name=False, show_progress="hidden")
+    _add_examples(c, outputs)
 
 
 demo = build_demo()

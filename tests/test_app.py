@@ -3,6 +3,7 @@ identical concurrent calls all succeed, and results and uploads are deleted afte
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -82,7 +84,9 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("app")
-    proc, url = start_app(tmp, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_MAX_REFERENCE_UPLOADS="4")
+    proc, url = start_app(
+        tmp, tiny_model, PSP_CACHE_EXAMPLES="0", PSP_MAX_REFERENCE_UPLOADS="4", PSP_MAX_VIDEO_FRAMES="30"
+    )
     yield url, tmp / "app.log"
     stop_app(proc)
 
@@ -121,7 +125,12 @@ def test_every_output_and_parameter_is_named_and_references_are_optional(client)
     assert len(labels) == 7 and not any(label.startswith("value_") for label in labels), labels
     params = {p["parameter_name"]: p for p in info["parameters"]}
     assert params["references"]["parameter_has_default"] and not params["photo"]["parameter_has_default"]
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/restore"]
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert list(endpoints) == ["/restore", "/build_profile", "/check_video", "/restore_video"]
+    assert params["profile"]["parameter_has_default"]
+    for name, count in [("/build_profile", 2), ("/restore_video", 3)]:
+        labels = [r["label"] for r in endpoints[name]["returns"]]
+        assert len(labels) == count and not any(label.startswith("value_") for label in labels), labels
 
 
 def test_references_may_be_left_out_or_given_as_one_file(client, samples):
@@ -318,3 +327,66 @@ def test_fidelity_one_keeps_the_photo_and_the_new_options_reach_the_pipeline(cli
             0.05,
             api_name="/restore",
         )
+
+
+# -- person profiles and video ---------------------------------------------------------------------
+
+
+def test_a_downloaded_profile_restores_instead_of_the_references(client, samples, app_server, tmp_path):
+    refs = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))[:3]
+    profile, summary = client.predict([handle_file(str(r)) for r in refs], api_name="/build_profile")
+    assert Path(profile).name == "profile.psp" and "**3** reference(s)" in summary
+    photo = samples / "references" / "celeba_7222" / "010582.jpg"
+    *_, references, status, report = client.predict(
+        handle_file(str(photo)), None, *ARGS, profile=handle_file(profile), api_name="/restore"
+    )
+    assert report["faces"][0]["references_used"] == [r.name for r in refs]
+    assert report["reference_encodings_computed"] == 0  # encoded once, when the profile was built
+    assert len(references) == 3 and "Person profile" in status
+    (tmp_path / "fake.psp").write_bytes(b"not a profile at all")
+    with pytest.raises(AppError, match="not a PSP-GAN person profile"):
+        client.predict(
+            handle_file(str(photo)), None, *ARGS, profile=handle_file(str(tmp_path / "fake.psp")), api_name="/restore"
+        )
+    with pytest.raises(AppError, match="upload reference photos"):
+        client.predict(None, api_name="/build_profile")
+    refused = [line for line in app_server[1].read_text().splitlines() if "refused:" in line]
+    assert any("not a PSP-GAN person profile" in line for line in refused)
+
+
+def _plain_clip(path: Path, frames: int) -> Path:
+    """A faceless grey clip: enough for the length checks (only its frame count is read)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="rgb24")
+            frame.pts = i
+            c.mux(vs.encode(frame))
+        c.mux(vs.encode())
+    return path
+
+
+def test_video_tab_estimates_restores_and_refuses_long_clips(client, tmp_path):
+    from PIL import Image
+
+    from psp_hub.video import probe
+    from tests.test_video import FIXTURES, FRAMES, make_clip
+
+    person = json.loads((FIXTURES / "index.json").read_text())[0]
+    clip = make_clip(
+        tmp_path / "clip.mp4", np.asarray(Image.open(FIXTURES / f"{person['target']}.webp").convert("RGB"))
+    )
+    info = client.predict(handle_file(str(clip)), api_name="/check_video")
+    assert f"{FRAMES} frames" in info and "with audio" in info
+    assert "No GPU here: this would take about" in info  # the test server runs on the CPU
+    video, status, report = client.predict(handle_file(str(clip)), None, None, api_name="/restore_video")
+    out = probe(video)
+    assert (out.frames, out.width, out.height, out.has_audio) == (FRAMES, 256, 192, True)
+    assert report["frames"] == FRAMES and report["faces_restored"] == FRAMES and "audio copied" in status
+    long_clip = _plain_clip(tmp_path / "long.mp4", FRAMES + 1)
+    for api in ("/check_video", "/restore_video"):
+        with pytest.raises(AppError, match=f"{FRAMES + 1} frames .* at most {FRAMES} frames"):
+            client.predict(handle_file(str(long_clip)), api_name=api)
