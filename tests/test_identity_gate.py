@@ -45,20 +45,34 @@ def test_a_single_face_is_checked_against_the_threshold():
     assert small.receivers == [0] and "too small" in small.message
 
 
-@pytest.fixture(scope="module")
-def corpus():
-    spec = importlib.util.spec_from_file_location("identity_gate", ROOT / "benchmarks" / "identity_gate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    people = module.test_people()
-    owners = [p for p, files in people.items() if len(files) >= 4][:2]  # held-out people with >= 4 photos
-    strangers = [p for p, files in people.items() if p.startswith("lfw:") and len(files) == 1][:3]
-    return module, people, owners, strangers
+def _tile(face, tile=128 + 48, scale=1.5):
+    """Which corpus crop of bench.group_photo a detected face sits in (LFW crops may show a second, partial face)."""
+    return int(((face.box[0] + face.box[2]) / 2 / scale) // tile)
 
 
 @pytest.fixture(scope="module")
 def pipe():
     return RestorationPipeline.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus(pipe):
+    """Held-out people: the first two with >= 4 photos whose first photo the identity network itself recognises
+    (cosine to the centroid of the next three >= the threshold: how often that holds is the benchmark's
+    TAR, not this test's question), and three LFW people with one photo as strangers."""
+    spec = importlib.util.spec_from_file_location("identity_gate", ROOT / "benchmarks" / "identity_gate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    people = module.test_people()
+    owners = []
+    for person in (p for p, files in people.items() if len(files) >= 4):
+        e = pipe.identity.embed([load_image(f) for f in people[person][:4]])
+        if float(e[0] @ module.centroid(e[1:4])) >= T:
+            owners.append(person)
+        if len(owners) == 2:
+            break
+    strangers = [p for p, files in people.items() if p.startswith("lfw:") and len(files) == 1][:3]
+    return module, people, owners, strangers
 
 
 @pytest.mark.parametrize("slot", [0, 1])
@@ -69,9 +83,9 @@ def test_own_references_go_to_the_right_face_of_a_group_photo(corpus, pipe, slot
     faces = [load_image(people[s][0]) for s in strangers[:2]]
     faces.insert(slot * 2, load_image(files[0]))  # the person at the left, then at the right
     result = pipe.restore(bench.group_photo(faces), refs, only_faces=True)
-    by_x = sorted(result.faces, key=lambda f: f.box[0])
-    assert len(by_x) == 3
-    assert [i for i, f in enumerate(by_x) if f.references_used] == [slot * 2], result.warnings
+    assert {_tile(f) for f in result.faces} == {0, 1, 2}
+    own = max((f for f in result.faces if _tile(f) == slot * 2), key=lambda f: f.box[2] - f.box[0])
+    assert [f.index for f in result.faces if f.references_used] == [own.index], result.warnings
     gate_lines = [w for w in result.warnings if "faces:" in w or "no face was personalised" in w]
     assert len(gate_lines) == 1 and "only" in gate_lines[0]
 
@@ -81,5 +95,5 @@ def test_a_stranger_set_personalises_nobody(corpus, pipe):
     refs = pipe.prepare_references([load_image(f) for f in people[owners[0]][1:4]], aligned=True)
     photo = bench.group_photo([load_image(people[s][0]) for s in strangers])
     result = pipe.restore(photo, refs, only_faces=True)
-    assert len(result.faces) == 3 and all(not f.references_used for f in result.faces)
+    assert {_tile(f) for f in result.faces} == {0, 1, 2} and all(not f.references_used for f in result.faces)
     assert sum("no face was personalised" in w for w in result.warnings) == 1
