@@ -26,11 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psp_hub.face.paste import face_region  # noqa: E402
-from psp_hub.imageio import load_image  # noqa: E402
-from psp_hub.paths import samples_dir  # noqa: E402
-from psp_hub.pipeline import RestorationPipeline  # noqa: E402
-from psp_hub.pipeline.background import ResizeUpscaler, output_size  # noqa: E402
+from psp_hub.face.paste import face_region
+from psp_hub.imageio import load_image
+from psp_hub.paths import samples_dir
+from psp_hub.pipeline import RestorationPipeline
+from psp_hub.pipeline.background import ResizeUpscaler, output_size
 
 
 def sample_photos() -> list[Path]:
@@ -43,7 +43,7 @@ def sample_photos() -> list[Path]:
 def laplacian_variance(image: np.ndarray, box) -> float:
     """Variance of the Laplacian of the luma inside box (x0, y0, x1, y1), clipped to the image."""
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     luma = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
     return float(cv2.Laplacian(luma, cv2.CV_32F, ksize=3).var())
@@ -67,7 +67,7 @@ def grey_chroma(pipe: RestorationPipeline, image: np.ndarray) -> float:
     ycc = cv2.cvtColor(result.image, cv2.COLOR_RGB2YCrCb).astype(np.float32)
     worst = 0.0
     for f in result.faces:
-        x0, y0, x1, y1 = (int(round(v)) for v in f.box)
+        x0, y0, x1, y1 = (round(float(v)) for v in f.box)
         crop = ycc[max(0, y0):y1, max(0, x0):x1]
         worst = max(worst, float(np.abs(crop[..., 1:] - 128).sum(axis=2).mean()))
     return worst

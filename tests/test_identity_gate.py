@@ -45,11 +45,6 @@ def test_a_single_face_is_checked_against_the_threshold():
     assert small.receivers == [0] and "too small" in small.message
 
 
-def _tile(face, tile=128 + 48, scale=1.5):
-    """Which corpus crop of bench.group_photo a detected face sits in (LFW crops may show a second, partial face)."""
-    return int(((face.box[0] + face.box[2]) / 2 / scale) // tile)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return RestorationPipeline.from_pretrained(device="cpu")
@@ -83,8 +78,8 @@ def test_own_references_go_to_the_right_face_of_a_group_photo(corpus, pipe, slot
     faces = [load_image(people[s][0]) for s in strangers[:2]]
     faces.insert(slot * 2, load_image(files[0]))  # the person at the left, then at the right
     result = pipe.restore(bench.group_photo(faces), refs, only_faces=True)
-    assert {_tile(f) for f in result.faces} == {0, 1, 2}
-    own = max((f for f in result.faces if _tile(f) == slot * 2), key=lambda f: f.box[2] - f.box[0])
+    assert {bench.tile_of(f) for f in result.faces} == {0, 1, 2}
+    own = max((f for f in result.faces if bench.tile_of(f) == slot * 2), key=lambda f: f.box[2] - f.box[0])
     assert [f.index for f in result.faces if f.references_used] == [own.index], result.warnings
     gate_lines = [w for w in result.warnings if "faces:" in w or "no face was personalised" in w]
     assert len(gate_lines) == 1 and "only" in gate_lines[0]
@@ -95,5 +90,5 @@ def test_a_stranger_set_personalises_nobody(corpus, pipe):
     refs = pipe.prepare_references([load_image(f) for f in people[owners[0]][1:4]], aligned=True)
     photo = bench.group_photo([load_image(people[s][0]) for s in strangers])
     result = pipe.restore(photo, refs, only_faces=True)
-    assert {_tile(f) for f in result.faces} == {0, 1, 2} and all(not f.references_used for f in result.faces)
+    assert {bench.tile_of(f) for f in result.faces} == {0, 1, 2} and all(not f.references_used for f in result.faces)
     assert sum("no face was personalised" in w for w in result.warnings) == 1

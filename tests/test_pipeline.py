@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -19,8 +18,8 @@ from psp_hub.pipeline import (
     RestorationPipeline,
     load_restoration_model,
 )
-from psp_hub.pipeline.model_loading import bundled_model_dir
 from psp_hub.pipeline.background import output_size
+from psp_hub.pipeline.model_loading import bundled_model_dir
 
 
 @pytest.fixture(scope="module")

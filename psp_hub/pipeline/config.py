@@ -89,7 +89,7 @@ class PipelineConfig:
         if self.background not in RESAMPLING:
             raise ValueError(f"background must be one of {tuple(RESAMPLING)}, got {self.background!r}")
 
-    def replace(self, **changes) -> "PipelineConfig":
+    def replace(self, **changes) -> PipelineConfig:
         """A copy with some fields changed (validated)."""
         return PipelineConfig(**{**asdict(self), **changes})
 

@@ -87,7 +87,7 @@ class RestorationPipeline:
         self._has_strength = "strength" in inspect.signature(model.restore).parameters
 
     @classmethod
-    def from_pretrained(cls, id_or_path: str | None = None, device: str | None = None, **kwargs) -> "RestorationPipeline":
+    def from_pretrained(cls, id_or_path: str | None = None, device: str | None = None, **kwargs) -> RestorationPipeline:
         """Build the pipeline around `load_restoration_model(id_or_path)` (PSP_MODEL, bundled, or untrained)."""
         model, info = load_restoration_model(id_or_path, device=device)
         return cls(model, info=info, **kwargs)

@@ -89,7 +89,7 @@ def _load_requested(requested: str):
         model = PSPGAN.from_pretrained(str(path) if path.is_dir() else requested)
     except ModelLoadError:
         raise
-    except Exception as exc:  # noqa: BLE001 - hub, file and state-dict errors all become one message
+    except Exception as exc:  # hub, file and state-dict errors all become one message
         raise ModelLoadError(f"cannot load the model {requested!r}: {type(exc).__name__}: {exc}") from exc
     if path.is_dir() and _card_says_untrained(path):
         return model, False, (f"The model in {requested} is marked UNTRAINED in its model card (random weights): "
@@ -120,7 +120,7 @@ def load_restoration_model(
         source = str(bundled_model_dir())
         try:
             model = PSPGAN.from_pretrained(source)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ModelLoadError(f"the bundled weights in {source} cannot be loaded: {exc}") from exc
         message = f"bundled PSP-GAN weights ({bundled_model_dir().name})"
         if _card_says_untrained(bundled_model_dir()):
