@@ -80,8 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench(model, Path(tmp), args.repeats, args.warmup, args.threads)
     import onnxruntime
 
-    env = {"model": info.source, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-           "cpus": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+    env = {
+        "model": info.source,
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": OPSET,
+    }
     print(json.dumps(env))
     print(f"{'case':<10} {'PyTorch ms':>11} {'ORT ms':>9} {'speed-up':>9}")
     for r in rows:

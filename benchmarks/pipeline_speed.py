@@ -26,11 +26,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psp_hub import PSPGAN, PSPGANConfig, default_model_dir, tiny_config  # noqa: E402
-from psp_hub.face.detection import FaceDetector  # noqa: E402
-from psp_hub.imageio import load_image, save_image  # noqa: E402
-from psp_hub.paths import samples_dir  # noqa: E402
-from psp_hub.pipeline import IdentityScorer, PipelineConfig, RestorationPipeline, load_restoration_model, pick_device  # noqa: E402
+from psp_hub import PSPGAN, PSPGANConfig, default_model_dir, tiny_config
+from psp_hub.face.detection import FaceDetector
+from psp_hub.imageio import load_image, save_image
+from psp_hub.paths import samples_dir
+from psp_hub.pipeline import (
+    IdentityScorer,
+    PipelineConfig,
+    RestorationPipeline,
+    load_restoration_model,
+    pick_device,
+)
 
 CONFIGS = {
     "tiny-128": lambda: tiny_config(out_size=128),  # the untrained fallback the app uses without weights
@@ -46,7 +52,11 @@ def bench_photo(path: Path | None, out_dir: Path) -> Path:
     src = path or samples_dir() / "photos" / "whole" / "10045.png"
     image = load_image(src)
     s = 1024 / max(image.shape[:2])
-    image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    image = cv2.resize(
+        image,
+        (round(image.shape[1] * s), round(image.shape[0] * s)),
+        interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC,
+    )
     return save_image(image, out_dir / "bench_1024.png")
 
 
@@ -57,9 +67,12 @@ def summarise(xs: list[float]) -> dict:
 def run_config(name: str, model, device, photo: Path, refs: list[Path], repeats: int, warmup: int) -> dict:
     """Time one model inside the full pipeline."""
     model = model.eval().to(device)
-    pipe = RestorationPipeline(model, detector=FaceDetector(device=device, score_threshold=0.5),
-                               identity=IdentityScorer(device=device),
-                               config=PipelineConfig(upscale=2, mismatched_references="keep", reference_faces="all"))
+    pipe = RestorationPipeline(
+        model,
+        detector=FaceDetector(device=device, score_threshold=0.5),
+        identity=IdentityScorer(device=device),
+        config=PipelineConfig(upscale=2, mismatched_references="keep", reference_faces="all"),
+    )
     end_to_end, cached, prepare, stages = [], [], [], []
     refset = pipe.prepare_references([str(r) for r in refs])
     for i in range(warmup + repeats):
@@ -95,8 +108,12 @@ def run_config(name: str, model, device, photo: Path, refs: list[Path], repeats:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto")
-    p.add_argument("--configs", default="tiny-128,psp-gan-128", help=f"comma list of {list(CONFIGS)} and/or 'default' "
-                   "(the model load_restoration_model picks: PSP_MODEL, bundled or untrained)")
+    p.add_argument(
+        "--configs",
+        default="tiny-128,psp-gan-128",
+        help=f"comma list of {list(CONFIGS)} and/or 'default' "
+        "(the model load_restoration_model picks: PSP_MODEL, bundled or untrained)",
+    )
     p.add_argument("--photo", type=Path, default=None)
     p.add_argument("--refs", type=Path, nargs="*", default=None)
     p.add_argument("--repeats", type=int, default=5)
@@ -122,17 +139,25 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_config(name, model, device, photo, refs, args.repeats, args.warmup))
             print(json.dumps(results[-1]), flush=True)
     summary = {
-        "photo": f"{w}x{h}, 3 faces", "references": [r.name for r in refs], "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "photo": f"{w}x{h}, 3 faces",
+        "references": [r.name for r in refs],
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
         "results": results,
     }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     print("\nconfig            end-to-end (s)   cached refs (s)   model stage (s)")
     for r in results:
-        print(f"{r['config'][:16]:16}  {r['end_to_end_s']['median']:>12.3f}   {r['restore_cached_refs_s']['median']:>14.3f}   "
-              f"{r['stages_cached_refs_s']['restore']:>14.4f}")
+        print(
+            f"{r['config'][:16]:16}  {r['end_to_end_s']['median']:>12.3f}   {r['restore_cached_refs_s']['median']:>14.3f}   "
+            f"{r['stages_cached_refs_s']['restore']:>14.4f}"
+        )
     return 0
 
 

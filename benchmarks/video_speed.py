@@ -52,10 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         t_profile = time.perf_counter() - t
         report = restore_video(pipe, clip, tmp / "out.mp4", profile.reference_set(pipe), VideoConfig(progress=False))
         info = probe(clip)
-    print(json.dumps({"device": str(pipe.device), "model": pipe.info.source if pipe.info else None,
-                      "clip": f"{info.width}x{info.height}, {info.frames} frames", "profile_s": round(t_profile, 2),
-                      "video_s": round(report.seconds, 2), "frames_per_s": round(report.frames_per_second, 2),
-                      "faces_restored": report.faces_restored, "torch_threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "device": str(pipe.device),
+                "model": pipe.info.source if pipe.info else None,
+                "clip": f"{info.width}x{info.height}, {info.frames} frames",
+                "profile_s": round(t_profile, 2),
+                "video_s": round(report.seconds, 2),
+                "frames_per_s": round(report.frames_per_second, 2),
+                "faces_restored": report.faces_restored,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
     return 0
 
 

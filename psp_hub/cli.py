@@ -135,6 +135,8 @@ def usage_problem(args) -> str | None:
         return "--save-profile needs the reference photos: --ref a.jpg b.jpg ..."
     if args.profile and (args.ref or args.save_profile):
         return "--profile replaces --ref and --save-profile: give one or the other"
+    if args.profile and not Path(args.profile).is_file():
+        return f"--profile {args.profile}: no such file"
     if args.backend == "onnxruntime" and not str(args.model or "").endswith(".onnx"):
         return "--backend onnxruntime needs --model X.onnx (export one with python -m psp_hub.export_onnx)"
     videos = [i for i in args.inputs if is_video_path(i)]
@@ -247,7 +249,12 @@ def _profile_references(args, pipe, refs: list[Path]):
         profile.save(args.save_profile)
         print(f"profile: saved {args.save_profile}", file=sys.stderr)
     else:
-        profile = PersonProfile.load(args.profile, pipe.model)
+        from safetensors import SafetensorError
+
+        try:
+            profile = PersonProfile.load(args.profile, pipe.model)
+        except SafetensorError as exc:
+            raise ValueError(f"{args.profile} is not a PSP-GAN person profile ({exc})") from None
         print(f"profile: {args.profile}", file=sys.stderr)
     for d in profile.dropped:
         print(f"warning: reference {d['reference']} left out: {d['reason']}", file=sys.stderr)

@@ -65,19 +65,37 @@ def _group_like_signature(module: torch.nn.Module, per_arg: list) -> tuple:
     fixed = [p for p in params if p.kind != p.VAR_POSITIONAL]
     if len(fixed) == len(params):
         return tuple(per_arg)
-    return (*per_arg[: len(fixed)], tuple(per_arg[len(fixed):]))
+    return (*per_arg[: len(fixed)], tuple(per_arg[len(fixed) :]))
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-            batch_inputs: list[bool], meta: dict) -> Path:
+def _export(
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    batch_inputs: list[bool],
+    meta: dict,
+) -> Path:
     """Export one graph with the dynamo exporter, batch dimension dynamic on the flagged inputs, then tag it."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = _group_like_signature(module, [{0: batch} if b else None for b in batch_inputs])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and rename notices
-        torch.onnx.export(module, args, str(path), dynamo=True, opset_version=OPSET, input_names=input_names,
-                          output_names=output_names, dynamic_shapes=shapes, external_data=False, verbose=False,
-                          report=False, optimize=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=shapes,
+            external_data=False,
+            verbose=False,
+            report=False,
+            optimize=True,
+        )
     proto = onnx.load(str(path))
     for key, value in meta.items():
         prop = proto.metadata_props.add()
@@ -86,7 +104,9 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[
     return path
 
 
-def export_model(model: PSPGAN, out: str | Path, num_references: int | None = None, cached: bool = False) -> ExportedFiles:
+def export_model(
+    model: PSPGAN, out: str | Path, num_references: int | None = None, cached: bool = False
+) -> ExportedFiles:
     """Export `model` (put in eval mode) to `out`, and with `cached` the encoder and cached-restore graphs beside it."""
     model = model.eval()
     k = model.config.max_references if num_references is None else int(num_references)
@@ -99,23 +119,53 @@ def export_model(model: PSPGAN, out: str | Path, num_references: int | None = No
     strength = torch.tensor(1.0, device=model.device)
     with torch.no_grad():
         if k == 0:
-            files = ExportedFiles(_export(BlindGraph(model), (lq, strength), out, ["lq", "strength"], ["image"],
-                                          [True, False], {**meta, "graph": "restore"}))
+            files = ExportedFiles(
+                _export(
+                    BlindGraph(model),
+                    (lq, strength),
+                    out,
+                    ["lq", "strength"],
+                    ["image"],
+                    [True, False],
+                    {**meta, "graph": "restore"},
+                )
+            )
         else:
-            files = ExportedFiles(_export(RestoreGraph(model), (lq, refs, mask, strength), out,
-                                          ["lq", "refs", "ref_mask", "strength"], ["image"], [True, True, True, False],
-                                          {**meta, "graph": "restore"}))
+            files = ExportedFiles(
+                _export(
+                    RestoreGraph(model),
+                    (lq, refs, mask, strength),
+                    out,
+                    ["lq", "refs", "ref_mask", "strength"],
+                    ["image"],
+                    [True, True, True, False],
+                    {**meta, "graph": "restore"},
+                )
+            )
         if cached and k > 0:
             layout = cache_layout(model)
             names = cache_input_names(layout)
             meta = {**meta, "cache_layout": [[r, key] for r, key in layout]}
             enc_path, cached_path = sibling_paths(out)
-            files.encoder = _export(EncoderGraph(model, layout), (refs, mask), enc_path, ["refs", "ref_mask"], names,
-                                    [True, True], {**meta, "graph": "encoder"})
+            files.encoder = _export(
+                EncoderGraph(model, layout),
+                (refs, mask),
+                enc_path,
+                ["refs", "ref_mask"],
+                names,
+                [True, True],
+                {**meta, "graph": "encoder"},
+            )
             tensors = EncoderGraph(model, layout)(refs, mask)
-            files.cached = _export(CachedRestoreGraph(model, layout), (lq, mask, strength, *tensors), cached_path,
-                                   ["lq", "ref_mask", "strength", *names], ["image"],
-                                   [True, True, False] + [True] * len(names), {**meta, "graph": "restore_cached"})
+            files.cached = _export(
+                CachedRestoreGraph(model, layout),
+                (lq, mask, strength, *tensors),
+                cached_path,
+                ["lq", "ref_mask", "strength", *names],
+                ["image"],
+                [True, True, False] + [True] * len(names),
+                {**meta, "graph": "restore_cached"},
+            )
     return files
 
 
@@ -123,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m psp_hub.export_onnx", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Hub id or folder (default: PSP_MODEL, else the bundled model)")
     parser.add_argument("--out", required=True, help="output .onnx path")
-    parser.add_argument("--refs", type=int, default=None, help="reference slots K in the graph (default: the model's max)")
-    parser.add_argument("--cached", action="store_true", help="also export the reference encoder and the cached restore")
+    parser.add_argument(
+        "--refs", type=int, default=None, help="reference slots K in the graph (default: the model's max)"
+    )
+    parser.add_argument(
+        "--cached", action="store_true", help="also export the reference encoder and the cached restore"
+    )
     args = parser.parse_args(argv)
     from psp_hub.pipeline.model_loading import load_restoration_model
 

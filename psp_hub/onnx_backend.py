@@ -41,7 +41,7 @@ class RawReferences:
 
 def _meta(session: ort.InferenceSession) -> dict:
     props = session.get_modelmeta().custom_metadata_map
-    return {k[len(META_PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
+    return {k[len(META_PREFIX) :]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
 
 
 def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -165,6 +165,13 @@ class OnnxBackend:
             mask = np.ascontiguousarray(np.broadcast_to(mask, (batch, mask.shape[1])))
         return refs, mask
 
-    def __call__(self, lq: torch.Tensor, refs: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
-                 *, strength: float = 1.0, **_ignored) -> PSPGANOutput:
+    def __call__(
+        self,
+        lq: torch.Tensor,
+        refs: torch.Tensor | None = None,
+        ref_mask: torch.Tensor | None = None,
+        *,
+        strength: float = 1.0,
+        **_ignored,
+    ) -> PSPGANOutput:
         return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength)

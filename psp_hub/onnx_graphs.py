@@ -32,7 +32,9 @@ class RestoreGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, lq: torch.Tensor, refs: torch.Tensor, ref_mask: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, lq: torch.Tensor, refs: torch.Tensor, ref_mask: torch.Tensor, strength: torch.Tensor
+    ) -> torch.Tensor:
         cache = self.model.encode_references(refs, ref_mask)
         return self.model.restore(lq, cache, strength=strength, randomize_noise=False).image
 
@@ -67,8 +69,9 @@ class CachedRestoreGraph(nn.Module):
         super().__init__()
         self.model, self.layout = model, layout
 
-    def forward(self, lq: torch.Tensor, ref_mask: torch.Tensor, strength: torch.Tensor,
-                *cached: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, lq: torch.Tensor, ref_mask: torch.Tensor, strength: torch.Tensor, *cached: torch.Tensor
+    ) -> torch.Tensor:
         features: dict[int, dict[str, torch.Tensor]] = {}
         for (r, k), t in zip(self.layout, cached):
             features.setdefault(r, {})[k] = t

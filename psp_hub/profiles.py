@@ -74,8 +74,9 @@ class PersonProfile:
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
-    def build(cls, pipeline, photos: Sequence, name: str = "person", names: Sequence[str] | None = None,
-              aligned: bool = False) -> PersonProfile:
+    def build(
+        cls, pipeline, photos: Sequence, name: str = "person", names: Sequence[str] | None = None, aligned: bool = False
+    ) -> PersonProfile:
         """Prepare `photos` with the pipeline, keep the usable references that agree with each other (the best
         `max_references` by agreement) and encode them once with the pipeline's model."""
         refset = pipeline.prepare_references(list(photos), names, aligned)
@@ -83,21 +84,39 @@ class PersonProfile:
         dropped = [{"reference": r.name, "reason": r.error} for r in refset.references if not r.usable]
         agree = refset.consistent(threshold)
         agreeing = {r.index for r in agree}
-        dropped += [{"reference": r.name, "reason": f"matches fewer than half of the other references "
-                     f"(mean identity {r.consistency:.2f})"} for r in refset.usable if r.index not in agreeing]
+        dropped += [
+            {
+                "reference": r.name,
+                "reason": f"matches fewer than half of the other references (mean identity {r.consistency:.2f})",
+            }
+            for r in refset.usable
+            if r.index not in agreeing
+        ]
         ranked = sorted(agree, key=lambda r: -(r.consistency if r.consistency is not None else 0.0))
         keep = sorted(ranked[: pipeline.max_references], key=lambda r: r.index)
-        dropped += [{"reference": r.name, "reason": f"only {pipeline.max_references} references fit the model; "
-                     "kept the ones that agree most with the others"} for r in ranked[pipeline.max_references:]]
+        dropped += [
+            {
+                "reference": r.name,
+                "reason": f"only {pipeline.max_references} references fit the model; "
+                "kept the ones that agree most with the others",
+            }
+            for r in ranked[pipeline.max_references :]
+        ]
         if not keep:
-            raise ValueError("no usable reference photo: " + "; ".join(f"{d['reference']}: {d['reason']}" for d in dropped))
+            raise ValueError(
+                "no usable reference photo: " + "; ".join(f"{d['reference']}: {d['reason']}" for d in dropped)
+            )
         with_emb = all(r.embedding is not None for r in keep)
         with_pose = all(r.pose is not None for r in keep)
-        profile = cls(name=name, crops=np.stack([r.aligned for r in keep]).astype(np.uint8),
-                      embeddings=np.stack([r.embedding for r in keep]).astype(np.float32) if with_emb else None,
-                      poses=np.stack([r.pose for r in keep]).astype(np.float32) if with_pose else None,
-                      sources=[r.name for r in keep], dropped=dropped,
-                      created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        profile = cls(
+            name=name,
+            crops=np.stack([r.aligned for r in keep]).astype(np.uint8),
+            embeddings=np.stack([r.embedding for r in keep]).astype(np.float32) if with_emb else None,
+            poses=np.stack([r.pose for r in keep]).astype(np.float32) if with_pose else None,
+            sources=[r.name for r in keep],
+            dropped=dropped,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
         profile.encode(pipeline.model)
         return profile
 
@@ -116,10 +135,17 @@ class PersonProfile:
         if self.cache is None or self.model_hash != model_fingerprint(pipeline.model):
             self.reencoded = "the profile was encoded for another model: re-encoded from its crops"
             self.encode(pipeline.model)
-        refs = [Reference(name=n, index=i, aligned=self.crops[i], faces_found=1,
-                          embedding=None if self.embeddings is None else self.embeddings[i],
-                          pose=None if self.poses is None else self.poses[i].astype(np.float64))
-                for i, n in enumerate(self.sources)]
+        refs = [
+            Reference(
+                name=n,
+                index=i,
+                aligned=self.crops[i],
+                faces_found=1,
+                embedding=None if self.embeddings is None else self.embeddings[i],
+                pose=None if self.poses is None else self.poses[i].astype(np.float64),
+            )
+            for i, n in enumerate(self.sources)
+        ]
         return ProfileReferenceSet(refs, self.size, self.cache.to(pipeline.device))
 
     # -- files --------------------------------------------------------------------------------------
@@ -136,8 +162,15 @@ class PersonProfile:
             for r, d in self.cache.features.items():
                 for key, t in d.items():
                     tensors[f"cache.{r}.{key}"] = t.detach().float().cpu().contiguous().numpy()
-        meta = {"format": PROFILE_FORMAT, "name": self.name, "sources": self.sources, "dropped": self.dropped,
-                "created": self.created, "model_hash": self.model_hash, "size": self.size}
+        meta = {
+            "format": PROFILE_FORMAT,
+            "name": self.name,
+            "sources": self.sources,
+            "dropped": self.dropped,
+            "created": self.created,
+            "model_hash": self.model_hash,
+            "size": self.size,
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata={_META_KEY: json.dumps(meta)})
         return path
@@ -151,11 +184,21 @@ class PersonProfile:
             raise ValueError(f"{path} is not a PSP-GAN person profile (no '{_META_KEY}' metadata)")
         meta = json.loads(header)
         if meta.get("format") != PROFILE_FORMAT:
-            raise ValueError(f"{path}: profile format {meta.get('format')} is not supported (expected {PROFILE_FORMAT})")
+            raise ValueError(
+                f"{path}: profile format {meta.get('format')} is not supported (expected {PROFILE_FORMAT})"
+            )
         t = load_file(str(path))
-        profile = cls(name=meta["name"], crops=t["crops"], embeddings=t.get("embeddings"), poses=t.get("poses"),
-                      sources=list(meta["sources"]), dropped=list(meta["dropped"]), created=meta["created"],
-                      model_hash=meta.get("model_hash"), cache=_cache_from(t))
+        profile = cls(
+            name=meta["name"],
+            crops=t["crops"],
+            embeddings=t.get("embeddings"),
+            poses=t.get("poses"),
+            sources=list(meta["sources"]),
+            dropped=list(meta["dropped"]),
+            created=meta["created"],
+            model_hash=meta.get("model_hash"),
+            cache=_cache_from(t),
+        )
         if model is not None and (profile.cache is None or profile.model_hash != model_fingerprint(model)):
             profile.reencoded = "the profile was encoded for another model: re-encoded from its crops"
             profile.encode(model)
@@ -163,8 +206,15 @@ class PersonProfile:
 
     def summary(self) -> dict:
         """JSON-ready description for reports and the app."""
-        return {"name": self.name, "references": self.sources, "dropped": self.dropped, "created": self.created,
-                "size": self.size, "model_hash": self.model_hash, "reencoded": self.reencoded}
+        return {
+            "name": self.name,
+            "references": self.sources,
+            "dropped": self.dropped,
+            "created": self.created,
+            "size": self.size,
+            "model_hash": self.model_hash,
+            "reencoded": self.reencoded,
+        }
 
 
 def _cache_from(tensors: dict[str, np.ndarray]) -> ReferenceCache | None:

@@ -69,8 +69,9 @@ def probe(path: str | Path) -> VideoProbe:
         v = c.streams.video[0]
         frames = sum(1 for p in c.demux(v) if p.size)
         rate = float(v.average_rate or v.guessed_rate or 25)
-        return VideoProbe(frames, rate, v.codec_context.width, v.codec_context.height, frames / rate,
-                          bool(c.streams.audio))
+        return VideoProbe(
+            frames, rate, v.codec_context.width, v.codec_context.height, frames / rate, bool(c.streams.audio)
+        )
 
 
 def iter_frames(path: str | Path):
@@ -157,14 +158,21 @@ def _open_output(path: Path, src: av.container.InputContainer, cfg: VideoConfig,
     return out, vs, audio
 
 
-def restore_video(pipeline, src: str | Path, dst: str | Path, references: ReferenceSet | None = None,
-                  config: VideoConfig | None = None) -> VideoReport:
+def restore_video(
+    pipeline,
+    src: str | Path,
+    dst: str | Path,
+    references: ReferenceSet | None = None,
+    config: VideoConfig | None = None,
+) -> VideoReport:
     """Restore every tracked face of the video `src` into `dst` (with `references`, e.g. profile.reference_set)."""
     cfg = config or VideoConfig()
     info = probe(src)
     if cfg.max_frames is not None and info.frames > cfg.max_frames:
-        raise ValueError(f"the clip has {info.frames} frames ({info.duration_s:.1f} s); the limit is {cfg.max_frames} "
-                         f"frames ({cfg.max_frames / info.fps:.1f} s at its {info.fps:g} frames/s): trim it first")
+        raise ValueError(
+            f"the clip has {info.frames} frames ({info.duration_s:.1f} s); the limit is {cfg.max_frames} "
+            f"frames ({cfg.max_frames / info.fps:.1f} s at its {info.fps:g} frames/s): trim it first"
+        )
     start, warnings = time.perf_counter(), []
     tracks = track_faces(pipeline, src, info, cfg)
     caches = track_caches(pipeline, tracks, references, src, warnings)
@@ -193,9 +201,16 @@ def restore_video(pipeline, src: str | Path, dst: str | Path, references: Refere
                 bar.update(1)
         out.mux(vs.encode())
         out.close()
-    return VideoReport(frames=index, tracks=len(tracks), faces_restored=restored_faces,
-                       personalized_tracks=sum(c is not None for c in caches), fps=info.fps,
-                       seconds=time.perf_counter() - start, audio_copied=audio is not None, warnings=warnings)
+    return VideoReport(
+        frames=index,
+        tracks=len(tracks),
+        faces_restored=restored_faces,
+        personalized_tracks=sum(c is not None for c in caches),
+        fps=info.fps,
+        seconds=time.perf_counter() - start,
+        audio_copied=audio is not None,
+        warnings=warnings,
+    )
 
 
 def estimate_seconds(pipeline, path: str | Path, references: ReferenceSet | None = None) -> float:

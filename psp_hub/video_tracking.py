@@ -40,8 +40,14 @@ class FaceTracker:
     def update(self, frame: int, faces) -> None:
         """Add one frame's detections (objects with `.box` and `.landmarks`)."""
         live = [t for t in self.tracks if frame - t.last_frame <= self.max_gap]
-        pairs = sorted(((box_iou(t.boxes[t.last_frame], f.box), ti, fi) for ti, t in enumerate(live)
-                        for fi, f in enumerate(faces)), reverse=True)
+        pairs = sorted(
+            (
+                (box_iou(t.boxes[t.last_frame], f.box), ti, fi)
+                for ti, t in enumerate(live)
+                for fi, f in enumerate(faces)
+            ),
+            reverse=True,
+        )
         used_t, used_f = set(), set()
         for iou, ti, fi in pairs:
             if iou < self.min_iou or ti in used_t or fi in used_f:

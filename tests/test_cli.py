@@ -187,6 +187,10 @@ def test_save_a_profile_then_restore_a_folder_with_it(photo_dir, tmp_path, sampl
     assert code == 2 and "--profile replaces --ref" in err
     code, err = run(["--save-profile", tmp_path / "x.psp"], capsys)
     assert code == 2 and "--save-profile needs the reference photos" in err
+    (tmp_path / "junk.psp").write_bytes(b"not a profile")
+    for bad, message in [(tmp_path / "junk.psp", "is not a PSP-GAN person profile"), (tmp_path / "no.psp", "no such")]:
+        code, err = run([photo_dir, "--profile", bad, "--out", tmp_path / "o", "--quiet"], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_a_profile_from_another_model_is_re_encoded(tmp_path, samples, tiny_model, capsys, monkeypatch):

@@ -57,9 +57,13 @@ def _lookalike(identity: str, target: np.ndarray, faces: Path, scorer: IdentityS
     return images[int(np.argmax(sims))]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the bundled psp-gan-128 does not route attention by identity: measured shares own vs lookalike "
-    "0.495-0.500 over the six held-out people, mean 0.498 (see docs/profiles-video-onnx.md)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the bundled psp-gan-128 does not route attention by identity: measured shares own vs lookalike "
+        "0.495-0.500 over the six held-out people, mean 0.498 (see docs/profiles-video-onnx.md)"
+    ),
+)
 @torch.no_grad()
 def test_bundled_model_gives_the_right_person_more_weight_than_a_lookalike(faces):
     """Each held-out person's degraded photo with two references: one of the person, one of the most similar-looking

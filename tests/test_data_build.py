@@ -41,12 +41,33 @@ def corpus(tmp_path_factory, faces) -> Path:
 @pytest.fixture(scope="module")
 def built(corpus, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("dataset")
-    assert build_cli(["--input", str(corpus), "--output", str(out), "--seed", "3", "--rows-per-shard", "64", "--workers", "1", "--quiet", *FRACTIONS]) == 0
+    assert (
+        build_cli(
+            [
+                "--input",
+                str(corpus),
+                "--output",
+                str(out),
+                "--seed",
+                "3",
+                "--rows-per-shard",
+                "64",
+                "--workers",
+                "1",
+                "--quiet",
+                *FRACTIONS,
+            ]
+        )
+        == 0
+    )
     return out, json.loads((out / "build_report.json").read_text())
 
 
 def _shard_hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("data/*/*.parquet"))}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.glob("data/*/*.parquet"))
+    }
 
 
 def _rows(out: Path, tmp_path: Path) -> dict[str, datasets.Dataset]:
@@ -145,13 +166,17 @@ def test_rebuild_is_idempotent_and_interrupted_build_resumes(built, corpus, tmp_
     assert len(reference) > 6
 
     # rerun on a finished build: nothing rewritten, same bytes
-    again = build_dataset(BuildConfig(input=corpus, output=out, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15)))
+    again = build_dataset(
+        BuildConfig(input=corpus, output=out, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15))
+    )
     assert again["shards_written"] == 0 and again["shards_reused"] == len(reference)
     assert _shard_hashes(out) == reference
 
     # a fresh build interrupted after two shards, then resumed: same bytes, finished shards not redone
     fresh = tmp_path / "fresh"
-    cfg = BuildConfig(input=corpus, output=fresh, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15))
+    cfg = BuildConfig(
+        input=corpus, output=fresh, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15)
+    )
     written: list[str] = []
 
     def stop_after_two(rel: str) -> None:
@@ -168,14 +193,25 @@ def test_rebuild_is_idempotent_and_interrupted_build_resumes(built, corpus, tmp_
     assert _shard_hashes(fresh) == reference
 
     # another seed gives another split
-    other = build_dataset(BuildConfig(input=corpus, output=tmp_path / "other", seed=4, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15)))
+    other = build_dataset(
+        BuildConfig(
+            input=corpus,
+            output=tmp_path / "other",
+            seed=4,
+            rows_per_shard=64,
+            workers=1,
+            split_fractions=(0.7, 0.15, 0.15),
+        )
+    )
     assert _shard_hashes(tmp_path / "other") != reference
     assert other["kept"] == again["kept"]
 
 
 def test_images_are_the_input_bytes(built, corpus, tmp_path):
     out, _ = built
-    ds = datasets.load_dataset(str(out), split="validation", cache_dir=str(tmp_path / "hf-cache")).cast_column("image", datasets.Image(decode=False))
+    ds = datasets.load_dataset(str(out), split="validation", cache_dir=str(tmp_path / "hf-cache")).cast_column(
+        "image", datasets.Image(decode=False)
+    )
     names = {r["file_name"]: r for r in csv.DictReader((corpus / "metadata.csv").open())}
     for r in ds.select(range(5)):
         src = corpus / r["image"]["path"]
@@ -207,7 +243,16 @@ def test_push_to_hub_uploads_a_dataset_repo_without_build_cache(built):
 
 def test_parallel_scan_gives_the_same_shards(built, corpus, tmp_path):
     out, _ = built
-    report = build_dataset(BuildConfig(input=corpus, output=tmp_path / "par", seed=3, rows_per_shard=64, workers=2, split_fractions=(0.7, 0.15, 0.15)))
+    report = build_dataset(
+        BuildConfig(
+            input=corpus,
+            output=tmp_path / "par",
+            seed=3,
+            rows_per_shard=64,
+            workers=2,
+            split_fractions=(0.7, 0.15, 0.15),
+        )
+    )
     assert report["skipped"] == {"corrupt": 2}
     assert _shard_hashes(tmp_path / "par") == _shard_hashes(out)
 
@@ -236,7 +281,11 @@ def test_photo_skip_rules_for_ambiguous_and_soft_faces():
     rec = InputRecord("a.jpg", "s:a", "s", extra={"min_sharp_px": 128, "min_native_px": None})
 
     def res(**kw):
-        return ScanResult("a.jpg", True, **{"size": 256, "native_px": 300, "sharp_px": 200, "det_score": 0.99, "faces_in_photo": 1, **kw})
+        return ScanResult(
+            "a.jpg",
+            True,
+            **{"size": 256, "native_px": 300, "sharp_px": 200, "det_score": 0.99, "faces_in_photo": 1, **kw},
+        )
 
     assert _skip_reason(rec, res(), cfg, "photos") is None
     assert _skip_reason(rec, res(det_score=0.91, faces_in_photo=2), cfg, "photos") == "ambiguous_face"

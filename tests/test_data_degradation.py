@@ -6,13 +6,24 @@ import cv2
 import numpy as np
 import pytest
 
-from psp_hub.data import DataConfig, DegradationConfig, age_group, component_boxes, degrade, flip_landmarks, is_older, sample_degradation
+from psp_hub.data import (
+    DataConfig,
+    DegradationConfig,
+    age_group,
+    component_boxes,
+    degrade,
+    flip_landmarks,
+    is_older,
+    sample_degradation,
+)
 from psp_hub.data.augment import augmented_view
 from psp_hub.data.images import decode_rgb, resize_square, scale_points
 from psp_hub.data.rng import sample_generators
 from psp_hub.data.splits import split_identities
 
-TEMPLATE_128 = np.array([[48.25, 59.99], [79.73, 60.05], [64.16, 78.50], [50.32, 92.85], [78.27, 92.79]], dtype=np.float32)
+TEMPLATE_128 = np.array(
+    [[48.25, 59.99], [79.73, 60.05], [64.16, 78.50], [50.32, 92.85], [78.27, 92.79]], dtype=np.float32
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +124,9 @@ def test_sample_generators_depend_only_on_their_key():
 
 
 def test_configs_from_plain_dicts():
-    cfg = DataConfig.from_dict({"path": "x", "out_size": 512, "max_references": 4, "degradation": {"downsample": [1, 4], "gray_prob": 0}})
+    cfg = DataConfig.from_dict(
+        {"path": "x", "out_size": 512, "max_references": 4, "degradation": {"downsample": [1, 4], "gray_prob": 0}}
+    )
     assert cfg.out_size == 512 and cfg.degradation.downsample == (1, 4) and cfg.degradation.blur_sigma == (0.1, 10.0)
     assert DataConfig.from_dict({"degradation": "severe"}).degradation == DegradationConfig.severe()
     with pytest.raises(ValueError, match="unknown"):
@@ -126,7 +139,15 @@ def test_configs_from_plain_dicts():
 
 def test_age_groups_and_threshold():
     assert [age_group(a) for a in (None, 5, 15, 25, 40, 50, 64, 65, 110)] == [
-        "unknown", "child", "teen", "young_adult", "adult", "older", "older", "senior", "senior"
+        "unknown",
+        "child",
+        "teen",
+        "young_adult",
+        "adult",
+        "older",
+        "older",
+        "senior",
+        "senior",
     ]
     assert is_older(50) and not is_older(49) and not is_older(None)
     assert is_older(60, older_age=60) and not is_older(55, older_age=60)

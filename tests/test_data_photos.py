@@ -23,11 +23,22 @@ def photo_build(tmp_path_factory, samples):
     for person in people:  # one sub-folder per person: the folder name is the identity
         os.symlink(person, folder / person.name)
     photo = cv2.imread(str(next(iter(sorted(people[0].iterdir())))))
-    cv2.imwrite(str(folder / "tiny.jpg"), cv2.resize(photo, (photo.shape[1] // 6, photo.shape[0] // 6), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(
+        str(folder / "tiny.jpg"),
+        cv2.resize(photo, (photo.shape[1] // 6, photo.shape[0] // 6), interpolation=cv2.INTER_AREA),
+    )
     cv2.imwrite(str(folder / "blank.png"), np.full((200, 200, 3), 128, np.uint8))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path_factory.mktemp("photo-dataset")
-    cfg = BuildConfig(input=folder, output=out, size=128, workers=1, source_name="celeba", license="CelebA: non-commercial research only", split_fractions=(0.34, 0.33, 0.33))
+    cfg = BuildConfig(
+        input=folder,
+        output=out,
+        size=128,
+        workers=1,
+        source_name="celeba",
+        license="CelebA: non-commercial research only",
+        split_fractions=(0.34, 0.33, 0.33),
+    )
     report = build_dataset(cfg)
     return folder, out, report, [p.name for p in people]
 
@@ -41,7 +52,7 @@ def test_bad_photos_are_skipped_and_counted(photo_build):
 
 
 def test_photos_become_aligned_faces_with_landmarks(photo_build, tmp_path):
-    _, out, report, people = photo_build
+    _, out, _report, people = photo_build
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     rows = [r for split in ds for r in ds[split]]
     assert {r["identity"] for r in rows} == {f"celeba:{p}" for p in people}
@@ -61,7 +72,15 @@ def test_photos_become_aligned_faces_with_landmarks(photo_build, tmp_path):
 
 def test_rerun_reuses_the_detection_cache(photo_build):
     folder, out, report, _ = photo_build
-    cfg = BuildConfig(input=folder, output=out, size=128, workers=1, source_name="celeba", license="CelebA: non-commercial research only", split_fractions=(0.34, 0.33, 0.33))
+    cfg = BuildConfig(
+        input=folder,
+        output=out,
+        size=128,
+        workers=1,
+        source_name="celeba",
+        license="CelebA: non-commercial research only",
+        split_fractions=(0.34, 0.33, 0.33),
+    )
     again = build_dataset(cfg)
     assert again["shards_written"] == 0 and again["kept"] == report["kept"]
     png = next((out / ".build").glob("aligned-*/*.png"))
@@ -95,12 +114,31 @@ def _manifest_folder(root, samples) -> dict:
     return {
         "root": ".",
         "sources": [
-            {"name": "pairs", "path": "pairs", "license": "CC BY 4.0 (pairs)", "identity": "regex:^(\\d{3})_",
-             "attributes": {"table": "pairs/info.csv", "key": "face_id", "age": "face_age", "gender": "face_gender"}, "split": "test"},
-            {"name": "celeba", "path": "celeba", "license": "CelebA: non-commercial research only", "identity": "table",
-             "identity_table": "celeba/identity.txt", "split": "like:@shared/data/faces128"},
+            {
+                "name": "pairs",
+                "path": "pairs",
+                "license": "CC BY 4.0 (pairs)",
+                "identity": "regex:^(\\d{3})_",
+                "attributes": {"table": "pairs/info.csv", "key": "face_id", "age": "face_age", "gender": "face_gender"},
+                "split": "test",
+            },
+            {
+                "name": "celeba",
+                "path": "celeba",
+                "license": "CelebA: non-commercial research only",
+                "identity": "table",
+                "identity_table": "celeba/identity.txt",
+                "split": "like:@shared/data/faces128",
+            },
             {"name": "loose", "path": "loose", "license": "loose terms", "identity": "photo", "split": "train"},
-            {"name": "soft", "path": "soft", "license": "soft terms", "identity": "photo", "split": "train", "min_sharp_px": 100},
+            {
+                "name": "soft",
+                "path": "soft",
+                "license": "soft terms",
+                "identity": "photo",
+                "split": "train",
+                "min_sharp_px": 100,
+            },
         ],
     }
 
@@ -114,7 +152,24 @@ def manifest_build(tmp_path_factory, samples):
     root = tmp_path_factory.mktemp("raw")
     (root / "sources.yaml").write_text(yaml.safe_dump(_manifest_folder(root, samples)))
     out = tmp_path_factory.mktemp("manifest-dataset")
-    assert build_cli(["--sources", str(root / "sources.yaml"), "--output", str(out), "--size", "128", "--image-format", "webp", "--workers", "1", "--quiet"]) == 0
+    assert (
+        build_cli(
+            [
+                "--sources",
+                str(root / "sources.yaml"),
+                "--output",
+                str(out),
+                "--size",
+                "128",
+                "--image-format",
+                "webp",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out, json.loads((out / "build_report.json").read_text())
 
 

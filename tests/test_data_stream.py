@@ -24,7 +24,9 @@ from psp_hub.data.references import ReferenceStore
 from psp_hub.data.sample_corpus import build_sample_dataset
 from psp_hub.data.sources import data_files
 
-TEMPLATE_128 = np.array([[48.25, 59.99], [79.73, 60.05], [64.16, 78.50], [50.32, 92.85], [78.27, 92.79]], dtype=np.float32)
+TEMPLATE_128 = np.array(
+    [[48.25, 59.99], [79.73, 60.05], [64.16, 78.50], [50.32, 92.85], [78.27, 92.79]], dtype=np.float32
+)
 
 
 @pytest.fixture(scope="module")
@@ -196,17 +198,25 @@ def test_eval_dataset_is_deterministic_at_fixed_levels(dataset, meta):
     assert a["id"] == b["id"] and torch.equal(a["lq"], b["lq"]) and torch.equal(a["refs"], b["refs"])
     batch = collate_samples([moderate[i] for i in range(len(moderate))])
     d = batch["degradation"]
-    assert torch.all(d["scale"] == 4) and torch.all(d["sigma_nominal"] == 2) and torch.all(d["noise"] == 5) and torch.all(d["jpeg_quality"] == 85)
+    assert (
+        torch.all(d["scale"] == 4)
+        and torch.all(d["sigma_nominal"] == 2)
+        and torch.all(d["noise"] == 5)
+        and torch.all(d["jpeg_quality"] == 85)
+    )
     assert not batch["flipped"].any()
     assert batch["refs"].shape[1] == 3
     for i, rid in enumerate(batch["id"]):
         n_other = len(val[rid]["reference_ids"])
         assert int(batch["ref_mask"][i].sum()) == min(2, n_other)
-        assert set(x for x in batch["ref_ids"][i] if x) <= set(val[rid]["reference_ids"])
+        assert {x for x in batch["ref_ids"][i] if x} <= set(val[rid]["reference_ids"])
     severe = build_eval_dataset(cfg, "validation", degradation="severe", only_with_references=True)
     assert 0 < len(severe) < len(val)
     assert all(float(severe[i]["degradation"]["scale"]) == 8 for i in range(len(severe)))
-    assert not torch.equal(severe[0]["lq"], build_eval_dataset(cfg, "validation", degradation="moderate", only_with_references=True)[0]["lq"])
+    assert not torch.equal(
+        severe[0]["lq"],
+        build_eval_dataset(cfg, "validation", degradation="moderate", only_with_references=True)[0]["lq"],
+    )
 
 
 def test_phase_position_for_resume():

@@ -27,8 +27,10 @@ def faces32(faces):
     """48 real corpus faces at 32 px, in [-1, 1]."""
     with open(faces / "metadata.csv", newline="") as fh:
         names = [r["file_name"] for r in csv.DictReader(fh) if r["source"] == "lfw"][:48]
-    imgs = [cv2.resize(cv2.cvtColor(cv2.imread(str(faces / n)), cv2.COLOR_BGR2RGB), (32, 32),
-                       interpolation=cv2.INTER_AREA) for n in names]
+    imgs = [
+        cv2.resize(cv2.cvtColor(cv2.imread(str(faces / n)), cv2.COLOR_BGR2RGB), (32, 32), interpolation=cv2.INTER_AREA)
+        for n in names
+    ]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 

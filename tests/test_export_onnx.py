@@ -97,8 +97,9 @@ def test_pipeline_runs_on_the_onnx_backend(model, exported, samples):
     people = samples / "references" / "celeba_7222"
     photos = sorted(people.glob("*.jpg"))
     torch_pipe = RestorationPipeline(model)
-    onnx_pipe = RestorationPipeline(OnnxBackend(exported.restore), detector=torch_pipe.detector,
-                                    identity=torch_pipe.identity)
+    onnx_pipe = RestorationPipeline(
+        OnnxBackend(exported.restore), detector=torch_pipe.detector, identity=torch_pipe.identity
+    )
     refs_t = torch_pipe.prepare_references(photos[:2])
     refs_o = onnx_pipe.prepare_references(photos[:2])
     a = torch_pipe.restore(photos[3], refs_t, strength=0.8)
@@ -115,8 +116,9 @@ def test_a_profile_built_with_pytorch_runs_on_onnx_without_re_encoding(model, ex
 
     photos = sorted((samples / "references" / "celeba_7222").glob("*.jpg"))
     torch_pipe = RestorationPipeline(model)
-    onnx_pipe = RestorationPipeline(OnnxBackend(exported.restore), detector=torch_pipe.detector,
-                                    identity=torch_pipe.identity)
+    onnx_pipe = RestorationPipeline(
+        OnnxBackend(exported.restore), detector=torch_pipe.detector, identity=torch_pipe.identity
+    )
     profile = PersonProfile.build(torch_pipe, photos[:2])
     refs = profile.reference_set(onnx_pipe)
     assert profile.reencoded is None  # the export carries the model's hash

@@ -34,15 +34,33 @@ def free_port() -> int:
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT, check=False)
 
 
 def train_args(dataset: Path, out: Path, *overrides: str) -> list[str]:
     """train/train.py arguments for a short tiny-config run with no validation, images or tracker."""
-    return ["--config", str(TINY), f"data.path={dataset}", f"output_dir={out}", "validate_every=0", "images_every=0",
-            "tracker=none", *overrides]
+    return [
+        "--config",
+        str(TINY),
+        f"data.path={dataset}",
+        f"output_dir={out}",
+        "validate_every=0",
+        "images_every=0",
+        "tracker=none",
+        *overrides,
+    ]
 
 
 def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path):

@@ -90,7 +90,9 @@ def test_another_model_re_encodes_from_the_crops(profile, tmp_path):
     back = PersonProfile.load(path, other)
     assert len(calls) == 1 and "re-encoded" in back.reencoded
     assert back.model_hash == model_fingerprint(other)
-    expected = other.encode_references(torch.from_numpy(profile.crops).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None])
+    expected = other.encode_references(
+        torch.from_numpy(profile.crops).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None]
+    )
     for r, d in expected.features.items():
         for key, t in d.items():
             assert torch.allclose(back.cache.features[r][key], t)
@@ -121,8 +123,12 @@ def test_an_album_with_a_profile_encodes_the_references_once(people, tmp_path):
     without = [pipe.restore(photo, a[:3]) for photo in album]
     t_plain = (time.perf_counter() - t0) / len(album)
     assert len(calls) == len(album)
-    diff = max(np.abs(x.faces[0].restored.astype(int) - y.faces[0].restored.astype(int)).max()
-               for x, y in zip(with_profile, without))
+    diff = max(
+        np.abs(x.faces[0].restored.astype(int) - y.faces[0].restored.astype(int)).max()
+        for x, y in zip(with_profile, without)
+    )
     assert diff == 0  # the same references, the same model: the same faces
-    print(f"album of {len(album)} photos, bundled 128 px model on CPU: {t_profile:.2f} s/photo with a profile "
-          f"(build + save + load included), {t_plain:.2f} s/photo re-preparing the references for each photo")
+    print(
+        f"album of {len(album)} photos, bundled 128 px model on CPU: {t_profile:.2f} s/photo with a profile "
+        f"(build + save + load included), {t_plain:.2f} s/photo re-preparing the references for each photo"
+    )

@@ -42,14 +42,14 @@ def make_clip(path: Path, face: np.ndarray) -> Path:
         for i in range(FRAMES):
             x, y, s = face_square(i)
             img = bg.copy()
-            img[y:y + s, x:x + s] = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
+            img[y : y + s, x : x + s] = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             c.mux(vs.encode(frame))
         c.mux(vs.encode())
         tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * FRAMES // FPS) / 44100)).astype(np.float32)[None]
         for k in range(0, tone.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k : k + 1024]), format="fltp", layout="mono")
             af.sample_rate, af.pts = 44100, k
             c.mux(audio.encode(af))
         c.mux(audio.encode())
@@ -59,8 +59,10 @@ def make_clip(path: Path, face: np.ndarray) -> Path:
 def flicker(frames: list[np.ndarray]) -> float:
     """Mean absolute frame-to-frame change inside the face, after undoing the known motion (each frame's face
     square resized to 128 px, inner 80 %): what is left is flicker, not movement."""
-    canon = [cv2.resize(f[y:y + s, x:x + s], (128, 128), interpolation=cv2.INTER_AREA).astype(np.float32)[13:115, 13:115]
-             for f, (x, y, s) in zip(frames, map(face_square, range(len(frames))))]
+    canon = [
+        cv2.resize(f[y : y + s, x : x + s], (128, 128), interpolation=cv2.INTER_AREA).astype(np.float32)[13:115, 13:115]
+        for f, (x, y, s) in zip(frames, map(face_square, range(len(frames))))
+    ]
     return float(np.mean([np.abs(a - b).mean() for a, b in itertools.pairwise(canon)]))
 
 
@@ -95,9 +97,11 @@ def test_video_keeps_frames_size_and_audio_and_flickers_less_than_per_frame(setu
     per_frame = [pipe.restore(frame, refs, upscale=1.0).image for frame in iter_frames(clip)]
     source = list(iter_frames(clip))
     f_video, f_frames, f_source = flicker(video), flicker(per_frame), flicker(source)
-    print(f"flicker (mean |change| per frame inside the motion-compensated face, 0-255): source {f_source:.2f}, "
-          f"per-frame restoration {f_frames:.2f}, video restoration {f_video:.2f}; "
-          f"{report.frames_per_second:.2f} frames/s on this CPU (tiny model)")
+    print(
+        f"flicker (mean |change| per frame inside the motion-compensated face, 0-255): source {f_source:.2f}, "
+        f"per-frame restoration {f_frames:.2f}, video restoration {f_video:.2f}; "
+        f"{report.frames_per_second:.2f} frames/s on this CPU (tiny model)"
+    )
     assert np.abs(video[0].astype(int) - source[0].astype(int)).max() > 20  # the face really was restored
     assert f_video < f_frames
 

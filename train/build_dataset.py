@@ -23,10 +23,22 @@ from psp_hub.paths import faces_dir
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see docs/data.md)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sources", type=Path, default=None, help="YAML manifest of several photo folders (psp_hub/data/manifest.py); replaces --input")
+    p.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="YAML manifest of several photo folders (psp_hub/data/manifest.py); replaces --input",
+    )
     p.add_argument("--only", default=None, help="with --sources: build only these sources (comma-separated names)")
-    p.add_argument("--input", type=Path, default=None, help="aligned corpus with metadata.csv, or a folder of photos (default: the shared faces128)")
-    p.add_argument("--output", type=Path, default=DEFAULT_DATASET_DIR, help="dataset folder to write (default: %(default)s)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="aligned corpus with metadata.csv, or a folder of photos (default: the shared faces128)",
+    )
+    p.add_argument(
+        "--output", type=Path, default=DEFAULT_DATASET_DIR, help="dataset folder to write (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train", type=float, default=0.9, help="fraction of images (whole people) in train")
     p.add_argument("--validation", type=float, default=0.05)
@@ -78,8 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         workers=a.workers,
         pretty_name=a.pretty_name,
     )
-    report = build_dataset(cfg, progress=None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True)), sources=sources)
-    keys = ("mode", "inputs", "kept", "rows", "people", "skipped", "unlisted_files", "shards_written", "shards_reused", "seconds", "per_source", "sharp_pairs")
+    report = build_dataset(
+        cfg, progress=None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True)), sources=sources
+    )
+    keys = (
+        "mode",
+        "inputs",
+        "kept",
+        "rows",
+        "people",
+        "skipped",
+        "unlisted_files",
+        "shards_written",
+        "shards_reused",
+        "seconds",
+        "per_source",
+        "sharp_pairs",
+    )
     summary = {k: report[k] for k in keys if k in report}
     print(json.dumps(summary, indent=2))
     if a.clean_cache:

@@ -94,7 +94,13 @@ def _skip_reason(rec: InputRecord, res: ScanResult | None, cfg: BuildConfig, mod
     return None
 
 
-def plan_rows(records: list[InputRecord], results: dict[str, ScanResult], cfg: BuildConfig, mode: str, skipped_by_source: dict | None = None):
+def plan_rows(
+    records: list[InputRecord],
+    results: dict[str, ScanResult],
+    cfg: BuildConfig,
+    mode: str,
+    skipped_by_source: dict | None = None,
+):
     """Kept rows with split, group, references and order; plus skip counts (per source into `skipped_by_source`)."""
     skipped: Counter = Counter()
     rows: list[dict] = []
@@ -121,7 +127,9 @@ def plan_rows(records: list[InputRecord], results: dict[str, ScanResult], cfg: B
     by_person: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_person[row["identity"]].append(row)
-    free = {p: rs for p, rs in by_person.items() if p not in forced}  # fixed-split people take no share of the fractions
+    free = {
+        p: rs for p, rs in by_person.items() if p not in forced
+    }  # fixed-split people take no share of the fractions
     strata = {p: f"{rs[0]['source']}|{int(any(r['is_older'] for r in rs))}" for p, rs in free.items()}
     split_of = split_identities({p: len(rs) for p, rs in free.items()}, strata, cfg.split_fractions, cfg.seed)
     split_of.update(forced)
@@ -134,8 +142,8 @@ def plan_rows(records: list[InputRecord], results: dict[str, ScanResult], cfg: B
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["split"], "older" if row["is_older"] else "general")].append(row)
-    for key in groups:
-        groups[key].sort(key=lambda r: _order_key(cfg.seed, r["id"]))
+    for group in groups.values():
+        group.sort(key=lambda r: _order_key(cfg.seed, r["id"]))
     return groups, skipped, len(rows)
 
 
@@ -211,7 +219,9 @@ def build_dataset(
         else:
             records, unlisted = list_photos(src, cfg.source_name), 0
         tag = f"{cfg.size}px-{cfg.image_format}-t{cfg.detector_threshold:g}"  # crops depend on these settings
-        factory = photo_checker_factory(src, state / f"aligned-{tag}", cfg.size, cfg.detector_threshold, 0, cfg.image_format)
+        factory = photo_checker_factory(
+            src, state / f"aligned-{tag}", cfg.size, cfg.detector_threshold, 0, cfg.image_format
+        )
     say(f"{mode} input: {len(records)} images in {src}")
     # v2: results carry sharp_px; older caches lack it and are not reused
     scan_name = "scan-aligned-v2.jsonl" if mode == "aligned" else f"scan-photos-v2-{tag}.jsonl"

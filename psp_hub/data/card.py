@@ -55,19 +55,38 @@ def dataset_info_yaml(counts: Mapping[str, Mapping[str, int]], nbytes: Mapping[s
         for split in SPLITS:
             n = sum(counts.get(split, {}).get(g, 0) for g in groups)
             if n:
-                splits.append({"name": split, "num_bytes": sum(nbytes.get(split, {}).get(g, 0) for g in groups), "num_examples": n})
+                splits.append(
+                    {
+                        "name": split,
+                        "num_bytes": sum(nbytes.get(split, {}).get(g, 0) for g in groups),
+                        "num_examples": n,
+                    }
+                )
         if splits:
             total = sum(s["num_bytes"] for s in splits)
             # a fresh list per config: no YAML anchors in the card
-            out.append({"config_name": name, "features": FEATURES._to_yaml_list(), "splits": splits, "download_size": total, "dataset_size": total})
+            out.append(
+                {
+                    "config_name": name,
+                    "features": FEATURES._to_yaml_list(),
+                    "splits": splits,
+                    "download_size": total,
+                    "dataset_size": total,
+                }
+            )
     return out
 
 
-def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], nbytes: Mapping[str, Mapping[str, int]]) -> str:
+def render_card(
+    report: Mapping, files: Mapping[str, Mapping[str, list[str]]], nbytes: Mapping[str, Mapping[str, int]]
+) -> str:
     """The whole README.md, from the build report (counts, settings) and the written shard files."""
     counts = report["rows"]
     sources = sorted(report["sources"])
-    licences = {s: report.get("licenses", {}).get(s) or SOURCE_LICENSES.get(s, "unknown: set it before sharing") for s in sources}
+    licences = {
+        s: report.get("licenses", {}).get(s) or SOURCE_LICENSES.get(s, "unknown: set it before sharing")
+        for s in sources
+    }
     total = sum(sum(v.values()) for v in counts.values())
     meta = {
         "pretty_name": report.get("pretty_name") or "PSP-GAN aligned faces",
@@ -94,7 +113,7 @@ def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], n
     lines += [
         f"# {meta['pretty_name']}",
         "",
-        "Aligned face crops (FFHQ 5-point template) for training PSP-GAN (\"Personalized Super Resolution with Face",
+        'Aligned face crops (FFHQ 5-point template) for training PSP-GAN ("Personalized Super Resolution with Face',
         "Prior\"): each row is one high-resolution target with the ids of the same person's other photos, which the",
         "loader uses as references. Low-quality inputs are not stored; the loader makes them on the fly with eq. (10).",
         "",
@@ -106,7 +125,9 @@ def render_card(report: Mapping, files: Mapping[str, Mapping[str, list[str]]], n
     for split in SPLITS:
         c = counts.get(split, {})
         p = report["people"].get(split, {})
-        lines.append(f"| {split} | {sum(c.values())} | {c.get('general', 0)} | {c.get('older', 0)} | {p.get('people', 0)} | {p.get('multi_photo', 0)} |")
+        lines.append(
+            f"| {split} | {sum(c.values())} | {c.get('general', 0)} | {c.get('older', 0)} | {p.get('people', 0)} | {p.get('multi_photo', 0)} |"
+        )
     lines += [
         "",
         "## Sources and licences",
@@ -155,27 +176,48 @@ def _source_sections(report: Mapping) -> list[str]:
     per_source, sharp = report.get("per_source"), report.get("sharpness")
     if not per_source:
         return []
-    lines = ["", "## Per source", "", "| source | photos in | kept | skipped (reason: count) | train | validation | test | people | people with >= 2 photos |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "",
+        "## Per source",
+        "",
+        "| source | photos in | kept | skipped (reason: count) | train | validation | test | people | people with >= 2 photos |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for src, c in per_source.items():
         skipped = ", ".join(f"{k}: {v}" for k, v in c["skipped"].items()) or "-"
         sp = c["splits"]
-        lines.append(f"| {src} | {c['inputs']} | {c['kept']} | {skipped} | {sp['train']} | {sp['validation']} | {sp['test']} | {c['people']} | {c['multi_photo']} |")
+        lines.append(
+            f"| {src} | {c['inputs']} | {c['kept']} | {skipped} | {sp['train']} | {sp['validation']} | {sp['test']} | {c['people']} | {c['multi_photo']} |"
+        )
     if sharp:
         levels = [k for k in next(iter(sharp.values())) if k.startswith(">=")]
-        lines += ["", "## Sharpness (`sharp_px`)", "",
-                  "Measured on each aligned face (psp_hub/data/sharpness.py): the smallest size a resample can shrink it to",
-                  "while keeping 99 % of its detail finer than a 32 px face. Upsampled faces measure at the size they came",
-                  "from (a 128 px face upsampled to 256 measures about 130), so pixel size alone does not count as sharp.", "",
-                  "| source | faces | p10 | p25 | median | p75 | p90 | " + " | ".join(levels) + " |",
-                  "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in levels) + " |"]
+        lines += [
+            "",
+            "## Sharpness (`sharp_px`)",
+            "",
+            "Measured on each aligned face (psp_hub/data/sharpness.py): the smallest size a resample can shrink it to",
+            "while keeping 99 % of its detail finer than a 32 px face. Upsampled faces measure at the size they came",
+            "from (a 128 px face upsampled to 256 measures about 130), so pixel size alone does not count as sharp.",
+            "",
+            "| source | faces | p10 | p25 | median | p75 | p90 | " + " | ".join(levels) + " |",
+            "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in levels) + " |",
+        ]
         for src, d in sharp.items():
             if d.get("measured"):
-                lines.append(f"| {src} | {d['measured']} | {d['p10']} | {d['p25']} | {d['p50']} | {d['p75']} | {d['p90']} | " + " | ".join(str(d[k]) for k in levels) + " |")
+                lines.append(
+                    f"| {src} | {d['measured']} | {d['p10']} | {d['p25']} | {d['p50']} | {d['p75']} | {d['p90']} | "
+                    + " | ".join(str(d[k]) for k in levels)
+                    + " |"
+                )
     pairs = report.get("sharp_pairs")
     if pairs:
         levels = list(next(iter(pairs.values())))
-        lines += ["", "People with at least two photos at each sharpness (identity pairs for training / evaluation):", "",
-                  "| split | " + " | ".join(f"sharp_px {k}" for k in levels) + " |", "| --- | " + " | ".join("---" for _ in levels) + " |"]
+        lines += [
+            "",
+            "People with at least two photos at each sharpness (identity pairs for training / evaluation):",
+            "",
+            "| split | " + " | ".join(f"sharp_px {k}" for k in levels) + " |",
+            "| --- | " + " | ".join("---" for _ in levels) + " |",
+        ]
         lines += [f"| {split} | " + " | ".join(str(v) for v in d.values()) + " |" for split, d in pairs.items()]
     return lines

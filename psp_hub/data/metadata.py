@@ -111,5 +111,7 @@ def list_photos(folder: Path, source: str) -> list[InputRecord]:
         if any(part.startswith(".") for part in rel.parts):
             continue
         person = rel.parent.as_posix() if rel.parent != Path(".") else rel.stem
-        records.append(InputRecord(file_name=rel.as_posix(), identity=f"{source}:{person}", source=source, origin=rel.as_posix()))
+        records.append(
+            InputRecord(file_name=rel.as_posix(), identity=f"{source}:{person}", source=source, origin=rel.as_posix())
+        )
     return records

@@ -35,7 +35,16 @@ def encode_image(rgb: np.ndarray, image_format: str) -> bytes:
 class PhotoAligner:
     """Detect faces, keep the largest, align it at `size` px with FFHQ blurred padding, cache the crop as a file."""
 
-    def __init__(self, input_dir: Path, cache_dir: Path, size: int, threshold: float, min_native_px: int, image_format: str, weights_dir: str | None):
+    def __init__(
+        self,
+        input_dir: Path,
+        cache_dir: Path,
+        size: int,
+        threshold: float,
+        min_native_px: int,
+        image_format: str,
+        weights_dir: str | None,
+    ):
         from psp_hub.face.detection import FaceDetector
 
         self.input_dir, self.cache_dir = Path(input_dir), Path(cache_dir)
@@ -61,9 +70,11 @@ class PhotoAligner:
         if face is None:
             return ScanResult(record.file_name, False, "no_face", faces_in_photo=0, stamp=stamp)
         aligned = align_face(rgb, face.landmarks, self.size, padding="blur")
-        native = int(round(self.size / max(aligned.scale, 1e-9)))
+        native = round(self.size / max(aligned.scale, 1e-9))
         if native < self.min_native_px:
-            return ScanResult(record.file_name, False, "tiny_face", native_px=native, faces_in_photo=len(faces), stamp=stamp)
+            return ScanResult(
+                record.file_name, False, "tiny_face", native_px=native, faces_in_photo=len(faces), stamp=stamp
+            )
         sharp = measure_sharpness(rgb, aligned, native)
         lm = np.c_[face.landmarks, np.ones(5)] @ np.asarray(aligned.affine, dtype=np.float64).T
         data = encode_image(aligned.image, self.image_format)
@@ -99,6 +110,14 @@ def measure_sharpness(rgb: np.ndarray, aligned, native_px: int) -> int:
     return int(min(sharp_px(crop), native_px))
 
 
-def photo_checker_factory(input_dir: Path, cache_dir: Path, size: int, threshold: float, min_native_px: int, image_format: str, weights_dir: str | None = None):
+def photo_checker_factory(
+    input_dir: Path,
+    cache_dir: Path,
+    size: int,
+    threshold: float,
+    min_native_px: int,
+    image_format: str,
+    weights_dir: str | None = None,
+):
     """A picklable factory (for worker processes) of PhotoAligner."""
     return partial(PhotoAligner, input_dir, cache_dir, size, threshold, min_native_px, image_format, weights_dir)

@@ -34,7 +34,7 @@ def make_sample_corpus(
         by_source[people[ident][0]["source"]].append(ident)
 
     chosen: list[dict] = []
-    chosen += [r for p in by_source["celeba"][:celeba_people] for r in people[p][:max_photos * 4]]
+    chosen += [r for p in by_source["celeba"][:celeba_people] for r in people[p][: max_photos * 4]]
     lfw = by_source["lfw"]
     chosen += [r for p in [p for p in lfw if len(people[p]) > 1][:lfw_multi] for r in people[p][:max_photos]]
     chosen += [people[p][0] for p in [p for p in lfw if len(people[p]) == 1][:lfw_single]]
@@ -57,13 +57,22 @@ def make_sample_corpus(
     return out
 
 
-
-def build_sample_dataset(corpus: Path, root: Path, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), rows_per_shard: int = 128) -> Path:
+def build_sample_dataset(
+    corpus: Path,
+    root: Path,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    rows_per_shard: int = 128,
+) -> Path:
     """Sample the corpus into `root/input` and build it into `root/dataset` (a few hundred faces, seconds)."""
     from .builder import build_dataset
     from .config import BuildConfig
 
     src = make_sample_corpus(corpus, Path(root) / "input")
     out = Path(root) / "dataset"
-    build_dataset(BuildConfig(input=src, output=out, seed=seed, split_fractions=fractions, rows_per_shard=rows_per_shard, workers=1))
+    build_dataset(
+        BuildConfig(
+            input=src, output=out, seed=seed, split_fractions=fractions, rows_per_shard=rows_per_shard, workers=1
+        )
+    )
     return out

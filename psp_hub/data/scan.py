@@ -60,7 +60,7 @@ def check_aligned(path: Path, file_name: str) -> ScanResult:
             im.load()
             w, h = im.size
             rgb = np.asarray(im.convert("RGB"))
-    except Exception:  # any decoder failure means a bad file, never a crash
+    except Exception:  # noqa: BLE001  any decoder failure means a bad file, never a crash
         return ScanResult(file_name, False, "corrupt", stamp=stamp)
     if w != h:
         return ScanResult(file_name, False, "not_square", stamp=stamp)
@@ -120,10 +120,16 @@ def scan_inputs(
 ) -> dict[str, ScanResult]:
     """Check all records (reusing cached results for unchanged files); returns file_name -> result."""
     cache = _load_cache(cache_path)
-    todo = [r for r in records if r.file_name not in cache or cache[r.file_name].stamp != file_stamp(input_dir / r.file_name)]
+    todo = [
+        r
+        for r in records
+        if r.file_name not in cache or cache[r.file_name].stamp != file_stamp(input_dir / r.file_name)
+    ]
     results = {r.file_name: cache[r.file_name] for r in records if r.file_name in cache}
     if progress:
-        progress(f"scan: {len(results) - len([r for r in todo if r.file_name in results])} cached, {len(todo)} to check")
+        progress(
+            f"scan: {len(results) - len([r for r in todo if r.file_name in results])} cached, {len(todo)} to check"
+        )
     if todo:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         workers = workers or os.cpu_count() or 1
@@ -131,7 +137,9 @@ def scan_inputs(
             if workers > 1 and len(todo) > CHUNK:
                 # spawned processes (arrow / torch threads are not fork-safe); a pool that breaks raises, never hangs
                 ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(checker_factory,)) as pool:
+                with ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_init_worker, initargs=(checker_factory,)
+                ) as pool:
                     _write_all(pool.map(_run_chunk, list(_chunks(todo, CHUNK))), out, results, progress, len(todo))
             else:
                 fn = checker_factory()

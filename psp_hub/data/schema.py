@@ -19,7 +19,9 @@ FEATURES = Features(
         "sharp_px": Value("int32"),  # measured true sharpness: largest size with real detail (sharpness.py)
         "det_score": Value("float32"),
         "faces_in_photo": Value("int32"),
-        "landmarks": List(List(Value("float32"), length=2), length=5),  # aligned frame: l-eye, r-eye, nose, l-mouth, r-mouth
+        "landmarks": List(
+            List(Value("float32"), length=2), length=5
+        ),  # aligned frame: l-eye, r-eye, nose, l-mouth, r-mouth
         "reference_ids": List(Value("string")),  # ids of this person's other photos (same split), usable as references
         "num_photos": Value("int32"),  # photos of this person in this split, this one included
         "origin": Value("string"),  # the photo in its original dataset

@@ -41,7 +41,15 @@ def is_done(out_dir: Path, done_dir: Path, rel: str, fingerprint: str) -> bool:
     return info.get("fingerprint") == fingerprint and info.get("bytes") == path.stat().st_size
 
 
-def write_shard(out_dir: Path, done_dir: Path, rel: str, rows: Sequence[dict], images: Sequence[bytes], fingerprint: str, row_group_size: int) -> int:
+def write_shard(
+    out_dir: Path,
+    done_dir: Path,
+    rel: str,
+    rows: Sequence[dict],
+    images: Sequence[bytes],
+    fingerprint: str,
+    row_group_size: int,
+) -> int:
     """Write rows (+ their image bytes) to `out_dir/rel` via a temporary file and rename; returns the file size."""
     records = [{**row, "image": {"bytes": img, "path": row["image_path"]}} for row, img in zip(rows, images)]
     for r in records:

@@ -13,8 +13,8 @@ from datasets.distributed import split_dataset_by_node
 
 from .config import DataConfig
 from .rng import stream_key
-from .schema import STREAM_COLUMNS
 from .schedule import older_fraction_for
+from .schema import STREAM_COLUMNS
 
 ARROW_BATCH = 256
 GROUPS = ("general", "older")
@@ -30,7 +30,9 @@ def data_files(path: str, config: str, split: str, revision: str | None = None) 
     return [str(f) for f in files.get(split, [])]
 
 
-def open_stream(path: str, config: str, split: str, revision: str | None = None, columns=STREAM_COLUMNS) -> datasets.IterableDataset:
+def open_stream(
+    path: str, config: str, split: str, revision: str | None = None, columns=STREAM_COLUMNS
+) -> datasets.IterableDataset:
     """`load_dataset(..., streaming=True)` of one config / split, images left encoded (decoded per sample later)."""
     ds = datasets.load_dataset(path, config, split=split, streaming=True, revision=revision)
     return ds.decode(False).select_columns(list(columns))
@@ -46,7 +48,9 @@ def available_groups(cfg: DataConfig) -> tuple[bool, bool]:
     return tuple(bool(data_files(cfg.path, g, cfg.split, cfg.revision)) for g in GROUPS)  # type: ignore[return-value]
 
 
-def group_stream(cfg: DataConfig, group: str, phase: str, process_index: int = 0, num_processes: int = 1) -> datasets.IterableDataset:
+def group_stream(
+    cfg: DataConfig, group: str, phase: str, process_index: int = 0, num_processes: int = 1
+) -> datasets.IterableDataset:
     """One group, this process's part (`split_dataset_by_node`), repeated without end, shuffled with a buffer.
 
     Repeating under the shuffle keeps the stream endless with no epoch restarts (each restart of a parquet
@@ -55,10 +59,12 @@ def group_stream(cfg: DataConfig, group: str, phase: str, process_index: int = 0
     ds = open_stream(cfg.path, group, cfg.split, cfg.revision)
     if num_processes > 1:
         ds = split_dataset_by_node(ds, rank=process_index, world_size=num_processes, strategy=cfg.node_split)
-    return ds.repeat(None).shuffle(seed=group_seed(cfg, phase, group), buffer_size=cfg.shuffle_buffer, max_buffer_input_shards=1)
+    return ds.repeat(None).shuffle(
+        seed=group_seed(cfg, phase, group), buffer_size=cfg.shuffle_buffer, max_buffer_input_shards=1
+    )
 
 
-_LIVE_CURSORS: "weakref.WeakSet[RowCursor]" = weakref.WeakSet()
+_LIVE_CURSORS: weakref.WeakSet[RowCursor] = weakref.WeakSet()
 
 
 @atexit.register
@@ -122,7 +128,9 @@ class RowCursor:
         return row
 
 
-def interleaved_stream(cfg: DataConfig, phase: str = "main", process_index: int = 0, num_processes: int = 1) -> datasets.IterableDataset:
+def interleaved_stream(
+    cfg: DataConfig, phase: str = "main", process_index: int = 0, num_processes: int = 1
+) -> datasets.IterableDataset:
     """The same mix as a plain `datasets.IterableDataset` via `interleave_datasets` (for other trainers, inspection).
 
     The training loader does not use it (a thread hop per example makes it ~15x slower, see mixing.py).
@@ -141,4 +149,6 @@ def interleaved_stream(cfg: DataConfig, phase: str = "main", process_index: int 
     if len(parts) == 1:
         return parts[0]
     total = sum(probs)
-    return datasets.interleave_datasets(parts, probabilities=[p / total for p in probs], seed=cfg.seed + stream_key(phase))
+    return datasets.interleave_datasets(
+        parts, probabilities=[p / total for p in probs], seed=cfg.seed + stream_key(phase)
+    )

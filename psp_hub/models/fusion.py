@@ -75,8 +75,13 @@ class CrossAttentionFusion(nn.Module):
         return sinusoidal_positions(size, self.channels, like.device, like.dtype)
 
     # -- the input side ---------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, prepared: dict[str, torch.Tensor], mask: torch.Tensor,
-                strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        prepared: dict[str, torch.Tensor],
+        mask: torch.Tensor,
+        strength: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
         """x (B, C, r, r) + prepared reference tokens + mask (B, K) -> fused features (B, C, r, r)."""
         b, _, size, _ = x.shape
         t = self.norm_input(_tokens(x))  # (B, N, C)

@@ -40,18 +40,22 @@ class ReferenceCache:
     def num_references(self) -> torch.Tensor:
         return self.mask.sum(dim=1)
 
-    def for_batch(self, batch: int) -> "ReferenceCache":
+    def for_batch(self, batch: int) -> ReferenceCache:
         """This cache for an input batch: itself when sizes match, broadcast when it holds one sample."""
         if self.batch_size == batch:
             return self
         if self.batch_size != 1:
-            raise ValueError(f"reference cache holds {self.batch_size} samples but the input batch has {batch}; "
-                             "encode the references per sample, or once (batch 1) to share them")
+            raise ValueError(
+                f"reference cache holds {self.batch_size} samples but the input batch has {batch}; "
+                "encode the references per sample, or once (batch 1) to share them"
+            )
         feats = {r: {k: v.expand(batch, *v.shape[1:]) for k, v in d.items()} for r, d in self.features.items()}
         return ReferenceCache(feats, self.mask.expand(batch, -1))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ReferenceCache":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ReferenceCache:
         """Move the cached features (and cast floating ones) like `Tensor.to`."""
-        feats = {r: {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in d.items()}
-                 for r, d in self.features.items()}
+        feats = {
+            r: {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in d.items()}
+            for r, d in self.features.items()
+        }
         return ReferenceCache(feats, self.mask.to(device=device))

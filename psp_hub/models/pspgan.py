@@ -67,29 +67,39 @@ class PSPGAN(
         res = c.resolutions
         self.lr_unet = UNetExtractor(c, with_rgb=True)
         self.ref_unet = UNetExtractor(c, decode_up_to=max(c.fusion_resolutions))
-        self.fusion = nn.ModuleDict({
-            str(r): CrossAttentionFusion(c.unet_channels(r), c.fusion_dim(r), c.fusion_heads, c.fusion_direction,
-                                         None if c.fusion_is_global(r) else c.fusion_window)
-            for r in c.fusion_resolutions
-        })
+        self.fusion = nn.ModuleDict(
+            {
+                str(r): CrossAttentionFusion(
+                    c.unet_channels(r),
+                    c.fusion_dim(r),
+                    c.fusion_heads,
+                    c.fusion_direction,
+                    None if c.fusion_is_global(r) else c.fusion_window,
+                )
+                for r in c.fusion_resolutions
+            }
+        )
         b = c.bottleneck_size
         self.latent_reduce = nn.Conv2d(c.unet_channels(b), c.latent_channels, 1)
         self.latent_head = nn.Linear(c.latent_channels * b * b, c.num_latent * c.style_dim)
-        self.generator = StyleGAN2Generator(c.out_size, c.style_dim, c.n_mlp, c.channel_multiplier, c.narrow,
-                                            c.max_channels, c.sft_half)
+        self.generator = StyleGAN2Generator(
+            c.out_size, c.style_dim, c.n_mlp, c.channel_multiplier, c.narrow, c.max_channels, c.sft_half
+        )
         # Restoration feeds W+ codes straight to the synthesis network, so the mapping MLP is unused here;
         # it stays (frozen) so that a full StyleGAN2 prior loads intact.
         self.generator.style_mlp.requires_grad_(False)
         self.sft = nn.ModuleDict({str(r): SFTHead(c.unet_channels(r), self.generator.sft_channels(r)) for r in res[1:]})
 
     # -- the prior ----------------------------------------------------------------------------------
-    def load_prior(self, source) -> "PSPGAN":
+    def load_prior(self, source) -> PSPGAN:
         """Load a pretrained StyleGAN2 (file or state dict, our/GFPGAN-clean layout) into the generator."""
         load_stylegan2_weights(self.generator, source)
         return self
 
     # -- references -------------------------------------------------------------------------------
-    def encode_references(self, refs: torch.Tensor | None, ref_mask: torch.Tensor | None = None) -> ReferenceCache | None:
+    def encode_references(
+        self, refs: torch.Tensor | None, ref_mask: torch.Tensor | None = None
+    ) -> ReferenceCache | None:
         """refs (B, K, 3, S, S) in [-1, 1] (K may be 0; None = no references) -> ReferenceCache, or None if empty.
 
         `ref_mask` (B, K) bool marks which slots hold a photo (default: all); order does not matter.
@@ -101,7 +111,11 @@ class PSPGAN(
         b, k = refs.shape[:2]
         if k > self.config.max_references:
             raise ValueError(f"{k} references given; this model takes at most {self.config.max_references}")
-        mask = torch.ones(b, k, dtype=torch.bool, device=refs.device) if ref_mask is None else ref_mask.to(refs.device, torch.bool)
+        mask = (
+            torch.ones(b, k, dtype=torch.bool, device=refs.device)
+            if ref_mask is None
+            else ref_mask.to(refs.device, torch.bool)
+        )
         if mask.shape != (b, k):
             raise ValueError(f"ref_mask must be (B, K) = {(b, k)}, got {tuple(mask.shape)}")
         flat = self._to_model_size(refs.flatten(0, 1))
@@ -113,9 +127,16 @@ class PSPGAN(
         return ReferenceCache(prepared, mask)
 
     # -- restoration ------------------------------------------------------------------------------
-    def restore(self, lq: torch.Tensor, cache: ReferenceCache | None = None, *, strength: float = 1.0,
-                randomize_noise: bool | None = None, return_unet_images: bool = False,
-                return_contributions: bool = False) -> PSPGANOutput:
+    def restore(
+        self,
+        lq: torch.Tensor,
+        cache: ReferenceCache | None = None,
+        *,
+        strength: float = 1.0,
+        randomize_noise: bool | None = None,
+        return_unet_images: bool = False,
+        return_contributions: bool = False,
+    ) -> PSPGANOutput:
         """Degraded faces (B, 3, H, W) in [-1, 1] + cached references -> PSPGANOutput.
 
         `strength` scales how much the references change the features (0 = blind restoration, 1 = trained
@@ -133,7 +154,9 @@ class PSPGAN(
         masses = [] if return_contributions else None
         feat, skips = self.lr_unet.encode(x)
         feat = self._fuse(feat, cache, strength, masses)
-        latents = self.latent_head(self.latent_reduce(feat).flatten(1)).view(-1, self.config.num_latent, self.config.style_dim)
+        latents = self.latent_head(self.latent_reduce(feat).flatten(1)).view(
+            -1, self.config.num_latent, self.config.style_dim
+        )
         conditions, unet_images = {}, []
         for i in range(len(self.lr_unet.up)):
             feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength, masses)
@@ -142,18 +165,41 @@ class PSPGAN(
             if return_unet_images:
                 unet_images.append(self.lr_unet.rgb(i, feat))
         image = self.generator.synthesis(latents, conditions, randomize_noise=randomize_noise)
-        return PSPGANOutput(image=image, unet_images=tuple(unet_images), latents=latents,
-                            contributions=self._contributions(masses, cache, x))
+        return PSPGANOutput(
+            image=image,
+            unet_images=tuple(unet_images),
+            latents=latents,
+            contributions=self._contributions(masses, cache, x),
+        )
 
-    def forward(self, lq: torch.Tensor, refs: torch.Tensor | None = None, ref_mask: torch.Tensor | None = None,
-                *, strength: float = 1.0, randomize_noise: bool | None = None,
-                return_unet_images: bool = False, return_contributions: bool = False) -> PSPGANOutput:
+    def forward(
+        self,
+        lq: torch.Tensor,
+        refs: torch.Tensor | None = None,
+        ref_mask: torch.Tensor | None = None,
+        *,
+        strength: float = 1.0,
+        randomize_noise: bool | None = None,
+        return_unet_images: bool = False,
+        return_contributions: bool = False,
+    ) -> PSPGANOutput:
         """Restore `lq` (B, 3, H, W) with references `refs` (B, K, 3, S, S) and their mask (B, K); see `restore`."""
-        return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength, randomize_noise=randomize_noise,
-                            return_unet_images=return_unet_images, return_contributions=return_contributions)
+        return self.restore(
+            lq,
+            self.encode_references(refs, ref_mask),
+            strength=strength,
+            randomize_noise=randomize_noise,
+            return_unet_images=return_unet_images,
+            return_contributions=return_contributions,
+        )
 
-    def _fuse(self, feat: torch.Tensor, cache: ReferenceCache | None, strength: float,
-              masses: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def _fuse(
+        self,
+        feat: torch.Tensor,
+        cache: ReferenceCache | None,
+        strength: float,
+        masses: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         key = str(feat.shape[-1])
         if cache is None or key not in self.fusion:
             return feat
@@ -163,7 +209,9 @@ class PSPGAN(
         return self.fusion[key](feat, prepared, cache.mask, strength)
 
     @staticmethod
-    def _contributions(masses: list[torch.Tensor] | None, cache: ReferenceCache | None, x: torch.Tensor) -> torch.Tensor | None:
+    def _contributions(
+        masses: list[torch.Tensor] | None, cache: ReferenceCache | None, x: torch.Tensor
+    ) -> torch.Tensor | None:
         """Mean over the fusion scales of each reference's attention share; (B, 0) without references."""
         if masses is None:
             return None
