@@ -223,8 +223,8 @@ def test_a_video_is_restored_with_a_profile(tmp_path, tiny_model, capsys, monkey
     refs = [FIXTURES / f"{r}.webp" for r in person["references"]]
     PersonProfile.build(pipe, refs, name="p", aligned=True).save(tmp_path / "p.psp")
     out = tmp_path / "restored.mp4"
-    # --keep-mismatched: the calibrated identity gate (threshold 0.60) scores this clip's 96-136 px face against
-    # these references at 0.58 and would restore it blind; this test is about the CLI's wiring, not the gate
+    # --keep-mismatched: this test is about the CLI's wiring, not the identity gate (which scores this clip's
+    # 96-136 px face against these references at 0.58, near the calibrated threshold)
     code, err = run([clip, "--profile", tmp_path / "p.psp", "--out", out, "--keep-mismatched", "--quiet"], capsys)
     assert code == 0, err
     assert f"done: {FRAMES} frames, {FRAMES} faces in 1 tracks (1 with the references), audio copied" in err
