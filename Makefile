@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 demo: $(VENV)/.installed
 	$(PY) app.py
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser lint
 	$(PY) -m pytest -q --timeout=900
 
 # The quick subset: no multi-second tests, no browser.

@@ -42,17 +42,21 @@ def test_people(folder: Path | None = None) -> dict[str, list[Path]]:
     cfg = BuildConfig(input=folder)
     by_person: dict[str, list] = defaultdict(list)
     for rec in read_aligned_metadata(folder):
-        if (rec.native_px is not None and rec.native_px < cfg.min_native_px) or \
-                (rec.det_score is not None and rec.det_score < cfg.min_det_score):
+        if (rec.native_px is not None and rec.native_px < cfg.min_native_px) or (
+            rec.det_score is not None and rec.det_score < cfg.min_det_score
+        ):
             continue
         by_person[rec.identity].append(rec)
-    strata = {p: f"{rs[0].source}|{int(any(is_older(r.age, cfg.older_age) for r in rs))}" for p, rs in by_person.items()}
+    strata = {
+        p: f"{rs[0].source}|{int(any(is_older(r.age, cfg.older_age) for r in rs))}" for p, rs in by_person.items()
+    }
     split = split_identities({p: len(rs) for p, rs in by_person.items()}, strata, cfg.split_fractions, cfg.seed)
     return {p: [folder / r.file_name for r in rs] for p, rs in sorted(by_person.items()) if split[p] == "test"}
 
 
-def embed_people(scorer, people: dict[str, list[Path]], degradation: str | None = None, seed: int = 0,
-                 max_photos: int = 8) -> dict[str, np.ndarray]:
+def embed_people(
+    scorer, people: dict[str, list[Path]], degradation: str | None = None, seed: int = 0, max_photos: int = 8
+) -> dict[str, np.ndarray]:
     """identity -> (n, D) unit embeddings of up to `max_photos` of its faces, optionally degraded first with a preset
     of the training degradation model (the pipeline gates degraded photos against clean references)."""
     from psp_hub.data.config import DegradationConfig
@@ -64,8 +68,12 @@ def embed_people(scorer, people: dict[str, list[Path]], degradation: str | None 
     for person, files in people.items():
         faces = [load_image(f) for f in files[:max_photos]]
         if cfg is not None:
-            faces = [np.clip(np.rint(degrade(f, sample_degradation(cfg, rng, f.shape[0]), rng) * 255), 0, 255)
-                     .astype(np.uint8) for f in faces]
+            faces = [
+                np.clip(np.rint(degrade(f, sample_degradation(cfg, rng, f.shape[0]), rng) * 255), 0, 255).astype(
+                    np.uint8
+                )
+                for f in faces
+            ]
         out[person] = scorer.embed(faces)
     return out
 
@@ -75,8 +83,13 @@ def centroid(emb: np.ndarray) -> np.ndarray:
     return c / max(float(np.linalg.norm(c)), 1e-8)
 
 
-def pair_trials(emb: dict[str, np.ndarray], probes: dict[str, np.ndarray], k: int, rng: np.random.Generator,
-                impostors_per_probe: int = 20):
+def pair_trials(
+    emb: dict[str, np.ndarray],
+    probes: dict[str, np.ndarray],
+    k: int,
+    rng: np.random.Generator,
+    impostors_per_probe: int = 20,
+):
     """Genuine and impostor cosines of probe vs centroid of K references (genuine: other photos of the probe's person;
     impostor: K photos of another test person who has at least K), and per impostor trial whether both are UTKFace
     people (labelled per photo, so such a pair may be one person twice; many are infants)."""
@@ -102,8 +115,9 @@ def threshold_for(impostors: list[np.ndarray], far: float) -> float:
     return float(np.ceil(t * 100) / 100)
 
 
-def group_trials(emb: dict[str, np.ndarray], probes: dict[str, np.ndarray], k: int, rng: np.random.Generator,
-                 n: int = 4000):
+def group_trials(
+    emb: dict[str, np.ndarray], probes: dict[str, np.ndarray], k: int, rng: np.random.Generator, n: int = 4000
+):
     """Simulated group photos: (genuine best-vs-next, stranger best, stranger best-vs-next) per group of 2-5 faces."""
     multi = [p for p in emb if len(emb[p]) >= k + 1]
     people = list(emb)
@@ -112,7 +126,7 @@ def group_trials(emb: dict[str, np.ndarray], probes: dict[str, np.ndarray], k: i
         person = multi[rng.integers(len(multi))]
         e = emb[person]
         idx = rng.permutation(len(e))
-        c = centroid(e[idx[1: k + 1]])
+        c = centroid(e[idx[1 : k + 1]])
         others = [p for p in rng.choice(people, 5, replace=False) if p != person][: rng.integers(1, 5)]
         strangers = np.array([float(probes[p][rng.integers(len(emb[p]))] @ c) for p in others])
         own_gap.append((float(probes[person][idx[0]] @ c), float(strangers.max())))
@@ -160,8 +174,9 @@ def run_groups(people: dict[str, list[Path]], n: int, rng: np.random.Generator, 
     for g in range(n):
         person = multi[rng.integers(len(multi))]
         files = [people[person][i] for i in rng.permutation(len(people[person]))[:4]]
-        refs = pipe.prepare_references([load_image(f) for f in files[1:]], names=[f.name for f in files[1:]],
-                                       aligned=True)
+        refs = pipe.prepare_references(
+            [load_image(f) for f in files[1:]], names=[f.name for f in files[1:]], aligned=True
+        )
         strangers = [p for p in rng.choice(list(people), 4, replace=False) if p != person][:3]
         faces = [load_image(people[p][0]) for p in strangers]
         own_at = int(rng.integers(3))
@@ -211,30 +226,42 @@ def main(argv: list[str] | None = None) -> int:
     probes = emb if not args.degrade else _embeddings(people, args.degrade, args.cache, args.seed)
     if args.degrade:
         print(f"probes degraded with the {args.degrade!r} preset; references clean")
-    print(f"test identities: {len(people)} people, {sum(len(v) for v in emb.values())} faces embedded, "
-          f"{sum(len(v) >= 2 for v in emb.values())} with >= 2 photos")
+    print(
+        f"test identities: {len(people)} people, {sum(len(v) for v in emb.values())} faces embedded, "
+        f"{sum(len(v) >= 2 for v in emb.values())} with >= 2 photos"
+    )
     trials = {k: pair_trials(emb, probes, k, rng) for k in KS}
     t = threshold_for([imp for _, imp, _ in trials.values()], args.far)
     print(f"\nthreshold (FAR <= {args.far:.0%} for every K): {t:.2f}")
     if args.threshold is not None:
         t = args.threshold
         print(f"rates below at the given threshold {t:.2f}")
-    print(f"{'K':>2s} {'genuine':>8s} {'impostor':>9s} {'FAR':>7s} {'TAR':>7s} {'gen median':>10s} {'imp p99':>8s} "
-          f"{'FAR w/o UTK pairs':>17s}")
+    print(
+        f"{'K':>2s} {'genuine':>8s} {'impostor':>9s} {'FAR':>7s} {'TAR':>7s} {'gen median':>10s} {'imp p99':>8s} "
+        f"{'FAR w/o UTK pairs':>17s}"
+    )
     for k, (gen, imp, utk) in trials.items():
-        print(f"{k:2d} {len(gen):8d} {len(imp):9d} {np.mean(imp >= t):7.2%} {np.mean(gen >= t):7.2%} "
-              f"{np.median(gen):10.3f} {np.quantile(imp, 0.99):8.3f} {np.mean(imp[~utk] >= t):17.2%}")
+        print(
+            f"{k:2d} {len(gen):8d} {len(imp):9d} {np.mean(imp >= t):7.2%} {np.mean(gen >= t):7.2%} "
+            f"{np.median(gen):10.3f} {np.quantile(imp, 0.99):8.3f} {np.mean(imp[~utk] >= t):17.2%}"
+        )
     t_clean = threshold_for([imp[~utk] for _, imp, utk in trials.values()], args.far)
-    print(f"without UTKFace-vs-UTKFace trials the threshold would be {t_clean:.2f}: TAR "
-          + ", ".join(f"K={k} {np.mean(gen >= t_clean):.1%}" for k, (gen, _, _) in trials.items()))
-    print("at the old threshold 0.30: FAR " + ", ".join(f"K={k} {np.mean(imp >= 0.30):.1%}"
-                                                         for k, (_, imp, _) in trials.items()))
+    print(
+        f"without UTKFace-vs-UTKFace trials the threshold would be {t_clean:.2f}: TAR "
+        + ", ".join(f"K={k} {np.mean(gen >= t_clean):.1%}" for k, (gen, _, _) in trials.items())
+    )
+    print(
+        "at the old threshold 0.30: FAR "
+        + ", ".join(f"K={k} {np.mean(imp >= 0.30):.1%}" for k, (_, imp, _) in trials.items())
+    )
     own, best, gap = group_trials(emb, probes, 3, rng)
     m = margin_for(own, t)
     own_ok = (own[:, 0] >= t) & (own[:, 0] - own[:, 1] >= m)
-    print(f"\ngroups of 2-5 faces, K=3, threshold {t:.2f}: margin {m:.2f}; own face accepted {own_ok.mean():.1%} "
-          f"(threshold alone {np.mean(own[:, 0] >= t):.1%}); stranger-only groups accepted "
-          f"{np.mean((best >= t) & (gap >= m)):.2%} (old rule, best face >= 0.30: {np.mean(best >= 0.30):.1%})")
+    print(
+        f"\ngroups of 2-5 faces, K=3, threshold {t:.2f}: margin {m:.2f}; own face accepted {own_ok.mean():.1%} "
+        f"(threshold alone {np.mean(own[:, 0] >= t):.1%}); stranger-only groups accepted "
+        f"{np.mean((best >= t) & (gap >= m)):.2%} (old rule, best face >= 0.30: {np.mean(best >= 0.30):.1%})"
+    )
     if args.groups:
         run_groups(people, args.groups, rng, args.model)
     return 0

@@ -68,7 +68,7 @@ def grey_chroma(pipe: RestorationPipeline, image: np.ndarray) -> float:
     worst = 0.0
     for f in result.faces:
         x0, y0, x1, y1 = (round(float(v)) for v in f.box)
-        crop = ycc[max(0, y0):y1, max(0, x0):x1]
+        crop = ycc[max(0, y0) : y1, max(0, x0) : x1]
         worst = max(worst, float(np.abs(crop[..., 1:] - 128).sum(axis=2).mean()))
     return worst
 
@@ -86,10 +86,16 @@ def measure_photo(pipe: RestorationPipeline, path: Path, scales: list[float]) ->
             box = f.box * np.array([sx, sy, sx, sy])
             ref_detail = laplacian_variance(lanczos, box)
             region = face_region(f.affine, f.restored.shape[0], lanczos.shape, (sx, sy))
-            rows.append({"photo": f"{path.parent.name}/{path.name}", "face": f.index, "scale": s,
-                         "face_px": round(float(f.box[2] - f.box[0])),
-                         "detail": round(laplacian_variance(result.image, box) / max(ref_detail, 1e-6), 3),
-                         "ring": round(ring_change(result.image, lanczos, box, region), 2) if region else 0.0})
+            rows.append(
+                {
+                    "photo": f"{path.parent.name}/{path.name}",
+                    "face": f.index,
+                    "scale": s,
+                    "face_px": round(float(f.box[2] - f.box[0])),
+                    "detail": round(laplacian_variance(result.image, box) / max(ref_detail, 1e-6), 3),
+                    "ring": round(ring_change(result.image, lanczos, box, region), 2) if region else 0.0,
+                }
+            )
     return rows
 
 
@@ -105,9 +111,11 @@ def degraded_groups(n_groups: int, seed: int = 0) -> list[tuple[np.ndarray, list
     people = [files[0] for p, files in test_people().items() if not p.startswith("utkface:")][: 3 * n_groups]
     rng, cfg = np.random.default_rng(seed), DegradationConfig.preset("moderate")
     clean = [load_image(f) for f in people]
-    low = [np.clip(np.rint(degrade(c, sample_degradation(cfg, rng, c.shape[0]), rng) * 255), 0, 255).astype(np.uint8)
-           for c in clean]
-    return [(group_photo(low[i: i + 3]), clean[i: i + 3]) for i in range(0, len(low), 3)]
+    low = [
+        np.clip(np.rint(degrade(c, sample_degradation(cfg, rng, c.shape[0]), rng) * 255), 0, 255).astype(np.uint8)
+        for c in clean
+    ]
+    return [(group_photo(low[i : i + 3]), clean[i : i + 3]) for i in range(0, len(low), 3)]
 
 
 def fidelity_sweep(pipe: RestorationPipeline, values: list[float], n_groups: int, scale: float = 2.0) -> None:
@@ -142,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="Hub id or folder (default: PSP_MODEL or the bundled model)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    ap.add_argument("--fidelity", type=float, nargs="*", default=None,
-                    help="instead: sweep these fidelity values on degraded composites of held-out corpus faces")
+    ap.add_argument(
+        "--fidelity",
+        type=float,
+        nargs="*",
+        default=None,
+        help="instead: sweep these fidelity values on degraded composites of held-out corpus faces",
+    )
     ap.add_argument("--groups", type=int, default=4, help="group photos (3 faces each) for --fidelity")
     args = ap.parse_args(argv)
     pipe = RestorationPipeline.from_pretrained(args.model, device=args.device)
@@ -155,14 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in sample_photos():
         for r in measure_photo(pipe, path, args.scales):
             rows.append(r)
-            print(f"{r['photo']:42s} {r['face']:4d} {r['face_px']:5d} {r['scale']:5g} {r['detail']:7.3f} {r['ring']:6.2f}")
+            print(
+                f"{r['photo']:42s} {r['face']:4d} {r['face_px']:5d} {r['scale']:5g} {r['detail']:7.3f} {r['ring']:6.2f}"
+            )
         if path.parent.parent.name == "photos":
             greys.append({"photo": path.name, "grey_chroma": round(grey_chroma(pipe, load_image(path)), 2)})
     for s in args.scales:
         d = [r["detail"] for r in rows if r["scale"] == s]
         ring = [r["ring"] for r in rows if r["scale"] == s]
-        print(f"{s:g}x: {len(d)} faces, detail ratio min {min(d):.3f} median {np.median(d):.3f}, "
-              f"faces below 0.9: {sum(x < 0.9 for x in d)}; ring change mean {np.mean(ring):.2f} max {max(ring):.2f}")
+        print(
+            f"{s:g}x: {len(d)} faces, detail ratio min {min(d):.3f} median {np.median(d):.3f}, "
+            f"faces below 0.9: {sum(x < 0.9 for x in d)}; ring change mean {np.mean(ring):.2f} max {max(ring):.2f}"
+        )
     for g in greys:
         print(f"grey {g['photo']}: face chroma {g['grey_chroma']:.2f}")
     if args.json:

@@ -61,7 +61,7 @@ def test_face_mask_covers_the_face_not_the_square(size):
     m = face_mask(size)
     for x, y in ffhq_template(size):  # eyes, nose, mouth corners are fully inside
         assert m[round(y), round(x)] > 0.99
-    assert m[: size // 8, : size // 8].max() == 0 and m[-size // 8:, -size // 8:].max() == 0  # corners untouched
+    assert m[: size // 8, : size // 8].max() == 0 and m[-size // 8 :, -size // 8 :].max() == 0  # corners untouched
     assert m[0].max() == 0 and m[:, 0].max() == 0
     assert 0.2 < (m > 0.5).mean() < 0.45
 

@@ -31,8 +31,12 @@ def pipe():
 
 
 # small faces of an old group photo, a large clean face crop, and sharp in-the-wild faces (0.02-0.75x before)
-PHOTOS = ["photos/whole/10045.png", "photos/cropped/Paris_Hilton_crop.png", "references/celeba_7256/000114.jpg",
-          "references/celeba_7399/004668.jpg"]
+PHOTOS = [
+    "photos/whole/10045.png",
+    "photos/cropped/Paris_Hilton_crop.png",
+    "references/celeba_7256/000114.jpg",
+    "references/celeba_7399/004668.jpg",
+]
 
 
 @pytest.mark.parametrize("photo", PHOTOS)

@@ -77,7 +77,9 @@ def test_face_selection_options(pipe, group):
     assert len(largest.faces) == 1
     only = pipe.restore(group, only_faces=True)
     all_faces = only.faces
-    assert largest.faces[0].box.tolist() == max((f.box.tolist() for f in all_faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    assert largest.faces[0].box.tolist() == max(
+        (f.box.tolist() for f in all_faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1])
+    )
     centre = pipe.restore(group, faces="center", only_faces=True).faces[0]
     mid = np.array([image.shape[1] / 2, image.shape[0] / 2])
     dists = [np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - mid) for f in all_faces]
@@ -152,7 +154,7 @@ def test_grey_rgba_and_16_bit_photos(pipe, samples):
     rgb = load_image(samples / "photos" / "cropped" / "Adele_crop.png")
     grey = Image.fromarray(rgb).convert("L")
     rgba = Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA")
-    sixteen = (rgb.astype(np.uint16) * 257)
+    sixteen = rgb.astype(np.uint16) * 257
     for photo in (grey, rgba, sixteen):
         result = pipe.restore(photo, upscale=1)
         assert result.image.shape == (512, 512, 3) and len(result.faces) == 1

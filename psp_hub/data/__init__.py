@@ -7,11 +7,11 @@ from .config import DEFAULT_DATASET_DIR, BuildConfig, DataConfig, DegradationCon
 from .degradation import DegradationParams, degrade, sample_degradation
 from .evaluation import EvalDataset, build_eval_dataset
 from .hub import push_to_hub
+from .mixing import MixSchedule
 from .references import ReferenceStore
 from .resident_batches import build_train_batches
 from .schedule import boost_start_iteration, older_fraction_for, phase_at, phase_position
 from .schema import FEATURES
-from .mixing import MixSchedule
 from .sources import interleaved_stream
 from .stream import TrainStream, build_train_dataloader, collate_samples
 
@@ -37,8 +37,8 @@ __all__ = [
     "component_boxes",
     "degrade",
     "flip_landmarks",
-    "is_older",
     "interleaved_stream",
+    "is_older",
     "older_fraction_for",
     "phase_at",
     "phase_position",

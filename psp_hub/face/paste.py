@@ -46,8 +46,18 @@ def face_mask(size: int, landmarks: np.ndarray | None = None, feather: float = 0
     (cx, cy), (ax, ay), angle = face_ellipse(pts)
     hard = np.zeros((size, size), np.float32)
     sub = 16  # cv2.ellipse takes fixed-point coordinates with 4 fractional bits
-    cv2.ellipse(hard, (round(cx * sub), round(cy * sub)), (round(ax * sub), round(ay * sub)), angle, 0, 360,
-                1.0, -1, cv2.LINE_AA, 4)
+    cv2.ellipse(
+        hard,
+        (round(cx * sub), round(cy * sub)),
+        (round(ax * sub), round(ay * sub)),
+        angle,
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+        4,
+    )
     sigma = max(1.0, 0.5 * feather * size)
     soft = cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
     soft[soft < 1e-3] = 0.0  # the Gaussian's far tail: exactly 0, so the photo there stays exactly as it was
@@ -70,7 +80,9 @@ def output_pixels_per_crop_pixel(affine: np.ndarray, scale: Scale = 1.0) -> floa
     return similarity_scale(crop_to_photo(affine, scale))
 
 
-def face_region(affine: np.ndarray, size: int, out_shape: tuple[int, ...], scale: Scale = 1.0) -> tuple[int, int, int, int] | None:
+def face_region(
+    affine: np.ndarray, size: int, out_shape: tuple[int, ...], scale: Scale = 1.0
+) -> tuple[int, int, int, int] | None:
     """Bounding box x0, y0, x1, y1 (clipped) that a pasted crop can touch in the output, or None if outside."""
     m = crop_to_photo(affine, scale)
     corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64) - 0.5

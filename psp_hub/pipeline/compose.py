@@ -44,12 +44,16 @@ def flag_large_faces(faces: list[RestoredFace], cfg: PipelineConfig, size: int, 
         span = ratio * size
         if cfg.large_faces == "keep":
             f.pasted = False
-            warnings.append(f"face {f.index} spans about {span:.0f} px, {ratio:.1f}x the model's {size} px: left "
-                            "untouched (large_faces='keep')")
+            warnings.append(
+                f"face {f.index} spans about {span:.0f} px, {ratio:.1f}x the model's {size} px: left "
+                "untouched (large_faces='keep')"
+            )
         else:
-            warnings.append(f"face {f.index} spans about {span:.0f} px, {ratio:.1f}x the model's {size} px: the model "
-                            "restored its coarse shape only, its fine detail is the photo's own (large_faces='keep' "
-                            "leaves such faces untouched)")
+            warnings.append(
+                f"face {f.index} spans about {span:.0f} px, {ratio:.1f}x the model's {size} px: the model "
+                "restored its coarse shape only, its fine detail is the photo's own (large_faces='keep' "
+                "leaves such faces untouched)"
+            )
 
 
 def target_scale(shape: tuple[int, ...], cfg: PipelineConfig, warnings: list[str]) -> float:
@@ -58,13 +62,16 @@ def target_scale(shape: tuple[int, ...], cfg: PipelineConfig, warnings: list[str
     scale = float(cfg.upscale)
     if h * w * scale * scale > cfg.max_output_pixels:
         scale = math.sqrt(cfg.max_output_pixels / (h * w))
-        warnings.append(f"upscale lowered from {cfg.upscale:g}x to {scale:.2f}x to stay under "
-                        f"{cfg.max_output_pixels / 1e6:g} megapixels")
+        warnings.append(
+            f"upscale lowered from {cfg.upscale:g}x to {scale:.2f}x to stay under "
+            f"{cfg.max_output_pixels / 1e6:g} megapixels"
+        )
     return scale
 
 
-def compose_photo(image: np.ndarray, faces: list[RestoredFace], cfg: PipelineConfig, upscaler: Callable,
-                  scale: float) -> np.ndarray:
+def compose_photo(
+    image: np.ndarray, faces: list[RestoredFace], cfg: PipelineConfig, upscaler: Callable, scale: float
+) -> np.ndarray:
     """The photo resampled by `scale` with every pasted face; each face also gets its full-size output crop."""
     h, w = image.shape[:2]
     oh, ow = output_size(image.shape, scale)
@@ -90,5 +97,12 @@ def paste_restored(canvas: np.ndarray, face: RestoredFace, scale: tuple[float, f
     size = face.restored.shape[0]
     ratio = output_pixels_per_crop_pixel(face.affine, scale)
     mask = face_mask(size, aligned_landmarks(face), cfg.feather)
-    paste_face(canvas, face.restored, face.affine, scale, mask=mask, opacity=1.0 - float(cfg.fidelity),
-               blend=lambda warped, photo: keep_detail(warped, photo, ratio))
+    paste_face(
+        canvas,
+        face.restored,
+        face.affine,
+        scale,
+        mask=mask,
+        opacity=1.0 - float(cfg.fidelity),
+        blend=lambda warped, photo: keep_detail(warped, photo, ratio),
+    )

@@ -45,8 +45,12 @@ class PipelineConfig:
     # In a group photo the best face must beat the next one by this much: the margin that keeps stranger-only groups
     # under 1 % at the threshold (0.35 clean, 0.24 degraded: the larger); own face accepted 95 % in clean groups.
     identity_margin: float = 0.35
-    reference_input_threshold: float = 0.15  # a single reference whose cosine to the input face is below this is a mismatch
-    reference_consistency_threshold: float = 0.35  # a reference matching (cosine >= this) under half of the others is a mismatch
+    reference_input_threshold: float = (
+        0.15  # a single reference whose cosine to the input face is below this is a mismatch
+    )
+    reference_consistency_threshold: float = (
+        0.35  # a reference matching (cosine >= this) under half of the others is a mismatch
+    )
     identity_min_face_px: float = 64.0  # faces whose aligned crop spans fewer photo pixels are too small to verify
     mismatched_references: str = "drop"  # drop mismatched references (and say so), or keep them (with a warning)
     pose_weight: float = 0.5  # reference selection score = identity cosine - pose_weight * pose distance
@@ -61,7 +65,9 @@ class PipelineConfig:
         if self.no_face not in NO_FACE_POLICIES:
             raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, got {self.no_face!r}")
         if self.mismatched_references not in MISMATCH_POLICIES:
-            raise ValueError(f"mismatched_references must be one of {MISMATCH_POLICIES}, got {self.mismatched_references!r}")
+            raise ValueError(
+                f"mismatched_references must be one of {MISMATCH_POLICIES}, got {self.mismatched_references!r}"
+            )
         if self.reference_faces not in REFERENCE_FACES:
             raise ValueError(f"reference_faces must be one of {REFERENCE_FACES}, got {self.reference_faces!r}")
         if not 0.25 <= float(self.upscale) <= 8:

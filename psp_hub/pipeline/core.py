@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import os
 import threading
 import time
@@ -78,7 +79,9 @@ class RestorationPipeline:
         self.device = next(model.parameters()).device
         self.info = info
         self.config = config or PipelineConfig()
-        self.detector = detector or FaceDetector(device=self.device, score_threshold=min(self.config.detection_threshold, 0.5))
+        self.detector = detector or FaceDetector(
+            device=self.device, score_threshold=min(self.config.detection_threshold, 0.5)
+        )
         self.identity = identity if identity is not None else IdentityScorer(device=self.device)
         self.background_upscaler = background_upscaler
         self.max_input_pixels = max_input_pixels
@@ -105,16 +108,24 @@ class RestorationPipeline:
             if faces:
                 return faces
             h, w = image.shape[:2]
-            pad = int(round(0.3 * max(h, w)))
+            pad = round(0.3 * max(h, w))
             padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
             grow = max(1.0, 480.0 / max(padded.shape[:2]))
             if grow > 1.0:
                 padded = cv2.resize(padded, None, fx=grow, fy=grow, interpolation=cv2.INTER_CUBIC)
             retry = [f for f in self.detector.detect(padded) if f.score >= threshold]
-        return [DetectedFace(box=(f.box / grow - pad).astype(np.float32), landmarks=(f.landmarks / grow - pad).astype(np.float32),
-                             score=f.score) for f in retry]
+        return [
+            DetectedFace(
+                box=(f.box / grow - pad).astype(np.float32),
+                landmarks=(f.landmarks / grow - pad).astype(np.float32),
+                score=f.score,
+            )
+            for f in retry
+        ]
 
-    def _select_faces(self, faces: list[DetectedFace], shape, cfg: PipelineConfig, warnings: list[str]) -> list[DetectedFace]:
+    def _select_faces(
+        self, faces: list[DetectedFace], shape, cfg: PipelineConfig, warnings: list[str]
+    ) -> list[DetectedFace]:
         """Apply the min size, the which-faces option and the face cap."""
         small = [f for f in faces if (f.box[2] - f.box[0]) < cfg.min_face_size]
         faces = [f for f in faces if (f.box[2] - f.box[0]) >= cfg.min_face_size]
@@ -206,7 +217,9 @@ class RestorationPipeline:
         else:
             refset = self.prepare_references(list(references))
         if refset.size != self.size:
-            raise PipelineError(f"the references were aligned at {refset.size} px but the model works at {self.size} px")
+            raise PipelineError(
+                f"the references were aligned at {refset.size} px but the model works at {self.size} px"
+            )
         return refset
 
     def _find_faces(self, image: np.ndarray, cfg: PipelineConfig, warnings: list[str]) -> _Faces:
@@ -264,12 +277,23 @@ class RestorationPipeline:
             scale = target_scale(image.shape, cfg, warnings)
             out_image = compose_photo(image, faces, cfg, self._upscaler(cfg), scale)
         t["paste"] = time.perf_counter()
-        report = self._report(image, out_image, found.detected, faces, refset, cfg, scale, t, warnings,
-                              refset.encode_count - encode_before)
+        report = self._report(
+            image,
+            out_image,
+            found.detected,
+            faces,
+            refset,
+            cfg,
+            scale,
+            t,
+            warnings,
+            refset.encode_count - encode_before,
+        )
         return RestorationResult(image=out_image, faces=faces, report=report, warnings=report["warnings"])
 
-    def _run_model(self, aligned: list[np.ndarray], choices: list[ReferenceChoice], refset: ReferenceSet,
-                   cfg: PipelineConfig) -> list[np.ndarray]:
+    def _run_model(
+        self, aligned: list[np.ndarray], choices: list[ReferenceChoice], refset: ReferenceSet, cfg: PipelineConfig
+    ) -> list[np.ndarray]:
         """Restore every aligned face: one model call per distinct reference subset (its encoding is cached)."""
         restored: list[np.ndarray | None] = [None] * len(aligned)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -287,14 +311,29 @@ class RestorationPipeline:
             torch.cuda.synchronize(self.device)
         return restored
 
-    def _restored_faces(self, found: _Faces, restored: list[np.ndarray], choices: list[ReferenceChoice],
-                        refset: ReferenceSet, emb_in, cfg: PipelineConfig) -> list[RestoredFace]:
+    def _restored_faces(
+        self,
+        found: _Faces,
+        restored: list[np.ndarray],
+        choices: list[ReferenceChoice],
+        refset: ReferenceSet,
+        emb_in,
+        cfg: PipelineConfig,
+    ) -> list[RestoredFace]:
         """One RestoredFace per face, with the input's colours and identity scores of input, restoration, references."""
         faces = []
         for i, (f, c) in enumerate(zip(found.selected, choices)):
-            rf = RestoredFace(index=i, box=f.box, landmarks=f.landmarks, score=f.score, affine=found.affines[i],
-                              aligned_input=found.aligned[i], restored=restored[i],
-                              references_used=[refset.references[j].name for j in c.indices], reference_notes=c.notes)
+            rf = RestoredFace(
+                index=i,
+                box=f.box,
+                landmarks=f.landmarks,
+                score=f.score,
+                affine=found.affines[i],
+                aligned_input=found.aligned[i],
+                restored=restored[i],
+                references_used=[refset.references[j].name for j in c.indices],
+                reference_notes=c.notes,
+            )
             rf.restored = faithful_colour(rf, cfg.feather)
             faces.append(rf)
         if emb_in is None or not faces:
@@ -308,14 +347,21 @@ class RestorationPipeline:
                 rf.identity_restored_vs_references = round(float(np.mean(np.stack(ref_emb) @ emb_out[i])), 3)
         return faces
 
-    def _plan_references(self, emb_in, found: _Faces, refset: ReferenceSet, cfg: PipelineConfig,
-                         warnings: list[str]) -> list[ReferenceChoice]:
+    def _plan_references(
+        self, emb_in, found: _Faces, refset: ReferenceSet, cfg: PipelineConfig, warnings: list[str]
+    ) -> list[ReferenceChoice]:
         """Decide which faces get the references (the identity gate) and which references each of them uses."""
         n = len(found.selected)
         k = self.max_references if cfg.max_references is None else min(cfg.max_references, self.max_references)
-        blind = ("no usable references: blind restoration (the model uses no reference photos)" if not refset.usable
-                 else "strength is 0: blind restoration" if cfg.strength == 0
-                 else "max_references is 0: blind restoration" if k == 0 else None)
+        blind = (
+            "no usable references: blind restoration (the model uses no reference photos)"
+            if not refset.usable
+            else "strength is 0: blind restoration"
+            if cfg.strength == 0
+            else "max_references is 0: blind restoration"
+            if k == 0
+            else None
+        )
         if blind or n == 0:
             if blind and n:
                 warnings.append(blind[0].upper() + blind[1:] + ".")
@@ -324,9 +370,17 @@ class RestorationPipeline:
         poses = [pose_descriptor(f.landmarks, a) for f, a in zip(found.selected, found.affines)]
         spans = [self.size / similarity_scale(a) for a in found.affines]
         reliable = [s >= cfg.identity_min_face_px for s in spans]
-        sims = [float(e @ centroid) if centroid is not None else None for e in (emb_in if emb_in is not None else [None] * n)]
-        decision = decide(GateInput(sims, reliable, spans), cfg.identity_threshold, cfg.identity_margin,
-                          cfg.reference_faces, cfg.mismatched_references == "keep")
+        sims = [
+            float(e @ centroid) if centroid is not None else None
+            for e in (emb_in if emb_in is not None else [None] * n)
+        ]
+        decision = decide(
+            GateInput(sims, reliable, spans),
+            cfg.identity_threshold,
+            cfg.identity_margin,
+            cfg.reference_faces,
+            cfg.mismatched_references == "keep",
+        )
         if decision.message:
             warnings.append(decision.message)
         choices = []
@@ -334,9 +388,15 @@ class RestorationPipeline:
             if i not in decision.receivers:
                 choices.append(ReferenceSet.unassigned(decision.reasons.get(i, "not chosen by the identity gate")))
                 continue
-            c = refset.choose(emb_in[i] if emb_in is not None else None, poses[i], k,
-                              cfg.reference_input_threshold if reliable[i] else None,
-                              cfg.reference_consistency_threshold, cfg.mismatched_references == "drop", cfg.pose_weight)
+            c = refset.choose(
+                emb_in[i] if emb_in is not None else None,
+                poses[i],
+                k,
+                cfg.reference_input_threshold if reliable[i] else None,
+                cfg.reference_consistency_threshold,
+                cfg.mismatched_references == "drop",
+                cfg.pose_weight,
+            )
             warnings += c.warnings
             choices.append(c)
         return choices
@@ -344,7 +404,7 @@ class RestorationPipeline:
     def _report(self, image, out_image, detected, faces, refset, cfg, scale, t, warnings, encoded) -> dict:
         """The JSON-ready summary: sizes, faces, references, identity scores, timings, warnings."""
         stamps = list(t.items())
-        timings = {name: round(stamp - prev, 4) for (_, prev), (name, stamp) in zip(stamps, stamps[1:])}
+        timings = {name: round(stamp - prev, 4) for (_, prev), (name, stamp) in itertools.pairwise(stamps)}
         timings["total"] = round(stamps[-1][1] - stamps[0][1], 4)
         return {
             "model": self.info.to_dict() if self.info else {"out_size": self.size},
@@ -357,9 +417,16 @@ class RestorationPipeline:
             "faces": [f.summary() for f in faces],
             "references_given": len(refset),
             "references_usable": len(refset.usable),
-            "references": [{"name": r.name, "faces_found": r.faces_found, "usable": r.usable, "error": r.error,
-                            "identity_to_other_references": None if r.consistency is None else round(r.consistency, 3)}
-                           for r in refset.references],
+            "references": [
+                {
+                    "name": r.name,
+                    "faces_found": r.faces_found,
+                    "usable": r.usable,
+                    "error": r.error,
+                    "identity_to_other_references": None if r.consistency is None else round(r.consistency, 3),
+                }
+                for r in refset.references
+            ],
             "reference_encodings_computed": encoded,
             "max_references": self.max_references,
             "strength": cfg.strength,

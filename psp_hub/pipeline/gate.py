@@ -29,8 +29,9 @@ class GateInput:
     span: list[float]
 
 
-def decide(faces: GateInput, threshold: float, margin: float, reference_faces: str = "best",
-           keep_mismatched: bool = False) -> GateDecision:
+def decide(
+    faces: GateInput, threshold: float, margin: float, reference_faces: str = "best", keep_mismatched: bool = False
+) -> GateDecision:
     """Apply the gate; `reference_faces="all"` checks every face on its own, `"best"` gives them to one face at most."""
     n = len(faces.similarity)
     if n == 0:
@@ -49,16 +50,21 @@ def _without_identity(faces: GateInput, reference_faces: str) -> GateDecision:
     if reference_faces == "all" or n == 1:
         return GateDecision(list(range(n)), "identity network unavailable: the references were used without a check")
     largest = max(range(n), key=lambda i: faces.span[i])
-    return GateDecision([largest], f"identity network unavailable: the references were used for the largest face "
-                                   f"(face {largest}) without a check", {i: "not the largest face" for i in range(n)
-                                                                          if i != largest})
+    return GateDecision(
+        [largest],
+        f"identity network unavailable: the references were used for the largest face (face {largest}) without a check",
+        {i: "not the largest face" for i in range(n) if i != largest},
+    )
 
 
 def _single(faces: GateInput, threshold: float, keep: bool) -> GateDecision:
     sim = faces.similarity[0]
     if not faces.reliable[0]:
-        return GateDecision([0], f"face 0 is only about {faces.span[0]:.0f} px across, too small to check its identity: "
-                                 "the references were used unchecked")
+        return GateDecision(
+            [0],
+            f"face 0 is only about {faces.span[0]:.0f} px across, too small to check its identity: "
+            "the references were used unchecked",
+        )
     if sim >= threshold:
         return GateDecision([0], None, {0: f"matches the references (identity {sim:.2f} >= {threshold:.2f})"})
     why = f"the references do not look like face 0 (identity {sim:.2f} < {threshold:.2f}); they may show someone else"
@@ -80,8 +86,10 @@ def _each_face(faces: GateInput, threshold: float, keep: bool) -> GateDecision:
     if weak:
         message = f"faces {', '.join(weak)} do not look like the references (< {threshold:.2f}): used anyway, as asked"
     elif reasons:
-        message = (f"references used for faces {receivers or 'none'}; faces {sorted(reasons)} do not look like them "
-                   f"(identity < {threshold:.2f}) and were restored blind")
+        message = (
+            f"references used for faces {receivers or 'none'}; faces {sorted(reasons)} do not look like them "
+            f"(identity < {threshold:.2f}) and were restored blind"
+        )
     return GateDecision(receivers, message, reasons)
 
 
@@ -94,15 +102,21 @@ def _best_of_group(faces: GateInput, threshold: float, margin: float, keep: bool
     sim = faces.similarity[best]
     others = {i: f"the references went to face {best}" for i in range(n) if i != best}
     if sim < threshold:
-        why = (f"the references match none of the {n} faces (best: face {best}, identity {sim:.2f} < {threshold:.2f})")
+        why = f"the references match none of the {n} faces (best: face {best}, identity {sim:.2f} < {threshold:.2f})"
         if keep:
             return GateDecision([best], why + f": used for face {best} anyway, as asked", others)
         return GateDecision([], why + ": no face was personalised", {i: why for i in range(n)})
     if len(checked) > 1 and sim - faces.similarity[checked[1]] < margin:
         nxt = checked[1]
-        why = (f"faces {best} and {nxt} both resemble the references (identity {sim:.2f} and "
-               f"{faces.similarity[nxt]:.2f}, closer than the margin {margin:.2f}): no face was personalised")
+        why = (
+            f"faces {best} and {nxt} both resemble the references (identity {sim:.2f} and "
+            f"{faces.similarity[nxt]:.2f}, closer than the margin {margin:.2f}): no face was personalised"
+        )
         return GateDecision([], why, {i: why for i in range(n)})
     runner = f"; the next face scores {faces.similarity[checked[1]]:.2f}" if len(checked) > 1 else ""
-    return GateDecision([best], f"{n} faces: the references were used for face {best} only (identity {sim:.2f} >= "
-                                f"{threshold:.2f}{runner}); the others were restored blind", others)
+    return GateDecision(
+        [best],
+        f"{n} faces: the references were used for face {best} only (identity {sim:.2f} >= "
+        f"{threshold:.2f}{runner}); the others were restored blind",
+        others,
+    )

@@ -22,7 +22,9 @@ class IdentityScorer:
     @torch.inference_mode()
     def embed(self, faces: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """(N, S, S, 3) uint8 FFHQ-aligned faces -> (N, D) float32 unit vectors."""
-        faces = np.stack([np.asarray(f, dtype=np.uint8) for f in faces]) if isinstance(faces, list) else np.asarray(faces)
+        faces = (
+            np.stack([np.asarray(f, dtype=np.uint8) for f in faces]) if isinstance(faces, list) else np.asarray(faces)
+        )
         if len(faces) == 0:
             return np.zeros((0, 0), np.float32)
         x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)

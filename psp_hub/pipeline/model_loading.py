@@ -83,7 +83,9 @@ def _load_requested(requested: str):
     try:
         path = Path(requested).expanduser()
         if path.exists() and not path.is_dir():
-            raise ModelLoadError(f"model {requested!r} is a file; give the folder that holds config.json and model.safetensors")
+            raise ModelLoadError(
+                f"model {requested!r} is a file; give the folder that holds config.json and model.safetensors"
+            )
         if path.is_dir() and not _has_weights(path):
             raise ModelLoadError(f"model folder {requested!r} has no config.json + model.safetensors")
         model = PSPGAN.from_pretrained(str(path) if path.is_dir() else requested)
@@ -92,8 +94,14 @@ def _load_requested(requested: str):
     except Exception as exc:  # hub, file and state-dict errors all become one message
         raise ModelLoadError(f"cannot load the model {requested!r}: {type(exc).__name__}: {exc}") from exc
     if path.is_dir() and _card_says_untrained(path):
-        return model, False, (f"The model in {requested} is marked UNTRAINED in its model card (random weights): "
-                              "its faces are noise, not a restoration.")
+        return (
+            model,
+            False,
+            (
+                f"The model in {requested} is marked UNTRAINED in its model card (random weights): "
+                "its faces are noise, not a restoration."
+            ),
+        )
     return model, True, f"PSP-GAN weights from {requested}"
 
 

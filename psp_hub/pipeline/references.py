@@ -126,9 +126,15 @@ class ReferenceSet:
                 note.update(status="unusable", reason=r.error)
                 notes.append(note)
                 continue
-            sim = float(np.dot(face_embedding, r.embedding)) if face_embedding is not None and r.embedding is not None else None
+            sim = (
+                float(np.dot(face_embedding, r.embedding))
+                if face_embedding is not None and r.embedding is not None
+                else None
+            )
             pdist = pose_distance(face_pose, r.pose) if face_pose is not None and r.pose is not None else None
-            note.update(identity_to_input=_round(sim), identity_to_references=_round(r.consistency), pose_distance=_round(pdist))
+            note.update(
+                identity_to_input=_round(sim), identity_to_references=_round(r.consistency), pose_distance=_round(pdist)
+            )
             reasons = []
             if self.disagrees(r, consistency_threshold):
                 reasons.append(f"matches fewer than half of the other references (mean identity {r.consistency:.2f})")
@@ -152,14 +158,19 @@ class ReferenceSet:
         for rank, (_, _, note) in enumerate(candidates):
             if rank < k:
                 note["status"] = "used"
-                note["reason"] = (f"ranked {rank + 1} of {len(candidates)} by identity - {pose_weight:g} x pose distance"
-                                  if len(candidates) > k else "matches")
+                note["reason"] = (
+                    f"ranked {rank + 1} of {len(candidates)} by identity - {pose_weight:g} x pose distance"
+                    if len(candidates) > k
+                    else "matches"
+                )
             else:
                 note["status"] = "not selected"
                 note["reason"] = f"only {k} references fit the model; ranked {rank + 1} of {len(candidates)}"
         if len(candidates) > k:
-            warnings.append(f"{len(candidates)} matching references but the model takes {k}: picked the {k} best "
-                            "by identity similarity and head pose")
+            warnings.append(
+                f"{len(candidates)} matching references but the model takes {k}: picked the {k} best "
+                "by identity similarity and head pose"
+            )
         return ReferenceChoice(tuple(sorted(c[1] for c in chosen)), notes, warnings)
 
     @staticmethod
