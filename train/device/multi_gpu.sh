@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run THERE on a machine with 2 GPUs, after `source train/device/setup.sh`: issue 7's DDP check through Accelerate.
+# Run THERE on a machine with 2 GPUs, after `source train/device/setup.sh`: the DDP check through Accelerate (scaling and resume; docs/history/).
 #   bash train/device/multi_gpu.sh scale STEPS [key=value ...]   2 GPUs (DDP), then 1 GPU, same config and schedule
 #                                                                 (ONE_GPU_STEPS: stop the 1-GPU run after fewer steps)
 #   bash train/device/multi_gpu.sh resume STEPS [key=value ...]  resume the 2-GPU run from its mid checkpoint and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run THERE on 2 GPUs after `source train/device/setup.sh` (whole dataset merged, the bundled model in the tree):
-# issue 6's fine-tune of the bundled model with references made necessary (train/configs/psp-128-refs.yaml),
+# the fine-tune of the bundled model with references made necessary (train/configs/psp-128-refs.yaml),
 # data-parallel over both GPUs (batch 16 per GPU, 32 a step) for a fixed time, then the EMA export.
 #   bash train/device/refs_ft_ddp.sh MAX_STEPS MINUTES [train.py options] [key=value ...]
 set -uo pipefail
