@@ -154,29 +154,35 @@ class ReferenceSet:
             candidates.append((score, r.index, note))
             notes.append(note)
         candidates.sort(key=lambda c: -c[0])
-        chosen = candidates[:k]
-        for rank, (_, _, note) in enumerate(candidates):
-            if rank < k:
-                note["status"] = "used"
-                note["reason"] = (
-                    f"ranked {rank + 1} of {len(candidates)} by identity - {pose_weight:g} x pose distance"
-                    if len(candidates) > k
-                    else "matches"
-                )
-            else:
-                note["status"] = "not selected"
-                note["reason"] = f"only {k} references fit the model; ranked {rank + 1} of {len(candidates)}"
-        if len(candidates) > k:
-            warnings.append(
-                f"{len(candidates)} matching references but the model takes {k}: picked the {k} best "
-                "by identity similarity and head pose"
-            )
-        return ReferenceChoice(tuple(sorted(c[1] for c in chosen)), notes, warnings)
+        warnings += _mark_ranks(candidates, k, pose_weight)
+        return ReferenceChoice(tuple(sorted(c[1] for c in candidates[:k])), notes, warnings)
 
     @staticmethod
     def unassigned(reason: str) -> ReferenceChoice:
         """No references for this face, with the reason in its notes."""
         return ReferenceChoice((), [{"status": "none", "reason": reason}], [])
+
+
+def _mark_ranks(candidates: list[tuple[float, int, dict]], k: int, pose_weight: float) -> list[str]:
+    """Mark the ranked candidates' notes used / not selected; the warning when more matched than the model takes."""
+    extra: list[str] = []
+    for rank, (_, _, note) in enumerate(candidates):
+        if rank < k:
+            note["status"] = "used"
+            note["reason"] = (
+                f"ranked {rank + 1} of {len(candidates)} by identity - {pose_weight:g} x pose distance"
+                if len(candidates) > k
+                else "matches"
+            )
+        else:
+            note["status"] = "not selected"
+            note["reason"] = f"only {k} references fit the model; ranked {rank + 1} of {len(candidates)}"
+    if len(candidates) > k:
+        extra.append(
+            f"{len(candidates)} matching references but the model takes {k}: picked the {k} best "
+            "by identity similarity and head pose"
+        )
+    return extra
 
 
 def _round(x: float | None, nd: int = 3) -> float | None:
