@@ -143,30 +143,32 @@ def export_model(
                 )
             )
         if cached and k > 0:
-            layout = cache_layout(model)
-            names = cache_input_names(layout)
-            meta = {**meta, "cache_layout": [[r, key] for r, key in layout]}
-            enc_path, cached_path = sibling_paths(out)
-            files.encoder = _export(
-                EncoderGraph(model, layout),
-                (refs, mask),
-                enc_path,
-                ["refs", "ref_mask"],
-                names,
-                [True, True],
-                {**meta, "graph": "encoder"},
-            )
-            tensors = EncoderGraph(model, layout)(refs, mask)
-            files.cached = _export(
-                CachedRestoreGraph(model, layout),
-                (lq, mask, strength, *tensors),
-                cached_path,
-                ["lq", "ref_mask", "strength", *names],
-                ["image"],
-                [True, True, False] + [True] * len(names),
-                {**meta, "graph": "restore_cached"},
-            )
+            files.encoder, files.cached = _export_cached(model, out, (lq, refs, mask, strength), meta)
     return files
+
+
+def _export_cached(model: PSPGAN, out: Path, example: tuple, meta: dict) -> tuple[Path, Path]:
+    """The reference-encoder graph and the restore-from-cache graph, beside `out`."""
+    lq, refs, mask, strength = example
+    layout = cache_layout(model)
+    names = cache_input_names(layout)
+    meta = {**meta, "cache_layout": [[r, key] for r, key in layout]}
+    enc_path, cached_path = sibling_paths(out)
+    encoder = EncoderGraph(model, layout)
+    enc_file = _export(
+        encoder, (refs, mask), enc_path, ["refs", "ref_mask"], names, [True, True], {**meta, "graph": "encoder"}
+    )
+    tensors = encoder(refs, mask)
+    cached_file = _export(
+        CachedRestoreGraph(model, layout),
+        (lq, mask, strength, *tensors),
+        cached_path,
+        ["lq", "ref_mask", "strength", *names],
+        ["image"],
+        [True, True, False] + [True] * len(names),
+        {**meta, "graph": "restore_cached"},
+    )
+    return enc_file, cached_file
 
 
 def main(argv: list[str] | None = None) -> int:
