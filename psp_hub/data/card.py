@@ -81,14 +81,32 @@ def render_card(
     report: Mapping, files: Mapping[str, Mapping[str, list[str]]], nbytes: Mapping[str, Mapping[str, int]]
 ) -> str:
     """The whole README.md, from the build report (counts, settings) and the written shard files."""
-    counts = report["rows"]
     sources = sorted(report["sources"])
     licences = {
         s: report.get("licenses", {}).get(s) or SOURCE_LICENSES.get(s, "unknown: set it before sharing")
         for s in sources
     }
+    meta = _card_metadata(report, files, nbytes, sources, licences)
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=120).rstrip(), "---", ""]
+    lines += [
+        f"# {meta['pretty_name']}",
+        "",
+        'Aligned face crops (FFHQ 5-point template) for training PSP-GAN ("Personalized Super Resolution with Face',
+        "Prior\"): each row is one high-resolution target with the ids of the same person's other photos, which the",
+        "loader uses as references. Low-quality inputs are not stored; the loader makes them on the fly with eq. (10).",
+        "",
+    ]
+    lines += _count_tables(report, sources, licences)
+    lines += _source_sections(report)
+    lines += _closing_sections(report)
+    return "\n".join(lines)
+
+
+def _card_metadata(report: Mapping, files, nbytes, sources: list[str], licences: dict) -> dict:
+    """The card's YAML header: Hub metadata, configs, split sizes, per-source licences, the mix settings."""
+    counts = report["rows"]
     total = sum(sum(v.values()) for v in counts.values())
-    meta = {
+    return {
         "pretty_name": report.get("pretty_name") or "PSP-GAN aligned faces",
         "license": "other",
         "license_name": "per-source-research-only",
@@ -108,15 +126,12 @@ def render_card(
             "image_size": report.get("image_sizes"),
         },
     }
-    s = report["settings"]
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=120).rstrip(), "---", ""]
-    lines += [
-        f"# {meta['pretty_name']}",
-        "",
-        'Aligned face crops (FFHQ 5-point template) for training PSP-GAN ("Personalized Super Resolution with Face',
-        "Prior\"): each row is one high-resolution target with the ids of the same person's other photos, which the",
-        "loader uses as references. Low-quality inputs are not stored; the loader makes them on the fly with eq. (10).",
-        "",
+
+
+def _count_tables(report: Mapping, sources: list[str], licences: dict) -> list[str]:
+    """The per-split and per-source count tables."""
+    counts = report["rows"]
+    lines = [
         "## Splits (by person: nobody appears in two splits)",
         "",
         "| split | images | general | older | people | people with >= 2 photos |",
@@ -137,8 +152,13 @@ def render_card(
     ]
     for src in sources:
         lines.append(f"| {src} | {report['sources'][src]} | {licences[src]} |")
-    lines += _source_sections(report)
-    lines += [
+    return lines
+
+
+def _closing_sections(report: Mapping) -> list[str]:
+    """The mix, columns, build and licence sections."""
+    s = report["settings"]
+    return [
         "",
         "## How the 70/30 mix is built",
         "",
@@ -168,7 +188,6 @@ def render_card(
         "This card and the build code are Apache-2.0; the images are not: each keeps its source's terms above.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _source_sections(report: Mapping) -> list[str]:
