@@ -191,6 +191,33 @@ def _source_inputs(cfg: BuildConfig, sources: list[PhotoSource]) -> tuple[list[I
     return records, unlabelled, {s.name: s.license for s in sources}
 
 
+def _write_shards(cfg: BuildConfig, out: Path, state: Path, plan, image_root: Path, say, on_shard) -> tuple:
+    """Write the planned shards (reusing finished ones, deleting leftovers); (files, nbytes, written, reused)."""
+    wanted = {rel for rel, _ in plan}
+    for old in sorted((out / "data").rglob("*.parquet")) if (out / "data").is_dir() else []:
+        if old.relative_to(out).as_posix() not in wanted:
+            old.unlink()  # left over from a build with other settings
+    files: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    nbytes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    written = reused = 0
+    for rel, rows in plan:
+        public = [_public(r) for r in rows]
+        fp = shard_fingerprint([{**p, "_sha1": r["_sha1"]} for p, r in zip(public, rows)], cfg.row_group_size)
+        split, group = rel.split("/")[1], rel.split("/")[2].split("-")[0]
+        if is_done(out, state / "shards", rel, fp):
+            reused += 1
+        else:
+            images = [(image_root / r["_file"]).read_bytes() for r in rows]
+            write_shard(out, state / "shards", rel, public, images, fp, cfg.row_group_size)
+            written += 1
+            say(f"wrote {rel} ({len(rows)} rows)")
+            if on_shard:
+                on_shard(rel)
+        files[split][group].append(rel)
+        nbytes[split][group] += (out / rel).stat().st_size
+    return files, nbytes, written, reused
+
+
 def build_dataset(
     cfg: BuildConfig,
     progress: Callable[[str], None] | None = None,
@@ -233,29 +260,8 @@ def build_dataset(
     if kept == 0:
         raise RuntimeError(f"no usable face among {len(records)} inputs in {src}: skipped {dict(skipped)}")
 
-    wanted = {rel for rel, _ in plan}
-    for old in sorted((out / "data").rglob("*.parquet")) if (out / "data").is_dir() else []:
-        if old.relative_to(out).as_posix() not in wanted:
-            old.unlink()  # left over from a build with other settings
-    files: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    nbytes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    written = reused = 0
     image_root = state / f"aligned-{tag}" if mode == "photos" else src
-    for rel, rows in plan:
-        public = [_public(r) for r in rows]
-        fp = shard_fingerprint([{**p, "_sha1": r["_sha1"]} for p, r in zip(public, rows)], cfg.row_group_size)
-        split, group = rel.split("/")[1], rel.split("/")[2].split("-")[0]
-        if is_done(out, state / "shards", rel, fp):
-            reused += 1
-        else:
-            images = [(image_root / r["_file"]).read_bytes() for r in rows]
-            write_shard(out, state / "shards", rel, public, images, fp, cfg.row_group_size)
-            written += 1
-            say(f"wrote {rel} ({len(rows)} rows)")
-            if on_shard:
-                on_shard(rel)
-        files[split][group].append(rel)
-        nbytes[split][group] += (out / rel).stat().st_size
+    files, nbytes, written, reused = _write_shards(cfg, out, state, plan, image_root, say, on_shard)
 
     report = _report(cfg, mode, records, groups, skipped, unlisted, written, reused, time.time() - t0)
     report["licenses"] = licenses
