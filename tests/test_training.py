@@ -142,7 +142,8 @@ def test_killed_run_keeps_its_last_checkpoint_and_resumes(dataset, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while not (out / "checkpoints" / "checkpoint-3").exists():
+        # wait for a *complete* checkpoint of step >= 3 (the folder appears before it is finished)
+        while (ready := latest_checkpoint(out)) is None or int(ready.name.split("-")[1]) < 3:
             assert proc.poll() is None and time.monotonic() < deadline, "training ended or stalled before step 3"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
