@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from psp_hub.models import PSPGAN, PSPGANConfig, StyleGAN2Generator
+from psp_hub.models import PSPGAN, StyleGAN2Generator
 
 from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view
@@ -24,7 +24,7 @@ from .objectives import Discriminators, DiscView, PSPGANObjective
 from .param_groups import equalized_lr_groups
 from .scaling import scaled_for_batch
 from .schedule import ema_weights, make_ema, step_decay_scheduler
-from .warm_start import PRIOR_FILE, load_matching, prior_state_dict
+from .warm_start import PRIOR_FILE, init_pspgan, load_matching, prior_state_dict
 
 __all__ = ["PRIOR_FILE", "PSPGANStage", "PriorStage", "Stage", "make_stage"]
 
@@ -164,19 +164,6 @@ class PriorStage(Stage):
         return folder / PRIOR_FILE
 
 
-def _pretrained_generator(source: str, expected: PSPGANConfig) -> PSPGAN:
-    """A trained PSP-GAN (Hub id or folder) to fine-tune; its architecture must be the run's."""
-    model = PSPGAN.from_pretrained(source)
-    have, want = model.config.to_dict(), expected.to_dict()
-    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-    if differ:
-        raise ValueError(
-            f"init_from {source}: its config differs from the run's model config in "
-            + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ)
-        )
-    return model
-
-
 class PSPGANStage(Stage):
     """Stage 2: PSP-GAN with the whole objective, initialised from the pretrained prior."""
 
@@ -184,7 +171,7 @@ class PSPGANStage(Stage):
         cfg = self.cfg
         model = PSPGAN(cfg.model)
         if cfg.init_from:
-            model.load_state_dict(_pretrained_generator(cfg.init_from, cfg.model).state_dict())
+            self.acc.print(init_pspgan(model, cfg.init_from).summary())
         elif cfg.prior_path:
             path = Path(cfg.prior_path)
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)

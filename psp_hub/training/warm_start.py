@@ -7,6 +7,7 @@ those load and only the new ones start from scratch. What was loaded and skipped
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,3 +74,76 @@ def load_matching(model: nn.Module, source_sd: dict[str, torch.Tensor], source: 
     if not report.loaded:
         raise ValueError(f"init_from {source}: no tensor matches the model by name and shape; {report.summary()}")
     return report
+
+
+UNET_PREFIXES = ("lr_unet.", "ref_unet.")  # U-Nets whose down path is indexed from the input resolution
+
+
+def _grown_key(key: str, shift: int) -> str | None:
+    """The source key a `shift`-octaves-larger PSP-GAN's tensor grows from; None where it is new.
+
+    U-Net down blocks are numbered from the input side, so block i+shift of the larger net sees the resolution
+    block i of the smaller one saw; the stem (RGB at the new input size) and the first `shift` blocks are new.
+    Everything else (decoder, up path, fusion, SFT) is named by resolution or from the low end and keeps its name.
+    """
+    for prefix in UNET_PREFIXES:
+        if key.startswith(prefix + "stem."):
+            return None
+        if key.startswith(prefix + "down."):
+            index, rest = key[len(prefix + "down.") :].split(".", 1)
+            return f"{prefix}down.{int(index) - shift}.{rest}" if int(index) >= shift else None
+    return key
+
+
+def _grown_latent_head(source: torch.Tensor, target: torch.Tensor, style_dim: int) -> torch.Tensor:
+    """The W+ head for more latents: the source's latents first, each new (finer) latent a copy of the last."""
+    n_source = source.shape[0] // style_dim
+    rows = source.view(n_source, style_dim, *source.shape[1:])
+    extra = rows[-1:].expand(target.shape[0] // style_dim - n_source, *rows.shape[1:])
+    return torch.cat([rows, extra]).reshape(target.shape)
+
+
+@torch.no_grad()
+def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
+    """Start a larger-output PSP-GAN from a trained smaller one: every layer at a shared resolution keeps its weights.
+
+    The new finest layers (U-Net stems and first down blocks, the decoder's last conv pair, to-RGB, noise and SFT
+    at the new size) start fresh; the latent head gains rows for the new W+ entries, copied from the finest one.
+    """
+    shift = int(math.log2(model.config.out_size // source.config.out_size))
+    source_sd, report = source.state_dict(), WarmStart(label)
+    for key, tensor in model.state_dict().items():
+        src_key = _grown_key(key, shift)
+        src = source_sd.get(src_key) if src_key else None
+        if src is None:
+            report.missing.append(key)
+        elif key.startswith("latent_head.") and src.shape != tensor.shape:
+            tensor.copy_(_grown_latent_head(src, tensor, model.config.style_dim))
+            report.loaded.append(key)
+        elif src.shape != tensor.shape:
+            report.shape_mismatch.append(key)
+        else:
+            tensor.copy_(src.to(tensor.dtype))
+            report.loaded.append(key)
+    return report
+
+
+def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
+    """Initialise `model` from a trained PSP-GAN (Hub id or folder): the same architecture, or one grown in size.
+
+    Any config difference other than a larger `out_size` is refused: weights of another architecture would load
+    partly and silently change what the run trains.
+    """
+    trained = PSPGAN.from_pretrained(source)
+    have, want = trained.config.to_dict(), model.config.to_dict()
+    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k != "out_size")
+    grows = want["out_size"] > have["out_size"]
+    if differ or want["out_size"] < have["out_size"]:
+        raise ValueError(
+            f"init_from {source}: its config differs from the run's model config in "
+            + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ or ["out_size"])
+        )
+    if grows:
+        return grow_pspgan(model, trained, source)
+    model.load_state_dict(trained.state_dict())
+    return WarmStart(source, loaded=list(model.state_dict()))
