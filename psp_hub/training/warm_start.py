@@ -77,6 +77,7 @@ def load_matching(model: nn.Module, source_sd: dict[str, torch.Tensor], source: 
 
 
 UNET_PREFIXES = ("lr_unet.", "ref_unet.")  # U-Nets whose down path is indexed from the input resolution
+NEW_RGB_PREFIX = "generator.to_rgbs."
 
 
 def _grown_key(key: str, shift: int) -> str | None:
@@ -116,6 +117,8 @@ def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
         src_key = _grown_key(key, shift)
         src = source_sd.get(src_key) if src_key else None
         if src is None:
+            if key.startswith(NEW_RGB_PREFIX) and key.endswith("modulated_conv.weight"):
+                tensor.zero_()  # the new to-RGB adds nothing yet: the grown model starts as the upsampled smaller one
             report.missing.append(key)
         elif key.startswith("latent_head.") and src.shape != tensor.shape:
             tensor.copy_(_grown_latent_head(src, tensor, model.config.style_dim))

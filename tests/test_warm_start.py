@@ -1,0 +1,78 @@
+"""Growing a PSP-GAN to a larger output from a trained smaller one (training.warm_start.init_pspgan)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from psp_hub.models import PSPGAN, PSPGANConfig
+from psp_hub.training.warm_start import init_pspgan
+
+TINY = {
+    "style_dim": 32,
+    "n_mlp": 2,
+    "narrow": 0.125,
+    "max_channels": 64,
+    "unet_narrow": 0.125,
+    "latent_channels": 4,
+    "fusion_heads": 2,
+    "fusion_max_dim": 16,
+    "fusion_global_max_resolution": 8,
+    "fusion_local_max_resolution": 16,
+    "max_references": 2,
+}
+
+
+def _saved(tmp_path, out_size: int, seed: int = 0):
+    torch.manual_seed(seed)
+    model = PSPGAN(PSPGANConfig(out_size=out_size, **TINY))
+    for p in model.parameters():  # non-zero everywhere, so a tensor that was not copied shows
+        p.data.normal_(0, 0.05)
+    model.save_pretrained(tmp_path / f"m{out_size}")
+    return model, str(tmp_path / f"m{out_size}")
+
+
+def test_grown_model_keeps_every_shared_layer_and_starts_as_the_upsampled_smaller_one(tmp_path):
+    small, path = _saved(tmp_path, 64)
+    big = PSPGAN(PSPGANConfig(out_size=128, **TINY))
+    report = init_pspgan(big, path)
+    sd_small, sd_big = small.state_dict(), big.state_dict()
+    assert not report.shape_mismatch
+    assert sd_big["lr_unet.down.1.conv1.weight"].equal(sd_small["lr_unet.down.0.conv1.weight"])
+    assert sd_big["generator.style_convs.0.modulated_conv.weight"].equal(
+        sd_small["generator.style_convs.0.modulated_conv.weight"]
+    )
+    head_small, head_big = sd_small["latent_head.weight"], sd_big["latent_head.weight"]
+    assert head_big[: head_small.shape[0]].equal(head_small)
+    assert head_big[-32:].equal(head_small[-32:])  # the new finest W+ entry copies the old finest
+    assert {k for k in report.missing if "stem" in k} == {
+        f"{u}.stem.{t}" for u in ("lr_unet", "ref_unet") for t in ("weight", "bias")
+    }
+    new_rgb = [k for k in report.missing if k.startswith("generator.to_rgbs.") and k.endswith("conv.weight")]
+    assert new_rgb and all(not sd_big[k].any() for k in new_rgb)
+
+
+def test_same_size_loads_whole_and_other_architectures_are_refused(tmp_path):
+    small, path = _saved(tmp_path, 64)
+    same = PSPGAN(PSPGANConfig(out_size=64, **TINY))
+    init_pspgan(same, path)
+    assert all(same.state_dict()[k].equal(v) for k, v in small.state_dict().items())
+    with pytest.raises(ValueError, match="style_dim"):
+        init_pspgan(PSPGAN(PSPGANConfig(out_size=64, **{**TINY, "style_dim": 64})), path)
+    _, path128 = _saved(tmp_path, 128)
+    with pytest.raises(ValueError, match="out_size"):
+        init_pspgan(PSPGAN(PSPGANConfig(out_size=64, **TINY)), path128)
+
+
+def test_grown_decoder_output_equals_the_upsampled_smaller_decoder(tmp_path):
+    small, path = _saved(tmp_path, 64)
+    big = PSPGAN(PSPGANConfig(out_size=128, **TINY))
+    init_pspgan(big, path)
+    torch.manual_seed(1)
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        out_small = small.generator(z, randomize_noise=False, mixing_index=0)
+        out_big = big.generator(z, randomize_noise=False, mixing_index=0)
+    up = F.interpolate(out_small, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(out_big, up, atol=1e-5)
