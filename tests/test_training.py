@@ -488,10 +488,14 @@ def _tiny_overrides(dataset, out: Path, refs: int) -> list[str]:
 
 @pytest.mark.parametrize("name,refs", [("prior-256", 0), ("psp-256", 2)])
 def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_path, name, refs):
+    """Both 256 px configs as the device runs them, shrunk: psp-256 with its second (here the same) dataset and the
+    mixed-resolution threshold at the tiny set's median sharpness (118 of 88-128 px), so both levels occur."""
+    mixed = ["data.extra_path=" + str(dataset), "data.sharp_threshold=118"] if name == "psp-256" else []
     cfg = TrainConfig.from_yaml(
-        ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs)
+        ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs) + mixed
     )
     assert cfg.data.loader == "resident" and cfg.channels_last and cfg.optim.fused
+    assert cfg.losses.diffaug == "color,translation,cutout"
     result = train(cfg)
     assert result.step == 2 and result.reason == "finished" and result.checkpoint.name == "checkpoint-2"
     last = json.loads((tmp_path / name / "last_run.json").read_text())

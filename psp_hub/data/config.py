@@ -99,17 +99,33 @@ class DataConfig:
     loader: Literal["workers", "resident"] = "workers"
     resident_on_cpu: bool = False  # resident: keep the decoded faces in RAM, not on the GPU (degradation still there)
     resident_max_rows: int = 0  # resident: decode only the first N rows of the split (0 = all; for quick benchmarks)
+    # Mixed resolution (resident loader only; data/mixing.py holds the rule). A face is native at out_size when its
+    # measured sharpness (`sharp_px`, else its stored side) reaches sharp_threshold, else at out_size // 2: its pixel,
+    # perceptual, identity and U-Net losses compare output and target at that size, and only native faces are the
+    # discriminators' reals. 0 = off: every face counts as native at out_size (the behaviour before the rule).
+    sharp_threshold: int = 0
+    # A second dataset held resident with `path` (e.g. data/psp-faces128 beside data/sharp256: most identity pairs and
+    # all older faces). Its faces are upsampled to out_size once, at load time, so both sets share one uint8 tensor
+    # and one gather (26k faces x 192 KiB = 5.2 GB at 256 px); references stay within each set.
+    extra_path: str | None = None
+    extra_fraction: float = 0.0  # share of the general (not older) samples drawn from extra_path; older: both sets
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
     def __post_init__(self) -> None:
         """Reject settings that cannot work."""
         if not 0 <= self.min_references <= self.max_references:
             raise ValueError("need 0 <= min_references <= max_references")
-        for name in ("older_fraction", "boost_older_fraction", "boost_start", "hflip_prob"):
+        for name in ("older_fraction", "boost_older_fraction", "boost_start", "hflip_prob", "extra_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
         if self.out_size < 16:
             raise ValueError("out_size must be at least 16")
+        if self.extra_path and (self.loader != "resident" or self.sharp_threshold <= 0):
+            raise ValueError("extra_path needs loader: resident and a sharp_threshold (its faces are not native)")
+        if self.extra_fraction > 0 and not self.extra_path:
+            raise ValueError("extra_fraction needs extra_path")
+        if self.sharp_threshold > 0 and self.loader != "resident":
+            raise ValueError("sharp_threshold (mixed resolution) needs loader: resident")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> DataConfig:

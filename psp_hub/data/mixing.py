@@ -51,3 +51,21 @@ class MixSchedule:
         if rest:
             older += int(self._draw_block(full)[:rest].sum())
         return n - older, older
+
+
+def native_sizes(sharp_px: np.ndarray, stored: np.ndarray, out_size: int, threshold: int) -> np.ndarray:
+    """Each face's native size under the mixed-resolution rule: out_size where its sharpness (`sharp_px`, NaN where
+    unmeasured, capped by the stored side) reaches `threshold`, else out_size // 2; all out_size when threshold is 0.
+
+    Two levels, because the sets this serves have two: sharp256 measures 128..~400 px (median 228; 5,038 of 9,315
+    train faces at >= 224) and the 128 px corpus is 128 px at most.
+    """
+    sharp = np.fmin(np.asarray(sharp_px, dtype=np.float64), np.asarray(stored, dtype=np.float64))
+    if threshold <= 0:
+        return np.full(sharp.shape, out_size, dtype=np.int64)
+    return np.where(sharp >= threshold, out_size, out_size // 2).astype(np.int64)
+
+
+def native_levels(out_size: int, threshold: int) -> tuple[int, ...]:
+    """The sizes per-sample losses are compared at: (out_size, out_size // 2) under the rule, () when it is off."""
+    return (out_size, out_size // 2) if threshold > 0 else ()

@@ -1,7 +1,9 @@
 """Training batches from resident faces (resident.py), made on the training device in a few batched kernels.
 
 Same keys, shapes and value ranges as the streaming loader's collated batches (docs/data.md), minus the strings,
-plus `row`: each sample's row in the resident faces.
+plus `row`: each sample's row in the resident faces. Under the mixed-resolution rule (DataConfig.sharp_threshold)
+also `native_px` (the size each sample's losses compare at) and `gan_real` / `gan_real_boxes`: a separate draw of
+faces native at out_size (flipped, grey as often as targets), the only reals the discriminators see.
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ class ResidentBatches:
         self.cfg, self.batch_size, self.device = cfg, int(batch_size), torch.device(device)
         self.targets_only = targets_only
         self.faces: ResidentFaces = resident_faces(cfg, "cpu" if cfg.resident_on_cpu else self.device)
-        older = self.faces.is_older.cpu()
+        older, extra = self.faces.is_older.cpu(), self.faces.from_extra.cpu()
         frac = older_fraction_for(cfg, phase)
         self.older_fraction = 0.0 if not older.any() else 1.0 if older.all() else frac
-        self.pools = [
-            torch.nonzero(~older)[:, 0].to(self.faces.images.device),
-            torch.nonzero(older)[:, 0].to(self.faces.images.device),
-        ]
+        self.mixed = cfg.sharp_threshold > 0
+        store = self.faces.images.device
+        # general faces of the main set, older faces of both sets, general faces of the extra set
+        self.pools = [torch.nonzero(m)[:, 0].to(store) for m in (~older & ~extra, older, ~older & extra)]
+        self.extra_fraction = cfg.extra_fraction if len(self.pools[2]) else 0.0
+        self.sharp_pool = torch.nonzero(self.faces.native.cpu() == cfg.out_size)[:, 0].to(store)
+        if self.mixed and not len(self.sharp_pool):
+            raise ValueError(f"no face of {cfg.path} reaches sharp_threshold {cfg.sharp_threshold}: no GAN reals")
         self.gen = _generator(cfg, phase, process_index, start_sample, self.device)
         self.store_gen = (
             self.gen
@@ -63,18 +69,36 @@ class ResidentBatches:
     def __next__(self) -> dict:
         return self.batch()
 
+    def _uniform(self, pool: torch.Tensor) -> torch.Tensor:
+        """`batch_size` rows drawn uniformly (with replacement) from `pool` (zeros when it is empty)."""
+        b, g, dev = self.batch_size, self.store_gen, self.faces.images.device
+        if not len(pool):
+            return torch.zeros(b, dtype=torch.int64, device=dev)
+        return pool[torch.randint(0, len(pool), (b,), generator=g, device=dev) % len(pool)]
+
     def _draw(self) -> torch.Tensor:
-        """Row indices: Bernoulli(older share) per sample, then uniform within that group."""
-        b, g = self.batch_size, self.store_gen
-        dev = self.faces.images.device
-        pick = [
-            pool[torch.randint(0, max(1, len(pool)), (b,), generator=g, device=dev) % max(1, len(pool))]
-            if len(pool)
-            else torch.zeros(b, dtype=torch.int64, device=dev)
-            for pool in self.pools
-        ]
+        """Row indices: Bernoulli(older share) per sample, else Bernoulli(extra share) between the general pools."""
+        b, g, dev = self.batch_size, self.store_gen, self.faces.images.device
+        if self.targets_only and self.mixed:  # the prior's faces are all reals of its discriminator
+            return self._uniform(self.sharp_pool)
+        general, older_rows = self._uniform(self.pools[0]), self._uniform(self.pools[1])
         older = torch.rand(b, generator=g, device=dev) < self.older_fraction
-        return torch.where(older, pick[1], pick[0])
+        idx = torch.where(older, older_rows, general)
+        if self.extra_fraction > 0:  # drawn only then, so a run without an extra set keeps its exact draws
+            extra = torch.rand(b, generator=g, device=dev) < self.extra_fraction
+            idx = torch.where(~older & extra, self._uniform(self.pools[2]), idx)
+        return idx
+
+    def _gan_reals(self, grey_prob: float) -> dict:
+        """A batch of faces native at out_size, flipped at random, grey at the targets' rate: the GAN's reals."""
+        cfg, f, g, dev = self.cfg, self.faces, self.gen, self.device
+        rows = self._uniform(self.sharp_pool)
+        b, at = len(rows), torch.arange(len(rows), device=dev)
+        flip = (torch.rand(b, generator=g, device=dev) < cfg.hflip_prob).long()
+        real = f.images[rows].to(dev, non_blocking=True).float() / 255
+        real = torch.where(flip[:, None, None, None] > 0, real.flip(-1), real)
+        grey = (torch.rand(b, generator=g, device=dev) < grey_prob) & cfg.degradation.gt_gray
+        return {"gan_real": _grey_where(grey, real) * 2 - 1, "gan_real_boxes": f.boxes[rows].to(dev)[at, flip]}
 
     def _references(self, idx: torch.Tensor, hr: torch.Tensor) -> dict:
         """K per sample: other photos of the person (in random order, each flipped at random), else augmented views."""
@@ -123,6 +147,8 @@ class ResidentBatches:
         params = sample_degradation_batch(cfg.degradation, b, size, g)
         lq = degrade_batch(hr, params, cfg.degradation, g)
         target = _grey_where((params["gray"] > 0) & cfg.degradation.gt_gray, hr)
+        if self.mixed:
+            batch |= {"native_px": f.native[idx].to(dev), **self._gan_reals(cfg.degradation.gray_prob)}
         return {
             "target": target * 2 - 1,
             "lq": lq * 2 - 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-IMAGE_KEYS = ("lq", "target")  # the (B, 3, S, S) images of a batch, the ones a channels-last step wants in that layout
+IMAGE_KEYS = ("lq", "target", "gan_real")  # a batch's (B, 3, S, S) images: a channels-last step wants them so
 
 
 def batch_to_device(batch: dict, device, channels_last: bool = False) -> dict:

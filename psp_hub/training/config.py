@@ -12,6 +12,8 @@ from psp_hub.common.config import ConfigError, apply_overrides, build_config, lo
 from psp_hub.data import DataConfig
 from psp_hub.models.config import PSPGANConfig
 
+from .diffaugment import parse_policy
+
 
 @dataclass
 class LossWeights:
@@ -30,6 +32,9 @@ class LossWeights:
     component_style: float = 200.0  # GFPGAN comp_style_weight (gram loss on component D features)
     r1_gamma: float = 10.0  # GFPGAN r1_reg_weight
     r1_every: int = 16  # lazy R1 (GFPGAN net_d_reg_every)
+    # DiffAugment policy (Zhao et al. 2020; training/diffaugment.py) on reals and fakes before the global
+    # discriminator (the prior's D, PSP-GAN's global D), e.g. "color,translation,cutout"; "" = off
+    diffaug: str = ""
 
 
 @dataclass
@@ -106,6 +111,10 @@ class TrainConfig:
             raise ConfigError(f"data.out_size ({cfg.data.out_size}) must equal model.out_size ({cfg.model.out_size})")
         if cfg.data.max_references > cfg.model.max_references:
             raise ConfigError("data.max_references exceeds model.max_references")
+        try:
+            parse_policy(cfg.losses.diffaug)  # an unknown name fails here, not at the first step
+        except ValueError as err:
+            raise ConfigError(f"losses.diffaug: {err}") from None
         if cfg.init_from and cfg.prior_path:
             raise ConfigError(
                 "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "

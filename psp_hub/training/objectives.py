@@ -4,6 +4,8 @@ Generator: L1 + perceptual (VGG) + identity (ArcFace-trained embedding) + U-Net 
 (decoder RGB at every scale vs the downsampled target) + global GAN + left-eye/right-eye/mouth GAN
 (+ GFPGAN's gram-matrix style loss on the component discriminators' features).
 Discriminators: logistic loss with lazy R1 on the global one.
+Options: DiffAugment on everything the global discriminator sees (`losses.diffaug`), and the mixed-resolution rule
+(reconstruction terms at each sample's native size, only native faces as reals; mixed_resolution.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from psp_hub.losses import (
 )
 
 from .config import LossWeights
+from .diffaugment import DiffAugment
+from .mixed_resolution import at_native, sharp_only
 
 GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two component-D feature maps weighted 0.5 and 1
 
@@ -65,11 +69,15 @@ class PSPGANObjective(nn.Module):
     """Computes every generator and discriminator term of the paper's objective for one batch.
 
     The loss networks (VGG, identity encoder) are frozen and stay in eval mode whatever `train()` is called with.
+    `levels` (data/mixing.native_levels) turns on the mixed-resolution rule for batches that carry `native_px`.
     """
 
-    def __init__(self, weights: LossWeights, size: int, identity: IdentityEncoder | None = None):
+    def __init__(
+        self, weights: LossWeights, size: int, identity: IdentityEncoder | None = None, levels: tuple[int, ...] = ()
+    ):
         super().__init__()
-        self.w = weights
+        self.w, self.size, self.levels = weights, size, tuple(levels)
+        self.augment = DiffAugment(weights.diffaug)
         self.crop_sizes = component_crop_sizes(size)
         self.perceptual = (
             PerceptualLoss(
@@ -97,26 +105,30 @@ class PSPGANObjective(nn.Module):
         """
         target, fake = batch["target"], out.image
         losses: dict[str, torch.Tensor] = {}
-        w = self.w
+        w, levels = self.w, self.levels
+        native = batch.get("native_px") if levels else None
         if use_unet and not out.unet_images:  # a silently missing term would train a different objective
             raise ValueError("use_unet needs the U-Net images: call the model with return_unet_images=True")
         if w.l1 > 0:
-            losses["l1"] = w.l1 * F.l1_loss(fake, target)
+            losses["l1"] = w.l1 * at_native(F.l1_loss, fake, target, native, levels)
         if self.perceptual is not None:
-            losses["perceptual"] = w.perceptual * self.perceptual(fake, target)
+            losses["perceptual"] = w.perceptual * at_native(self.perceptual, fake, target, native, levels)
         if self.identity is not None:
-            losses["identity"] = w.identity * self.identity(fake, target)
+            losses["identity"] = w.identity * at_native(self.identity, fake, target, native, levels)
         if use_unet:
             terms = [
-                F.l1_loss(
+                at_native(
+                    F.l1_loss,
                     img,
                     F.interpolate(target, size=img.shape[-2:], mode="bilinear", align_corners=False, antialias=True),
+                    native,
+                    levels,
                 )
                 for img in out.unet_images
             ]
             losses["unet"] = w.unet * torch.stack(terms).sum()
         if w.gan > 0:
-            losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(fake))
+            losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(self.augment(fake)))
         if w.component_gan > 0 or w.component_style > 0:
             fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
             real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
@@ -127,6 +139,8 @@ class PSPGANObjective(nn.Module):
                 if w.component_style > 0:
                     with torch.no_grad():
                         _, real_feats = discs.components[name](real_parts[name], return_feats=True)
+                    sharp = None if native is None else native == self.size  # paired with the target's own parts
+                    feats = sharp_only(feats, real_feats, sharp)
                     comp_style = comp_style + gram_style_loss(feats, real_feats, GFPGAN_STYLE_LAYER_WEIGHTS)
             if w.component_gan > 0:
                 losses["component_gan"] = w.component_gan * comp_gan
@@ -137,18 +151,23 @@ class PSPGANObjective(nn.Module):
     def discriminator_losses(
         self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool
     ) -> dict[str, torch.Tensor]:
-        """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval)."""
-        target, fake = batch["target"], fake.detach()
-        losses = {"d_global": d_logistic_loss(discs.global_d(target), discs.global_d(fake))}
+        """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval).
+
+        The reals are the batch's `gan_real` faces where it has them (the mixed-resolution rule), else its targets;
+        the global discriminator sees both through DiffAugment, and R1 is taken through it (D composed with T).
+        """
+        fake, aug = fake.detach(), self.augment
+        real, real_boxes = batch.get("gan_real", batch["target"]), batch.get("gan_real_boxes", batch["boxes"])
+        losses = {"d_global": d_logistic_loss(discs.global_d(aug(real)), discs.global_d(aug(fake)))}
         if self.w.component_gan > 0 or self.w.component_style > 0:
             fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
-            real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
+            real_parts = crop_components(real, real_boxes, self.crop_sizes)
             losses["d_components"] = sum(
                 d_logistic_loss(discs.components[n](real_parts[n]), discs.components[n](fake_parts[n]))
                 for n in COMPONENTS
             )
         if with_r1:
-            real = target.detach().requires_grad_(True)
-            penalty = r1_penalty(discs.r1_global_d(real), real)
+            real = real.detach().requires_grad_(True)
+            penalty = r1_penalty(discs.r1_global_d(aug(real)), real)
             losses["r1"] = self.w.r1_gamma / 2 * penalty * self.w.r1_every
         return losses

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from psp_hub.data.mixing import native_levels
 from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.models import PSPGAN, StyleGAN2Generator
@@ -20,6 +21,7 @@ from psp_hub.models import PSPGAN, StyleGAN2Generator
 from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view
 from .config import TrainConfig
+from .diffaugment import DiffAugment
 from .objectives import Discriminators, DiscView, PSPGANObjective
 from .param_groups import equalized_lr_groups
 from .scaling import scaled_for_batch
@@ -94,7 +96,9 @@ class Stage:
 
 
 class PriorStage(Stage):
-    """Stage 1: an unconditional StyleGAN2 (the class PSP-GAN uses) with logistic loss, lazy R1 and EMA."""
+    """Stage 1: an unconditional StyleGAN2 (the class PSP-GAN uses) with logistic loss, lazy R1 and EMA; D sees reals
+    and fakes through DiffAugment when `losses.diffaug` names a policy (R1 is then taken through it, as in the paper).
+    """
 
     def build(self):
         m = self.cfg.model
@@ -109,6 +113,7 @@ class PriorStage(Stage):
         self.disc = self.discriminators[0]
         # the compiled view serves the logistic terms; R1's double backward keeps the eager module
         self.disc_fast = compiled_view(self.disc, backend=self.cfg.compile_backend) if self.cfg.compile else self.disc
+        self.augment = DiffAugment(self.cfg.losses.diffaug)
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
@@ -118,19 +123,19 @@ class PriorStage(Stage):
         z = [torch.randn(b, g.style_dim, device=real.device)]
         if random.random() < cfg.style_mixing_prob:
             z.append(torch.randn(b, g.style_dim, device=real.device))
-        logs = {}
+        logs, aug = {}, self.augment
         self._set_requires_grad([self.disc], False)
         with acc.autocast():
             fake = self.generator(z)
-            g_loss = g_nonsaturating_loss(self.disc_fast(fake))
+            g_loss = g_nonsaturating_loss(self.disc_fast(aug(fake)))
         self._optimizer_step(g_loss, self.opt_g, self.sched_g, self.generator.parameters())
         logs["g_gan"] = g_loss.detach()
         self._set_requires_grad([self.disc], True)
         with acc.autocast():
-            d_loss = d_logistic_loss(self.disc_fast(real), self.disc_fast(fake.detach()))
+            d_loss = d_logistic_loss(self.disc_fast(aug(real)), self.disc_fast(aug(fake.detach())))
             if self._r1_due(step):
                 real_r1 = real.detach().requires_grad_(True)
-                r1 = r1_penalty(self.disc(real_r1), real_r1)
+                r1 = r1_penalty(self.disc(aug(real_r1)), real_r1)
                 d_loss = d_loss + cfg.losses.r1_gamma / 2 * r1 * cfg.losses.r1_every
                 logs["r1"] = r1.detach()
         self._optimizer_step(d_loss, self.opt_d, self.sched_d, self.disc.parameters())
@@ -176,7 +181,8 @@ class PSPGANStage(Stage):
             path = Path(cfg.prior_path)
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
-        self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size).to(self.acc.device)
+        levels = native_levels(cfg.data.out_size, cfg.data.sharp_threshold)
+        self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size, levels=levels).to(self.acc.device)
         self._prepare_loss_nets()
         self._finish_build(model, [discs.global_d, *discs.components.values()])
         global_d, components = self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:]))

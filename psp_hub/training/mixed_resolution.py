@@ -1,0 +1,54 @@
+"""Reconstruction losses at each sample's native sharp resolution (the mixed-resolution rule, data/mixing.py).
+
+A face that carries detail only up to 128 px must not ask a 256 px output for the blur of its upsampled target:
+output and target are both downsampled (area filter) to the sample's native size and compared there. Done without
+host syncs or data-dependent shapes: at each level the whole batch is compared, with the output of samples native
+elsewhere replaced by their target, which adds exactly nothing for them. A batch-mean loss then sums over the
+levels to the mean over samples of each one's loss at its own size. It costs one more pass of the loss networks
+at a quarter of the pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.nn import functional as F
+
+
+def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`x` at size x size by area averaging (exact box filter for the power-of-two steps used here); as is if there."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+def at_native(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    native: torch.Tensor | None,
+    levels: Sequence[int],
+) -> torch.Tensor:
+    """`loss_fn` (a mean over the batch) with each sample compared at min(its native size, the images' size).
+
+    `native` is (B,) sizes from `levels`; with no native sizes or no levels it is `loss_fn(pred, target)`.
+    """
+    if native is None or not levels:
+        return loss_fn(pred, target)
+    target = target.detach()
+    total = None
+    for level in levels:
+        size = min(level, pred.shape[-1])
+        here = (native == level).view(-1, 1, 1, 1)
+        term = loss_fn(downsample(torch.where(here, pred, target.to(pred.dtype)), size), downsample(target, size))
+        total = term if total is None else total + term
+    return total
+
+
+def sharp_only(fake: Sequence[torch.Tensor], real: Sequence[torch.Tensor], sharp: torch.Tensor | None):
+    """Feature maps of fakes with those of samples that are not native at full size replaced by the real ones, so
+    a paired comparison (the component style loss) adds nothing for targets whose detail is not real."""
+    if sharp is None:
+        return list(fake)
+    return [torch.where(sharp.view(-1, 1, 1, 1), f, r.detach().to(f.dtype)) for f, r in zip(fake, real)]
