@@ -1,16 +1,22 @@
-"""Evaluate a PSP-GAN model on held-out identities: PSNR, SSIM, LPIPS, dlib and ArcFace identity, vs bicubic.
+"""Evaluate a PSP-GAN model on held-out identities: PSNR, SSIM, LPIPS, dlib and ArcFace identity, face detail.
 
     python -m psp_hub.evaluate --model checkpoints/psp-gan-128 --data data/psp-faces128 --out outputs/eval
+    python -m psp_hub.evaluate --model <256 px model> --data data/sharp256 --compare-model checkpoints/psp-gan-128
 
 For each degradation level (moderate x4, severe x8) and each reference count K (0, 1, 3) it restores the same
 test faces (people with at least one other photo, so K is comparable), and reports every metric for all,
-older and younger faces. dlib's ResNet was not used in training, so its distance is the unbiased identity score.
-Writes results.json, results.md (the table for the model card) and grid.png (input, bicubic, K=0, K=3, target).
+older and younger faces, against bicubic. dlib's ResNet was not used in training, so its distance is the unbiased
+identity score. The evaluation size is the model's unless `--size` says otherwise; a model (or `--compare-model`)
+of another size gets the same inputs resized to its own size and its outputs are resized bicubically to the
+evaluation size. Above 128 px only targets sharp at that size count (`sharp_px` >= 0.8 x size by default).
+Writes results.json, results.md (the table for the model card) and grid.png (input, bicubic, [compare model],
+K=0, K=max, target, [other person]).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -25,11 +31,17 @@ from torch.nn import functional as F
 from psp_hub.common import tensor_to_image, to_unit
 from psp_hub.data import DataConfig, build_eval_dataset, collate_samples
 from psp_hub.identity import IdentityEncoder
-from psp_hub.metrics import LPIPS, DlibIdentity, identity_similarity, psnr, ssim
+from psp_hub.metrics import LPIPS, DlibIdentity, geometric_mean, psnr, sharpness_ratio, ssim
 from psp_hub.models import PSPGAN
 
-METRICS = ("psnr", "ssim", "lpips", "dlib_distance", "arcface_similarity")
+METRICS = ("psnr", "ssim", "lpips", "dlib_distance", "arcface_similarity", "sharpness_ratio")
 LOWER_IS_BETTER = {"lpips", "dlib_distance"}
+TOWARDS_ONE = {"sharpness_ratio"}  # detail of output over target: 1 is right, below is soft, above is noise
+AGGREGATE = {"sharpness_ratio": geometric_mean}  # ratios average on a log scale; every other metric: the mean
+SHARP_FRACTION = 0.8
+"""A face whose detail runs right up to its pixel size measures about 0.8 of it in `sharp_px` (docs/data.md), so a
+fair target at S px has sharp_px >= 0.8 S."""
+RESIZE_MODE = "bicubic"  # a model output of another size to the evaluation size (torch, align_corners=False)
 
 
 @dataclass
@@ -47,6 +59,15 @@ class EvalConfig:
     out: str = "outputs/eval"
     grid_faces: int = 6
     other_person_refs: bool = False  # control: K=max with another test person's references (does K use identity?)
+    size: int | None = None  # evaluation size; None: the model's out_size
+    compare_model: str | None = None  # a second model (e.g. the 128 px one) restoring the same faces
+    min_sharp_px: int | None = None  # targets below are left out; None: 0.8 x size above 128 px, else none
+
+    def sharp_threshold(self, size: int) -> int:
+        """The `sharp_px` a target needs at this evaluation size (0 = no filter: the 128 px corpus is read as is)."""
+        if self.min_sharp_px is not None:
+            return self.min_sharp_px
+        return round(SHARP_FRACTION * size) if size > 128 else 0
 
 
 def balanced_subset(ds, max_samples: int | None):
@@ -78,7 +99,7 @@ def bicubic_baseline(lq: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 class Scorer:
-    """Every metric for a batch of outputs against their targets, per image."""
+    """Every metric for a batch of outputs against their targets, per image (the targets' features computed once)."""
 
     def __init__(self, device):
         self.device = device
@@ -88,55 +109,139 @@ class Scorer:
 
     @torch.no_grad()
     def __call__(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
-        out, target = out.float().clamp(-1, 1), target.float()
-        return {
-            "psnr": psnr(out, target).cpu().numpy(),
-            "ssim": ssim(out, target).cpu().numpy(),
-            "lpips": self.lpips(out, target).flatten().cpu().numpy(),
-            "arcface_similarity": identity_similarity(self.arcface, out, target).cpu().numpy(),
-            "dlib_distance": self.dlib.distance(list(tensor_to_image(out)), list(tensor_to_image(target))),
-        }
+        """Scores of one method's outputs (B, 3, S, S) against the targets."""
+        return self.score_all({"out": out}, target)["out"]
+
+    @torch.no_grad()
+    def score_all(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, dict[str, np.ndarray]]:
+        """Scores of every method's outputs against the same targets: {method: {metric: (B,)}}."""
+        target = target.float()
+        target_u8 = list(tensor_to_image(target))
+        target_dlib = self.dlib.descriptors(target_u8)
+        target_arc = self.arcface(target)
+        scores = {}
+        for name, out in outputs.items():
+            out = out.float().clamp(-1, 1)
+            out_u8 = list(tensor_to_image(out))
+            scores[name] = {
+                "psnr": psnr(out, target).cpu().numpy(),
+                "ssim": ssim(out, target).cpu().numpy(),
+                "lpips": self.lpips(out, target).flatten().cpu().numpy(),
+                "arcface_similarity": (self.arcface(out) * target_arc).sum(dim=-1).cpu().numpy(),
+                "dlib_distance": np.linalg.norm(self.dlib.descriptors(out_u8) - target_dlib, axis=1),
+                "sharpness_ratio": sharpness_ratio(out_u8, target_u8),
+            }
+        return scores
+
+
+@dataclass
+class Restorer:
+    """A model under evaluation, its row-name prefix, and the evaluation size its outputs are resized to."""
+
+    model: PSPGAN
+    prefix: str
+    size: int
+
+    def __call__(self, lq, refs, mask, ks, kmax, stand_in) -> dict[str, torch.Tensor]:
+        """Restorations at every K (and with another person's references when `stand_in` = (refs, mask) is given).
+
+        The model resizes inputs and references to its own size itself (bilinear, antialiased)."""
+        model, p = self.model, self.prefix
+        out = {}
+        cache = model.encode_references(refs, mask) if kmax > 0 else None
+        for k in ks:
+            if k == 0:
+                out[f"{p}K=0"] = model.restore(lq, None).image
+            else:  # each reference is encoded on its own, so fewer of them is the same cache with fewer slots on
+                k_mask = mask.clone()
+                k_mask[:, k:] = False
+                out[f"{p}K={k}"] = model.restore(lq, dataclasses.replace(cache, mask=k_mask)).image
+        if stand_in is not None:
+            out[f"{p}K={kmax}, other person"] = model(lq, *stand_in).image
+        return {name: resize_to(img, self.size) for name, img in out.items()}
+
+
+def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images at `size` px: bicubic up (RESIZE_MODE), area down; unchanged when already there."""
+    if images.shape[-1] == size:
+        return images
+    mode = RESIZE_MODE if size > images.shape[-1] else "area"
+    kwargs = {"align_corners": False} if mode == "bicubic" else {}
+    return F.interpolate(images.float(), size=(size, size), mode=mode, **kwargs).clamp(-1, 1)
+
+
+def load_restorers(cfg: EvalConfig, device) -> tuple[list[Restorer], int]:
+    """The model (rows K=...) and the optional compare model (rows '<name> (<size> px), K=...'); the eval size."""
+    model = PSPGAN.from_pretrained(cfg.model).to(device).eval()
+    size = cfg.size or model.config.out_size
+    restorers = [Restorer(model, "", size)]
+    if cfg.compare_model:
+        other = PSPGAN.from_pretrained(cfg.compare_model).to(device).eval()
+        restorers.append(Restorer(other, f"{compare_label(cfg.compare_model, other)}, ", size))
+    return restorers, size
+
+
+def compare_label(name: str, model: PSPGAN) -> str:
+    """Row prefix of the compare model: its folder or Hub name and its size."""
+    return f"{Path(name.rstrip('/')).name} ({model.config.out_size} px)"
+
+
+def _level_dataset(cfg: EvalConfig, data_cfg: DataConfig, level: str, kmax: int, size: int):
+    """The level's test faces whose person has other photos and whose target is sharp at the evaluation size."""
+    ds = build_eval_dataset(
+        data_cfg,
+        cfg.split,
+        degradation=level,
+        num_references=kmax,
+        only_with_references=True,
+        min_sharp_px=cfg.sharp_threshold(size),
+    )
+    return balanced_subset(ds, cfg.max_samples)
+
+
+def _older_block(restorers, scorer, cfg: EvalConfig, data_cfg: DataConfig, level: str, size: int, device):
+    """Older faces without other photos (K=0 only), or None when the split has none."""
+    old_ds = build_eval_dataset(
+        data_cfg, cfg.split, degradation=level, num_references=0, min_sharp_px=cfg.sharp_threshold(size)
+    )
+    old_ds.rows = [r for r in old_ds.rows if r["is_older"] and not r["reference_ids"]]
+    if not old_ds.rows:
+        return None
+    old_ds = balanced_subset(old_ds, cfg.max_samples)
+    old_scores, _, _, _ = _run(restorers, scorer, old_ds, (0,), 0, cfg, device)
+    return {
+        "samples": len(old_ds),
+        "methods": {n: {"older": _aggregate(bm, np.ones(len(old_ds), bool))} for n, bm in old_scores.items()},
+    }
 
 
 def evaluate(cfg: EvalConfig) -> dict:
+    """Restore and score the test faces at every level; write results.json, results.md and grid.png."""
     device = torch.device(cfg.device)
-    model = PSPGAN.from_pretrained(cfg.model).to(device).eval()
-    size = model.config.out_size
+    restorers, size = load_restorers(cfg, device)
     kmax = max(cfg.refs)
     data_cfg = DataConfig(path=cfg.data, out_size=size, max_references=kmax, num_workers=0)
     scorer = Scorer(device)
-    results: dict = {"model": cfg.model, "data": cfg.data, "split": cfg.split, "levels": {}}
+    results: dict = {"model": cfg.model, "data": cfg.data, "split": cfg.split, **_setup(cfg, restorers, size)}
+    results["levels"] = {}
     grids = {}
     t0 = time.time()
     for level in cfg.levels:
-        # faces whose person has other photos: every K is comparable on them
-        ds = balanced_subset(
-            build_eval_dataset(data_cfg, cfg.split, degradation=level, num_references=kmax, only_with_references=True),
-            cfg.max_samples,
-        )
-        scores, older, refs_available, grids[level] = _run(model, scorer, ds, cfg.refs, kmax, cfg, device)
+        ds = _level_dataset(cfg, data_cfg, level, kmax, size)
+        scores, older, refs_available, grids[level] = _run(restorers, scorer, ds, cfg.refs, kmax, cfg, device)
         level_result = {
             "samples": len(ds),
             "older": int(np.sum(older)),
             f"mean_refs_for_K={kmax}": float(np.mean(refs_available)),
-            "methods": {},
+            "methods": {name: _grouped(bm, np.array(older, dtype=bool)) for name, bm in scores.items()},
         }
-        for name, by_metric in scores.items():
-            level_result["methods"][name] = _grouped(by_metric, np.array(older, dtype=bool))
-        # older faces: in this data they come from a source with one photo per person, so only K=0 applies
-        old_ds = build_eval_dataset(data_cfg, cfg.split, degradation=level, num_references=0)
-        old_ds.rows = [r for r in old_ds.rows if r["is_older"] and not r["reference_ids"]]
-        if old_ds.rows:
-            old_ds = balanced_subset(old_ds, cfg.max_samples)
-            old_scores, _, _, _ = _run(model, scorer, old_ds, (0,), 0, cfg, device)
-            level_result["older_without_references"] = {
-                "samples": len(old_ds),
-                "methods": {
-                    n: {"older": {m: float(np.mean(v)) for m, v in bm.items()}} for n, bm in old_scores.items()
-                },
-            }
+        # older faces: in the 128 px corpus they come from a source with one photo per person, so only K=0 applies
+        blind = _older_block(restorers, scorer, cfg, data_cfg, level, size, device)
+        if blind:
+            level_result["older_without_references"] = blind
         results["levels"][level] = level_result
     results["seconds"] = round(time.time() - t0, 1)
+    results["grid_columns"] = list(next(iter(grids.values())))
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
@@ -145,22 +250,42 @@ def evaluate(cfg: EvalConfig) -> dict:
     return results
 
 
+def _setup(cfg: EvalConfig, restorers: list[Restorer], size: int) -> dict:
+    """What the numbers were measured on: sizes, the sharpness rule, the compare model, how outputs were resized."""
+    setup = {
+        "size": size,
+        "model_size": restorers[0].model.config.out_size,
+        "min_sharp_px": cfg.sharp_threshold(size),
+        "resize": f"{RESIZE_MODE} (model outputs of another size to {size} px; inputs and references to the "
+        "model's size: bilinear, antialiased)",
+    }
+    if len(restorers) > 1:
+        setup |= {"compare_model": cfg.compare_model, "compare_model_size": restorers[1].model.config.out_size}
+    return setup
+
+
+def _aggregate(by_metric: dict, sel: np.ndarray) -> dict[str, float]:
+    """Every metric over the selected faces: the mean, or AGGREGATE's rule (geometric mean for ratios)."""
+    return {m: float(AGGREGATE.get(m, np.mean)(np.array(v)[sel])) for m, v in by_metric.items()}
+
+
 def _grouped(by_metric: dict, older: np.ndarray) -> dict:
-    """Mean of every metric over all, older and younger faces (groups with no face are left out)."""
+    """Every metric over all, older and younger faces (groups with no face are left out)."""
     return {
-        group: {m: float(np.mean(np.array(v)[sel])) for m, v in by_metric.items()}
+        group: _aggregate(by_metric, sel)
         for group, sel in (("all", np.ones_like(older)), ("older", older), ("younger", ~older))
         if sel.any()
     }
 
 
 @torch.no_grad()
-def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
-    """Restore every face of `ds` with bicubic and each K in `ks`; per-image scores, older flags, grid rows."""
+def _run(restorers: list[Restorer], scorer, ds, ks, kmax, cfg: EvalConfig, device):
+    """Restore every face of `ds` with bicubic and each model at each K in `ks`; per-image scores, older flags,
+    references available, and the grid's columns for the first faces."""
     scores: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     older: list[bool] = []
     refs_available: list[int] = []
-    grid_rows = None
+    grid = None
     others = other_person_index([r["identity"] for r in ds.rows]) if cfg.other_person_refs and kmax > 0 else None
     for start in range(0, len(ds), cfg.batch_size):
         batch = collate_samples([ds[i] for i in range(start, min(len(ds), start + cfg.batch_size))])
@@ -168,29 +293,29 @@ def _run(model, scorer, ds, ks, kmax, cfg: EvalConfig, device):
         refs, mask = batch["refs"].to(device), batch["ref_mask"].to(device)
         older += batch["is_older"].tolist()
         refs_available += mask.sum(1).tolist()
-        outputs = {"bicubic": bicubic_baseline(lq, batch["degradation"]["scale"])}
-        cache = model.encode_references(refs, mask) if kmax > 0 else None
-        for k in ks:
-            if k == 0:
-                outputs["K=0"] = model.restore(lq, None).image
-            elif k == kmax:
-                outputs[f"K={k}"] = model.restore(lq, cache).image
-            else:
-                k_mask = mask.clone()
-                k_mask[:, k:] = False
-                outputs[f"K={k}"] = model(lq, refs, k_mask).image
+        stand_in = None
         if others is not None:
-            stand_in = collate_samples([ds[int(others[i])] for i in range(start, start + lq.shape[0])])
-            outputs[f"K={kmax}, other person"] = model(
-                lq, stand_in["refs"].to(device), stand_in["ref_mask"].to(device)
-            ).image
-        for name, out in outputs.items():
-            for metric, values in scorer(out, target).items():
+            other = collate_samples([ds[int(others[i])] for i in range(start, start + lq.shape[0])])
+            stand_in = (other["refs"].to(device), other["ref_mask"].to(device))
+        outputs = {"bicubic": bicubic_baseline(lq, batch["degradation"]["scale"])}
+        for restorer in restorers:
+            outputs |= restorer(lq, refs, mask, ks, kmax, stand_in)
+        for name, by_metric in scorer.score_all(outputs, target).items():
+            for metric, values in by_metric.items():
                 scores[name][metric].extend(values.tolist())
-        if grid_rows is None:
-            n = min(cfg.grid_faces, lq.shape[0])
-            grid_rows = [lq[:n], outputs["bicubic"][:n], outputs["K=0"][:n], outputs[f"K={kmax}"][:n], target[:n]]
-    return scores, older, refs_available, grid_rows
+        if grid is None:
+            grid = grid_columns(outputs, lq, target, restorers, kmax, cfg.grid_faces)
+    return scores, older, refs_available, grid
+
+
+def grid_columns(outputs: dict, lq, target, restorers: list[Restorer], kmax: int, n: int) -> dict[str, torch.Tensor]:
+    """The grid's columns for the first n faces: input, bicubic, [compare model K=max], K=0, K=max, target,
+    [K=max with another person's references]."""
+    names = ["bicubic"] + [f"{r.prefix}K={kmax}" for r in restorers[1:]] + ["K=0", f"K={kmax}"]
+    columns = {"input": lq} | {name: outputs[name] for name in names if name in outputs} | {"target": target}
+    if f"K={kmax}, other person" in outputs:
+        columns[f"K={kmax}, other person"] = outputs[f"K={kmax}, other person"]
+    return {name: images[:n] for name, images in columns.items()}
 
 
 def other_person_index(identities: list[str]) -> torch.Tensor:
@@ -205,12 +330,16 @@ def other_person_index(identities: list[str]) -> torch.Tensor:
     return torch.tensor(index)
 
 
+def _arrow(metric: str) -> str:
+    return "→1" if metric in TOWARDS_ONE else "↓" if metric in LOWER_IS_BETTER else "↑"
+
+
 def _table(title: str, methods: dict) -> list[str]:
     """A markdown table: rows = method x group of faces, columns = metrics (arrows say which way is better)."""
     lines = [
         title,
         "",
-        "| method | faces | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS) + " |",
+        "| method | faces | " + " | ".join(f"{m} {_arrow(m)}" for m in METRICS) + " |",
         "| --- | --- |" + " --- |" * len(METRICS),
     ]
     for name, groups in methods.items():
@@ -219,9 +348,25 @@ def _table(title: str, methods: dict) -> list[str]:
     return lines + [""]
 
 
+def setup_line(results: dict) -> list[str]:
+    """One paragraph on sizes, resizing and the sharpness rule; none for a same-size run without a filter."""
+    size, model_size = results.get("size"), results.get("model_size")
+    parts = []
+    if size and model_size and size != model_size:
+        parts.append(f"the model works at {model_size} px; its outputs are resized to {size} px ({RESIZE_MODE})")
+    if results.get("compare_model"):
+        parts.append(
+            f"compare model `{results['compare_model']}` at {results['compare_model_size']} px, given the same "
+            f"inputs and references resized to its size, its outputs resized to {size} px ({RESIZE_MODE})"
+        )
+    if results.get("min_sharp_px"):
+        parts.append(f"only targets with sharp_px >= {results['min_sharp_px']} (sharp at {size} px)")
+    return [f"Evaluated at {size} px: " + "; ".join(parts) + ".", ""] if parts else []
+
+
 def markdown_table(results: dict) -> str:
     """Per level: the faces with references (every K), then the older faces (no references exist for them)."""
-    lines = []
+    lines = setup_line(results)
     for level, res in results["levels"].items():
         lines += _table(
             f"**{level}** ({res['samples']} test faces with other photos of the same person)", res["methods"]
@@ -236,15 +381,28 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def save_grid(grids: dict, path: Path) -> None:
-    """Rows: faces; columns: input, bicubic, K=0, K=max, target; one block per level, stacked."""
+def save_grid(grids: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
+    """Rows: faces; columns: grid_columns' (input ... target); one block per level, stacked."""
     from torchvision.utils import make_grid, save_image
 
     blocks = []
-    for rows in grids.values():
-        cols = torch.stack([r.float().cpu() for r in rows], dim=1)  # (n, 5, 3, S, S)
+    for columns in grids.values():
+        cols = torch.stack([c.float().cpu() for c in columns.values()], dim=1)  # (n, columns, 3, S, S)
         blocks.append(cols.flatten(0, 1))
-    save_image(make_grid(to_unit(torch.cat(blocks)), nrow=5, padding=2), str(path))
+    ncols = len(next(iter(grids.values())))
+    save_image(make_grid(to_unit(torch.cat(blocks)), nrow=ncols, padding=2), str(path))
+
+
+def reproduce_command(cfg: EvalConfig) -> str:
+    """The command line that gives these results again."""
+    cmd = f"python -m psp_hub.evaluate --model <this folder> --data {cfg.data} --max-samples {cfg.max_samples}"
+    if cfg.size:
+        cmd += f" --size {cfg.size}"
+    if cfg.compare_model:
+        cmd += f" --compare-model {cfg.compare_model}"
+    if cfg.min_sharp_px is not None:
+        cmd += f" --min-sharp-px {cfg.min_sharp_px}"
+    return cmd + (" --other-person-refs" if cfg.other_person_refs else "")
 
 
 def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
@@ -265,10 +423,9 @@ def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
     table = (
         markdown_table(results)
         + control
-        + "\n![input, bicubic, K=0, K=3, target on held-out faces (moderate, then severe)]"
-        "(eval_grid.png)\n\nReproduce: `python -m psp_hub.evaluate --model <this folder> --data data/psp-faces128 "
-        f"--max-samples {cfg.max_samples}{' --other-person-refs' if cfg.other_person_refs else ''}` (test split, "
-        "identities never seen in training)."
+        + f"\n![{', '.join(results['grid_columns'])} on held-out faces ({', then '.join(cfg.levels)})]"
+        f"(eval_grid.png)\n\nReproduce: `{reproduce_command(cfg)}` (test split, identities never seen in "
+        "training)."
     )
     card = model.generate_model_card(
         repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary, metrics_markdown=table
@@ -300,6 +457,18 @@ def main(argv=None) -> int:
         help="write the table and grid into the model folder's model card (README.md, eval_grid.png)",
     )
     p.add_argument("--summary", default="", help="with --card: the training summary line of the card")
+    p.add_argument("--size", type=int, default=None, help="evaluation size (default: the model's output size)")
+    p.add_argument(
+        "--compare-model",
+        default=None,
+        help="a second model (e.g. checkpoints/psp-gan-128) on the same faces, outputs resized to the evaluation size",
+    )
+    p.add_argument(
+        "--min-sharp-px",
+        type=int,
+        default=None,
+        help="targets need sharp_px >= this (default: 0.8 x size above 128 px, no filter at 128)",
+    )
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     cfg = EvalConfig(
@@ -313,6 +482,9 @@ def main(argv=None) -> int:
         device=a.device,
         out=a.out,
         other_person_refs=a.other_person_refs,
+        size=a.size,
+        compare_model=a.compare_model,
+        min_sharp_px=a.min_sharp_px,
     )
     results = evaluate(cfg)
     print(markdown_table(results))

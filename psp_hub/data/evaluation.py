@@ -46,12 +46,15 @@ def build_eval_dataset(
     augment_single: bool = False,
     only_with_references: bool = False,
     max_samples: int | None = None,
+    min_sharp_px: int = 0,
 ) -> EvalDataset:
     """Validation / test samples with the training sample layout (batch them with `collate_samples`).
 
     `degradation`: a DegradationConfig or preset name ('moderate' x4, 'severe' x8; default: cfg.degradation, drawn
     once per sample from cfg.seed). `num_references`: exactly min(K, available) references per sample (default
     cfg.max_references). No flips. People with one photo get no references unless `augment_single`.
+    `min_sharp_px`: keep only targets whose measured sharpness (the `sharp_px` column) reaches it; references
+    are not filtered (any photo of the person may guide).
     """
     if isinstance(degradation, str):
         degradation = DegradationConfig.preset(degradation)
@@ -66,7 +69,10 @@ def build_eval_dataset(
         single_photo_refs="augment" if augment_single else "none",
         pad_references=max(cfg.max_references, k),
     )
-    rows = list(open_stream(cfg.path, "default", split, cfg.revision, columns=META_COLUMNS))
+    columns = META_COLUMNS + (("sharp_px",) if min_sharp_px > 0 else ())
+    rows = list(open_stream(cfg.path, "default", split, cfg.revision, columns=columns))
+    if min_sharp_px > 0:
+        rows = [r for r in rows if (r["sharp_px"] or 0) >= min_sharp_px]
     if only_with_references:
         rows = [r for r in rows if r["reference_ids"]]
     if max_samples is not None:

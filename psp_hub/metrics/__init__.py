@@ -1,9 +1,10 @@
-"""Evaluation metrics: PSNR, SSIM, LPIPS (VGG-16 v0.1), ArcFace identity similarity and dlib identity distance."""
+"""Evaluation metrics: PSNR, SSIM, LPIPS (VGG-16 v0.1), ArcFace and dlib identity, and face detail (sharpness)."""
 
 from .dlib_identity import FFHQ_DLIB_BOX, SAME_PERSON_THRESHOLD, DlibIdentity, DlibIdentityConfig
 from .identity import identity_similarity
 from .lpips import LPIPS
 from .pixel import psnr, ssim
+from .sharpness import face_detail, geometric_mean, laplacian_variance, sharpness_ratio
 
 __all__ = [
     "FFHQ_DLIB_BOX",
@@ -11,7 +12,11 @@ __all__ = [
     "SAME_PERSON_THRESHOLD",
     "DlibIdentity",
     "DlibIdentityConfig",
+    "face_detail",
+    "geometric_mean",
     "identity_similarity",
+    "laplacian_variance",
     "psnr",
+    "sharpness_ratio",
     "ssim",
 ]
