@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from psp_hub.common.images import image_to_tensor
 from psp_hub.models import ReferenceCache
 from psp_hub.pipeline.references import Reference, ReferenceSet
 
@@ -123,8 +124,7 @@ class PersonProfile:
     @torch.inference_mode()
     def encode(self, model) -> ReferenceCache:
         """(Re)compute the reference cache with `model` and record its fingerprint."""
-        x = torch.from_numpy(self.crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).unsqueeze(0)
-        self.cache = model.encode_references(x.to(model.device))
+        self.cache = model.encode_references(image_to_tensor(self.crops, model.device).unsqueeze(0))
         self.model_hash = model_fingerprint(model)
         return self.cache
 

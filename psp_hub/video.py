@@ -17,6 +17,7 @@ import av
 import numpy as np
 import torch
 
+from psp_hub.common.images import image_to_tensor, tensor_to_image
 from psp_hub.face.alignment import align_face
 from psp_hub.face.paste import paste_faces
 from psp_hub.pipeline.references import ReferenceSet
@@ -137,9 +138,8 @@ def _restore_frame(pipeline, image: np.ndarray, jobs: list[tuple[np.ndarray, obj
         groups.setdefault(id(cache), []).append(j)
     for ids in groups.values():
         cache = jobs[ids[0]][1]
-        x = torch.from_numpy(np.stack([aligned[j].image for j in ids])).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        out = pipeline.model.restore(x.to(pipeline.device), cache).image
-        faces = out.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        x = image_to_tensor([aligned[j].image for j in ids], pipeline.device)
+        faces = tensor_to_image(pipeline.model.restore(x, cache).image)
         for k, j in enumerate(ids):
             restored[j] = faces[k]
     pasted = [(restored[j], aligned[j].affine) for j in range(len(jobs))]

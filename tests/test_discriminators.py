@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from psp_hub.common import image_to_tensor
 from psp_hub.discriminators import (
     Blur,
     ComponentDiscriminator,
@@ -31,7 +32,7 @@ def faces32(faces):
         cv2.resize(cv2.cvtColor(cv2.imread(str(faces / n)), cv2.COLOR_BGR2RGB), (32, 32), interpolation=cv2.INTER_AREA)
         for n in names
     ]
-    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return image_to_tensor(imgs)
 
 
 @pytest.mark.parametrize("size", [32, 64, 128, 1024])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from psp_hub import PSPGAN, default_model_dir, tiny_config
+from psp_hub.common import image_to_tensor
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import PersonProfile, model_fingerprint
 
@@ -90,9 +91,7 @@ def test_another_model_re_encodes_from_the_crops(profile, tmp_path):
     back = PersonProfile.load(path, other)
     assert len(calls) == 1 and "re-encoded" in back.reencoded
     assert back.model_hash == model_fingerprint(other)
-    expected = other.encode_references(
-        torch.from_numpy(profile.crops).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None]
-    )
+    expected = other.encode_references(image_to_tensor(profile.crops)[None])
     for r, d in expected.features.items():
         for key, t in d.items():
             assert torch.allclose(back.cache.features[r][key], t)

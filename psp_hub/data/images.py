@@ -1,10 +1,12 @@
-"""Decode, resize and convert face images (OpenCV for speed; RGB uint8 in, float tensors in [-1, 1] out)."""
+"""Decode and resize face images (OpenCV for speed; RGB uint8 in), and hand them to the one [-1, 1] conversion."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import torch
+
+from psp_hub.common.images import image_to_tensor
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -32,8 +34,7 @@ def scale_points(points: np.ndarray, src_size: int, dst_size: int) -> np.ndarray
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 or float in [0, 1] -> float32 (3, H, W) in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    if img.dtype == np.uint8:
-        return t.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0).contiguous()
-    return t.to(torch.float32).mul(2.0).sub_(1.0).contiguous()
+    """One (H, W, 3) uint8 or [0, 1] float image -> float32 (3, H, W) in [-1, 1] (common.images.image_to_tensor)."""
+    if img.ndim != 3:
+        raise ValueError(f"expected one (H, W, 3) image, got shape {img.shape}")
+    return image_to_tensor(img)

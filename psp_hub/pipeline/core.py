@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import os
 import threading
@@ -16,7 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from psp_hub.face.alignment import align_face, ffhq_template, similarity_scale
+from psp_hub.common.geometry import ffhq_template, similarity_scale
+from psp_hub.common.images import image_to_tensor, tensor_to_image
+from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import DetectedFace, FaceDetector, center_face, largest_face
 from psp_hub.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, ImageSource, load_image
 from psp_hub.pipeline.background import BackgroundUpscaler, ResizeUpscaler
@@ -43,17 +44,6 @@ class _Faces:
     selected: list[DetectedFace]
     aligned: list[np.ndarray]
     affines: list[np.ndarray]
-
-
-def _to_tensor(faces: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [-1, 1]."""
-    x = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    return x.to(device)
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) in about [-1, 1] -> (N, S, S, 3) uint8."""
-    return x.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _source_name(src, index: int) -> str:
@@ -87,7 +77,6 @@ class RestorationPipeline:
         self.max_input_pixels = max_input_pixels
         self.size = int(model.config.out_size)
         self._detect_lock = threading.Lock()
-        self._has_strength = "strength" in inspect.signature(model.restore).parameters
 
     @classmethod
     def from_pretrained(cls, id_or_path: str | None = None, device: str | None = None, **kwargs) -> RestorationPipeline:
@@ -302,9 +291,8 @@ class RestorationPipeline:
         with self._autocast():
             for key, ids in groups.items():
                 cache = refset.cache_for(self.model, key)
-                lq = _to_tensor([aligned[i] for i in ids], self.device)
-                kwargs = {"strength": float(cfg.strength)} if self._has_strength and cache is not None else {}
-                out = _to_uint8(self.model.restore(lq, cache, **kwargs).image)
+                lq = image_to_tensor([aligned[i] for i in ids], self.device)
+                out = tensor_to_image(self.model.restore(lq, cache, strength=float(cfg.strength)).image)
                 for j, i in enumerate(ids):
                     restored[i] = out[j]
         if self.device.type == "cuda":

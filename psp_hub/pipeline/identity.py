@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import torch
 
+from psp_hub.common.images import image_to_tensor
 from psp_hub.identity import IdentityEncoder
 
 
@@ -27,7 +28,7 @@ class IdentityScorer:
         )
         if len(faces) == 0:
             return np.zeros((0, 0), np.float32)
-        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
+        x = image_to_tensor(faces, self.device)
         with self._lock:
             emb = self.encoder(x).float()
         emb = torch.nn.functional.normalize(emb, dim=1)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from psp_hub.common.images import image_to_tensor
 from psp_hub.pipeline.pose import pose_distance
 
 
@@ -78,9 +79,7 @@ class ReferenceSet:
 
     def tensor(self, indices: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
         """(1, K, 3, S, S) float tensor in [-1, 1] of the chosen references."""
-        faces = np.stack([self.references[i].aligned for i in indices])
-        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        return x.unsqueeze(0).to(device)
+        return image_to_tensor([self.references[i].aligned for i in indices], device).unsqueeze(0)
 
     def cache_for(self, model, indices: tuple[int, ...]):
         """The model's ReferenceCache for this subset, encoded on first use and reused afterwards."""
