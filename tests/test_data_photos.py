@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from psp_hub.common.geometry import ffhq_template
 from psp_hub.data import BuildConfig, build_dataset
-from psp_hub.face.alignment import ffhq_template
 
 
 @pytest.fixture(scope="module")

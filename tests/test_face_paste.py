@@ -55,7 +55,7 @@ def test_pasting_the_aligned_crop_back_reproduces_the_photo(group):
 
 @pytest.mark.parametrize("size", [64, 128, 256])
 def test_face_mask_covers_the_face_not_the_square(size):
-    from psp_hub.face.alignment import ffhq_template
+    from psp_hub.common.geometry import ffhq_template
     from psp_hub.face.paste import face_mask
 
     m = face_mask(size)

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import load_file
 
-from psp_hub.data.components import component_boxes
+from psp_hub.common import component_boxes, ffhq_template, image_to_tensor
 from psp_hub.identity import IdentityEncoder
-from psp_hub.identity.templates import ffhq_template
 from psp_hub.losses import (
     COMPONENTS,
     IdentityLoss,
@@ -33,7 +32,7 @@ from tests.face_data import celeba_pairs
 @pytest.fixture(scope="module")
 def people(faces):
     """Two photos each of four CelebA people: tensor (8, 3, 128, 128) in [-1, 1], person i at rows 2i, 2i+1."""
-    return torch.from_numpy(celeba_pairs(faces, 4)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return image_to_tensor(celeba_pairs(faces, 4))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from psp_hub.common.geometry import ffhq_template
+
 from .ages import age_group, is_older
 from .build_report import sharpness_report
 from .card import GROUPS, render_card
@@ -42,8 +44,6 @@ def _order_key(seed: int, row_id: str) -> str:
 
 def _template(size: int) -> list[list[float]]:
     """Landmarks of an aligned-corpus face: the FFHQ template at the crop size (shared README)."""
-    from psp_hub.face.alignment import ffhq_template
-
     return [[round(float(x), 4), round(float(y), 4)] for x, y in ffhq_template(size)]
 
 

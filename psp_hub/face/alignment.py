@@ -11,7 +11,7 @@ import numpy as np
 from psp_hub.common.geometry import ffhq_template, fit_similarity, similarity_scale
 
 PADDINGS = ("blur", "reflect", "constant")
-__all__ = ["PADDINGS", "AlignedFace", "align_face", "ffhq_template", "similarity_scale", "warp_to_crop"]
+__all__ = ["PADDINGS", "AlignedFace", "align_face", "warp_to_crop"]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from psp_hub.face.alignment import ffhq_template, similarity_scale
+from psp_hub.common.geometry import ffhq_template, similarity_scale
 
 
 @lru_cache(maxsize=8)

@@ -6,7 +6,7 @@ import numpy as np
 
 from psp_hub.common.geometry import ARCFACE_TEMPLATE_112, ffhq_template, fit_similarity
 
-__all__ = ["ffhq_template", "ffhq_to_arcface_matrix"]
+__all__ = ["ffhq_to_arcface_matrix"]
 
 
 def ffhq_to_arcface_matrix(size: int, out_size: int = 112) -> np.ndarray:

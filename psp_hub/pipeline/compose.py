@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from psp_hub.face.alignment import similarity_scale
+from psp_hub.common.geometry import similarity_scale
 from psp_hub.face.paste import face_mask, face_region, output_pixels_per_crop_pixel, paste_face
 from psp_hub.pipeline.background import output_size
 from psp_hub.pipeline.colour import match_colour

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from psp_hub.face.alignment import ffhq_template
+from psp_hub.common.geometry import ffhq_template
 
 
 def pose_descriptor(landmarks5: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
@@ -13,7 +13,7 @@ def pose_descriptor(landmarks5: np.ndarray, affine: np.ndarray | None = None) ->
     pts = np.asarray(landmarks5, dtype=np.float64).reshape(5, 2)
     if affine is not None:
         pts = pts @ np.asarray(affine, dtype=np.float64)[:, :2].T + np.asarray(affine, dtype=np.float64)[:, 2]
-    return _raw(pts) - _raw(ffhq_template(512).astype(np.float64))
+    return _raw(pts) - _raw(ffhq_template(512))
 
 
 def _raw(pts: np.ndarray) -> np.ndarray:
