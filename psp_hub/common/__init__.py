@@ -1,10 +1,12 @@
-"""The bottom layer: facts every subpackage shares (face geometry, image conversions, channel widths, config loading).
+"""The bottom layer: facts every subpackage shares (face geometry, image conversions, channel widths, config loading,
+frozen networks).
 
 It imports no other psp_hub subpackage, so anything may import it without a cycle.
 """
 
 from .channels import STYLEGAN2_BASE_CHANNELS, stylegan2_channel_table, stylegan2_channels
 from .config import ConfigError, apply_overrides, build_config, deep_merge, load_config, load_yaml
+from .frozen import FrozenEval
 from .geometry import (
     ARCFACE_TEMPLATE_112,
     COMPONENTS,
@@ -25,6 +27,7 @@ __all__ = [
     "FLIP_ORDER",
     "STYLEGAN2_BASE_CHANNELS",
     "ConfigError",
+    "FrozenEval",
     "apply_overrides",
     "build_config",
     "component_boxes",

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common.frozen import FrozenEval
 from ..paths import weights_dir
 from .static_reshape import make_reshapes_static
 from .warp import warp_ffhq_to_arcface
@@ -22,14 +23,13 @@ def default_onnx_path() -> Path:
     return weights_dir() / ONNX_FILENAME
 
 
-class IdentityEncoder(nn.Module):
+class IdentityEncoder(FrozenEval):
     """ArcFace identity embedding (192-D, L2-normalised) of FFHQ-aligned faces in [-1, 1]; frozen, always eval."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.net.requires_grad_(False)
-        self.train(False)
+        self.freeze()
 
     @classmethod
     def from_onnx(cls, path: str | Path | None = None) -> IdentityEncoder:
@@ -45,10 +45,6 @@ class IdentityEncoder(nn.Module):
         net = onnx2torch.convert(str(path))
         make_reshapes_static(net)
         return cls(net)
-
-    def train(self, mode: bool = True) -> IdentityEncoder:
-        """Stay in eval mode whatever the caller asks: the encoder is a fixed feature extractor."""
-        return super().train(False)
 
     def embed_arcface112(self, faces: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Embed (B, 3, 112, 112) RGB faces in [-1, 1] already on the ArcFace template; (B, 192) fp32."""

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ..common.frozen import FrozenEval
 from ..paths import weights_dir
 
 VGG16_FILENAME = "vgg16_imagenet_features_fp16.safetensors"
@@ -59,7 +60,7 @@ def load_vgg_features(network: str = "vgg16", weights_path: str | Path | None = 
     return features
 
 
-class VGGFeatureExtractor(nn.Module):
+class VGGFeatureExtractor(FrozenEval):
     """Frozen eval-mode VGG returning a dict of the named layers' outputs; truncated after the deepest one needed."""
 
     def __init__(
@@ -86,12 +87,7 @@ class VGGFeatureExtractor(nn.Module):
         self.range_norm = range_norm
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True) -> VGGFeatureExtractor:
-        """Stay in eval mode: the network is a fixed feature extractor."""
-        return super().train(False)
+        self.freeze()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features of (B, 3, H, W) RGB in [-1, 1] if range_norm else [0, 1]."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..common.frozen import FrozenEval
 from ..losses.vgg import VGGFeatureExtractor
 from ..paths import weights_dir
 
@@ -23,7 +24,7 @@ def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
 
-class LPIPS(nn.Module):
+class LPIPS(FrozenEval):
     """LPIPS distance per image, (B,): sum over relu1_2..relu5_3 of the spatial mean of lin(|f0 - f1|^2 normalised).
 
     Same definition as `lpips.LPIPS(net='vgg', version='0.1')` (eval, no spatial output); frozen and eval-mode,
@@ -38,8 +39,7 @@ class LPIPS(nn.Module):
         self._load_lins(Path(lin_path) if lin_path is not None else weights_dir() / LIN_FILENAME)
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.train(False)
+        self.freeze()
 
     @classmethod
     def from_shared(cls) -> LPIPS:
@@ -54,10 +54,6 @@ class LPIPS(nn.Module):
         state = load_file(str(path))
         for k, lin in enumerate(self.lins):
             lin.weight.data.copy_(state[f"lin{k}.model.1.weight"].float())
-
-    def train(self, mode: bool = True) -> LPIPS:
-        """Stay in eval mode: the metric is fixed."""
-        return super().train(False)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """(B, 3, H, W) pair in [-1, 1] ([0, 1] if normalize) -> (B,) fp32 distances."""
