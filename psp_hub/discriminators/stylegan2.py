@@ -8,21 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from psp_hub.common.channels import stylegan2_channel_table
+
 from .layers import ConvLayer, EqualLinear
 
-# rosinality / basicsr channel table before channel_multiplier and narrow.
-_BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
-
-
-def discriminator_channels(
-    size: int, channel_multiplier: int = 1, narrow: float = 1.0, max_channels: int = 512
-) -> dict[int, int]:
-    """Channels per resolution: base x channel_multiplier (from 64 px up) x narrow, capped at max_channels."""
-    return {
-        res: max(1, min(max_channels, int(c * (channel_multiplier if res >= 64 else 1) * narrow)))
-        for res, c in _BASE_CHANNELS.items()
-        if res <= size
-    }
+# The discriminator uses the generator's channel table (one definition, in psp_hub.common.channels); this name is
+# the package's public spelling of it.
+discriminator_channels = stylegan2_channel_table
 
 
 class DiscriminatorResBlock(nn.Module):
@@ -79,7 +71,7 @@ class StyleGAN2Discriminator(nn.Module):
         if size < 8 or size > 1024 or size & (size - 1):
             raise ValueError(f"size must be a power of two in 8..1024, got {size}")
         self.size, self.stddev_group = size, stddev_group
-        ch = discriminator_channels(size, channel_multiplier, narrow, max_channels)
+        ch = stylegan2_channel_table(size, channel_multiplier, narrow, max_channels)
         self.from_rgb = ConvLayer(3, ch[size], 1)
         blocks, res = [], size
         while res > 4:
