@@ -2,8 +2,8 @@
 
 Same keys, shapes and value ranges as the streaming loader's collated batches (docs/data.md), minus the strings,
 plus `row`: each sample's row in the resident faces. Under the mixed-resolution rule (DataConfig.sharp_threshold)
-also `native_px` (the size each sample's losses compare at) and `gan_real` / `gan_real_boxes`: a separate draw of
-faces native at out_size (flipped, grey as often as targets), the only reals the discriminators see.
+also `native_px` (the size each sample's losses compare at) and `gan_real` / `gan_real_boxes` / `gan_real_row`: a
+separate draw of faces native at out_size (flipped, grey as often as targets), the only reals the discriminators see.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class ResidentBatches:
         real = f.images[rows].to(dev, non_blocking=True).float() / 255
         real = torch.where(flip[:, None, None, None] > 0, real.flip(-1), real)
         grey = (torch.rand(b, generator=g, device=dev) < grey_prob) & cfg.degradation.gt_gray
-        return {"gan_real": _grey_where(grey, real) * 2 - 1, "gan_real_boxes": f.boxes[rows].to(dev)[at, flip]}
+        boxes = f.boxes[rows].to(dev)[at, flip]
+        return {"gan_real": _grey_where(grey, real) * 2 - 1, "gan_real_boxes": boxes, "gan_real_row": rows.to(dev)}
 
     def _references(self, idx: torch.Tensor, hr: torch.Tensor) -> dict:
         """K per sample: other photos of the person (in random order, each flipped at random), else augmented views."""

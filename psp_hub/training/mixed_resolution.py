@@ -41,7 +41,8 @@ def at_native(
     for level in levels:
         size = min(level, pred.shape[-1])
         here = (native == level).view(-1, 1, 1, 1)
-        term = loss_fn(downsample(torch.where(here, pred, target.to(pred.dtype)), size), downsample(target, size))
+        # where() promotes a bf16 output to the fp32 target's dtype, so the others' terms are exactly zero
+        term = loss_fn(downsample(torch.where(here, pred, target), size), downsample(target, size))
         total = term if total is None else total + term
     return total
 
@@ -51,4 +52,4 @@ def sharp_only(fake: Sequence[torch.Tensor], real: Sequence[torch.Tensor], sharp
     a paired comparison (the component style loss) adds nothing for targets whose detail is not real."""
     if sharp is None:
         return list(fake)
-    return [torch.where(sharp.view(-1, 1, 1, 1), f, r.detach().to(f.dtype)) for f, r in zip(fake, real)]
+    return [torch.where(sharp.view(-1, 1, 1, 1), f, r.detach()) for f, r in zip(fake, real)]
