@@ -22,9 +22,11 @@ from psp_hub.common import (
     ffhq_template,
     fit_similarity,
     flip_landmarks,
+    from_unit,
     image_to_tensor,
     load_config,
     load_yaml,
+    round_to_uint8,
     similarity_scale,
     stylegan2_channel_table,
     stylegan2_channels,
@@ -153,6 +155,21 @@ def test_out_of_range_tensors_are_clamped_and_rounded():
     assert to_unit(x)[0, :, 0].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.502, 1.0, 1.0])
     with pytest.raises(ValueError):
         tensor_to_image(torch.zeros(3, 3))
+
+
+def test_from_unit_inverts_to_unit_and_keeps_gradients():
+    x = torch.tensor([-1.0, -0.5, 0.0, 0.25, 1.0], requires_grad=True)
+    torch.testing.assert_close(from_unit(to_unit(x)), x.detach(), rtol=0, atol=1e-7)
+    assert from_unit(torch.tensor([0.5, 2.0])).tolist() == [0.0, 3.0]
+    y = to_unit(x.detach()).requires_grad_(True)
+    from_unit(y).sum().backward()
+    assert y.grad.tolist() == [2.0] * 5
+
+
+def test_round_to_uint8_rounds_half_to_even_and_clips():
+    pixels = np.array([-4.0, 0.4, 0.5, 1.5, 2.5, 254.6, 300.0], np.float32)
+    out = round_to_uint8(pixels)
+    assert out.dtype == np.uint8 and out.tolist() == [0, 0, 0, 2, 2, 255, 255]
 
 
 # -- channels ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .geometry import (
     flip_landmarks,
     similarity_scale,
 )
-from .images import image_to_tensor, tensor_to_image, tensor_to_pil, to_unit
+from .images import from_unit, image_to_tensor, round_to_uint8, tensor_to_image, tensor_to_pil, to_unit
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -35,9 +35,11 @@ __all__ = [
     "ffhq_template",
     "fit_similarity",
     "flip_landmarks",
+    "from_unit",
     "image_to_tensor",
     "load_config",
     "load_yaml",
+    "round_to_uint8",
     "similarity_scale",
     "stylegan2_channel_table",
     "stylegan2_channels",

@@ -1,4 +1,5 @@
-"""The one conversion between images (uint8 or [0, 1] float, HWC, numpy or PIL) and model tensors in [-1, 1] (CHW)."""
+"""The one conversion between images (uint8 or [0, 1] float, HWC, numpy or PIL) and model tensors in [-1, 1] (CHW),
+and the two small range rules around it (0..255 floats to uint8, [0, 1] to [-1, 1])."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def tensor_to_pil(x: torch.Tensor):
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1] float32, clamped, detached (for save_image and grids); stays on its device."""
     return ((x.detach().float() + 1) / 2).clamp(0, 1)
+
+
+def from_unit(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], differentiable and unclamped (for losses and metrics that accept either range)."""
+    return x * 2 - 1
+
+
+def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float pixel values on the 0..255 scale -> uint8: rounded (half to even, np.rint) and clipped."""
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from psp_hub.common.geometry import ffhq_template, fit_similarity, similarity_scale
+from psp_hub.common.images import round_to_uint8
 
 PADDINGS = ("blur", "reflect", "constant")
 __all__ = ["PADDINGS", "AlignedFace", "align_face", "warp_to_crop"]
@@ -136,7 +137,7 @@ def warp_to_crop(
         padded = np.pad(roi, ((pt, pb), (pl, pr), (0, 0)), mode="reflect").astype(np.float32)
         if padding == "blur":
             padded = _ffhq_fade(padded, roi, (pl, pt, pr, pb), q)
-        roi = np.clip(np.rint(padded), 0, 255).astype(np.uint8)
+        roi = round_to_uint8(padded)
     else:
         pl = pt = 0
     full = np.vstack([affine, [0.0, 0.0, 1.0]]) @ np.linalg.inv(_translation(pl, pt) @ to_roi)

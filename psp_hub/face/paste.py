@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from psp_hub.common.geometry import ffhq_template, similarity_scale
+from psp_hub.common.images import round_to_uint8
 
 
 @lru_cache(maxsize=8)
@@ -130,7 +131,7 @@ def paste_face(
     if blend is not None:
         warped = blend(warped, roi)
     blended = roi + (warped - roi) * alpha
-    canvas[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    canvas[y0:y1, x0:x1] = round_to_uint8(blended)
     return canvas
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from psp_hub.common.images import round_to_uint8
+
 MAX_CHROMA_GAIN = 2.0  # a desaturated restoration of a colourful face may gain at most this much saturation
 
 
@@ -32,8 +34,7 @@ def match_colour(restored: np.ndarray, source: np.ndarray, mask: np.ndarray) -> 
     out[..., 0] += mean_s[0] - mean_r[0]
     gain = np.clip(std_s[1:] / np.maximum(std_r[1:], 1e-3), 0.0, MAX_CHROMA_GAIN)
     out[..., 1:] = (ycc_r[..., 1:] - mean_r[1:]) * gain + mean_s[1:]
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(out, cv2.COLOR_YCrCb2RGB)
+    return cv2.cvtColor(round_to_uint8(out), cv2.COLOR_YCrCb2RGB)
 
 
 def chroma(image: np.ndarray) -> np.ndarray:
