@@ -22,17 +22,18 @@ from psp_hub.common import (
     ffhq_template,
     fit_similarity,
     flip_landmarks,
-    from_unit,
     image_to_tensor,
     load_config,
     load_yaml,
     round_to_uint8,
+    signed_to_unit,
     similarity_scale,
     stylegan2_channel_table,
     stylegan2_channels,
     tensor_to_image,
     tensor_to_pil,
     to_unit,
+    unit_to_signed,
 )
 
 # -- geometry ----------------------------------------------------------------------------------------------------
@@ -157,12 +158,15 @@ def test_out_of_range_tensors_are_clamped_and_rounded():
         tensor_to_image(torch.zeros(3, 3))
 
 
-def test_from_unit_inverts_to_unit_and_keeps_gradients():
+def test_range_rules_invert_each_other_and_keep_gradients():
     x = torch.tensor([-1.0, -0.5, 0.0, 0.25, 1.0], requires_grad=True)
-    torch.testing.assert_close(from_unit(to_unit(x)), x.detach(), rtol=0, atol=1e-7)
-    assert from_unit(torch.tensor([0.5, 2.0])).tolist() == [0.0, 3.0]
-    y = to_unit(x.detach()).requires_grad_(True)
-    from_unit(y).sum().backward()
+    torch.testing.assert_close(unit_to_signed(signed_to_unit(x)), x, rtol=0, atol=1e-7)
+    assert signed_to_unit(torch.tensor([-3.0, 0.0, 3.0])).tolist() == [-1.0, 0.5, 2.0]  # unclamped, unlike to_unit
+    assert unit_to_signed(torch.tensor([0.5, 2.0])).tolist() == [0.0, 3.0]
+    signed_to_unit(x).sum().backward()
+    assert x.grad.tolist() == [0.5] * 5
+    y = to_unit(x).requires_grad_(True)
+    unit_to_signed(y).sum().backward()
     assert y.grad.tolist() == [2.0] * 5
 
 

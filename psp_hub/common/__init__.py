@@ -18,7 +18,15 @@ from .geometry import (
     flip_landmarks,
     similarity_scale,
 )
-from .images import from_unit, image_to_tensor, round_to_uint8, tensor_to_image, tensor_to_pil, to_unit
+from .images import (
+    image_to_tensor,
+    round_to_uint8,
+    signed_to_unit,
+    tensor_to_image,
+    tensor_to_pil,
+    to_unit,
+    unit_to_signed,
+)
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -35,15 +43,16 @@ __all__ = [
     "ffhq_template",
     "fit_similarity",
     "flip_landmarks",
-    "from_unit",
     "image_to_tensor",
     "load_config",
     "load_yaml",
     "round_to_uint8",
+    "signed_to_unit",
     "similarity_scale",
     "stylegan2_channel_table",
     "stylegan2_channels",
     "tensor_to_image",
     "tensor_to_pil",
     "to_unit",
+    "unit_to_signed",
 ]

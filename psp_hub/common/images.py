@@ -1,5 +1,5 @@
 """The one conversion between images (uint8 or [0, 1] float, HWC, numpy or PIL) and model tensors in [-1, 1] (CHW),
-and the two small range rules around it (0..255 floats to uint8, [0, 1] to [-1, 1])."""
+and the small range rules around it (0..255 floats to uint8, [-1, 1] <-> [0, 1] on tensors)."""
 
 from __future__ import annotations
 
@@ -51,14 +51,19 @@ def tensor_to_pil(x: torch.Tensor):
     return Image.fromarray(arr)
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1] float32, clamped, detached (for save_image and grids); stays on its device."""
-    return ((x.detach().float() + 1) / 2).clamp(0, 1)
+def signed_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], differentiable and unclamped (for networks that want [0, 1] inputs)."""
+    return (x + 1) / 2
 
 
-def from_unit(x: torch.Tensor) -> torch.Tensor:
+def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1], differentiable and unclamped (for losses and metrics that accept either range)."""
     return x * 2 - 1
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1] float32, clamped, detached (for save_image and grids); stays on its device."""
+    return signed_to_unit(x.detach().float()).clamp(0, 1)
 
 
 def round_to_uint8(pixels: np.ndarray) -> np.ndarray:

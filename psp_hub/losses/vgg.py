@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from ..common.frozen import FrozenEval
+from ..common.images import signed_to_unit
 from ..paths import weights_dir
 
 VGG16_FILENAME = "vgg16_imagenet_features_fp16.safetensors"
@@ -92,7 +93,7 @@ class VGGFeatureExtractor(FrozenEval):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features of (B, 3, H, W) RGB in [-1, 1] if range_norm else [0, 1]."""
         if self.range_norm:
-            x = (x + 1.0) / 2.0
+            x = signed_to_unit(x)
         if self.use_input_norm:
             x = (x - self.mean) / self.std
         out: dict[str, torch.Tensor] = {}

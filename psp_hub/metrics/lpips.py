@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..common.frozen import FrozenEval
-from ..common.images import from_unit
+from ..common.images import unit_to_signed
 from ..losses.vgg import VGGFeatureExtractor
 from ..paths import weights_dir
 
@@ -59,7 +59,7 @@ class LPIPS(FrozenEval):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """(B, 3, H, W) pair in [-1, 1] ([0, 1] if normalize) -> (B,) fp32 distances."""
         if normalize:
-            pred, target = from_unit(pred), from_unit(target)
+            pred, target = unit_to_signed(pred), unit_to_signed(target)
         f0 = self.vgg((pred - self.shift) / self.scale)
         f1 = self.vgg((target - self.shift) / self.scale)
         total = pred.new_zeros(pred.shape[0], dtype=torch.float32)
