@@ -1,12 +1,23 @@
-"""torch.compile for the training step, with enough room for every compiled region's variants.
+"""torch.compile for the training step: enough room for every compiled region's variants, and inductor settings that
+compute the right gradients.
 
 Dynamo keeps compiled graphs per *code object* and silently falls back to eager after `recompile_limit` (8)
 entries. Under mixed precision accelerate wraps every prepared module's forward in the same function, so the
 generator and the four discriminators (each compiled for two or three grad states) shared one budget of 8, went
 past it, and some of them ran eager (seen on the H200: "hit config.recompile_limit (8)", 8.7 k kernels a step).
+
+Inductor's mix-order reduction (Triton only, on by default since torch 2.10) fuses two reductions of one tensor
+along opposite dimensions into one kernel. Its last step drops the output's shape in torch 2.11: the prior-256
+generator's backward failed on the H200 with "CompiledFunctionBackward returned an invalid gradient at index 30 -
+got [256] but expected shape compatible with [1, 256, 1, 1]" (a StyleConv bias, whose sum over batch and pixels
+meets the noise strength's per-pixel sum over channels of the same gradient; pytorch/pytorch#178080, fixed by a
+`.view` that torch 2.14 has and 2.11 lacks). The same step still rebinds outputs that are views into a shared
+buffer (silently wrong gradients, pytorch/pytorch#193061, not fixed in 2.14.1), so training compiles without it.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -14,10 +25,30 @@ from torch import nn
 # generator 1-2 entries, global D 2, each of 3 component Ds 3 (G step, no_grad style features, D step): ~15 in all
 RECOMPILE_LIMIT = 64
 
+# Setting this variable (0 or 1) leaves inductor's own choice alone, e.g. to measure the pass on a fixed torch.
+MIX_ORDER_ENV = "TORCHINDUCTOR_MIX_ORDER_REDUCTION"
+TRAINING_INDUCTOR_OPTIONS = {"triton.mix_order_reduction": False}
+
 
 def _allow_recompiles() -> None:
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+
+
+def training_compile_options(**options) -> dict:
+    """torch.compile keyword arguments with the training inductor settings merged in (inductor backend only).
+
+    A `mode` becomes its inductor options, since torch.compile takes a mode or options, not both.
+    """
+    options = dict(options)
+    if options.get("backend", "inductor") != "inductor" or MIX_ORDER_ENV in os.environ:
+        return options
+    inductor = dict(options.pop("options", None) or {})
+    mode = options.pop("mode", None)
+    if mode is not None:
+        inductor = {**torch._inductor.list_mode_options(mode, options.get("dynamic")), **inductor}
+    options["options"] = {**inductor, **TRAINING_INDUCTOR_OPTIONS}
+    return options
 
 
 def compile_in_place(module: nn.Module, **options) -> nn.Module:
@@ -26,11 +57,11 @@ def compile_in_place(module: nn.Module, **options) -> nn.Module:
     `options` go to torch.compile (e.g. `backend`).
     """
     _allow_recompiles()
-    module.compile(**options)
+    module.compile(**training_compile_options(**options))
     return module
 
 
 def compiled_view(module: nn.Module, **options):
     """A compiled wrapper sharing `module`'s parameters; `module` itself stays eager (e.g. for double backward)."""
     _allow_recompiles()
-    return torch.compile(module, **options)
+    return torch.compile(module, **training_compile_options(**options))

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Run THERE after `source train/device/setup_256.sh`: does `compile=true` train prior-256 and psp-256 on the device's
+# torch, and what does it buy? For each config, eager and compiled build and warm up side by side (the compile is
+# host work), then the compiled step is timed, then the eager one (15 timed steps after 3 warm-up, real faces through
+# the resident loader). Then, unless REPRO=0, the compiled prior step once more with inductor's mix-order reduction
+# forced on (TORCHINDUCTOR_MIX_ORDER_REDUCTION=1): on torch 2.11 it should fail in its first backward with the
+# "invalid gradient ... got [256] but expected shape compatible with [1, 256, 1, 1]" that training now avoids.
+# Every process is capped (compiled: LIMIT_PRIOR 120 s, LIMIT_PSP 240 s; eager, timed last: 30 s more; the repro
+# LIMIT_REPRO 75 s): at most 8.3 minutes in all.
+#   bash train/device/compile_check.sh   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, a table
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp}
+py=${PYTHON:-python3}
+args=(--steps "${STEPS:-15}" --warmup "${WARMUP:-3}")
+init=""  # prior-256 warm-starts from a 128 px prior export; without one here, from scratch (the same speed)
+[ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
+"$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+
+pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the compiled one timed first
+  # (the eager one waits for it after its warm-up, so it gets 30 s more)
+  local name=$1 limit=$2
+  shift 2
+  local sig=${TMPDIR:-/tmp}/compile-check-$name
+  rm -f "$sig".*
+  ( timeout $((limit + 30)) "$py" benchmarks/train_speed.py "${args[@]}" "$@" compile=false \
+      --ready "$sig.eager.ready" --wait-for "$sig.compiled.done" >"$out/eager-$name.json" 2>"$out/eager-$name.err"
+    echo $? >"$out/eager-$name.rc"; touch "$sig.eager.ready" ) &
+  ( TORCHINDUCTOR_CACHE_DIR=/tmp/ic-$name timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "$@" \
+      compile=true --ready "$sig.compiled.ready" --wait-for "$sig.eager.ready" --done "$sig.compiled.done" \
+      >"$out/compiled-$name.json" 2>"$out/compiled-$name.err"
+    echo $? >"$out/compiled-$name.rc"; touch "$sig.compiled.done" )
+  wait
+}
+
+t0=$(date +%s)
+pair prior-256 "${LIMIT_PRIOR:-120}" --config train/configs/prior-256.yaml data.path=data/sharp256 $init
+pair psp-256 "${LIMIT_PSP:-240}" --config train/configs/psp-256.yaml data.path=data/sharp256 prior_path=null
+if [ "${REPRO:-1}" != 0 ]; then
+  TORCHINDUCTOR_MIX_ORDER_REDUCTION=1 TORCHINDUCTOR_CACHE_DIR=/tmp/ic-repro timeout "${LIMIT_REPRO:-75}" "$py" \
+    benchmarks/train_speed.py --steps 1 --warmup 1 --config train/configs/prior-256.yaml data.path=data/sharp256 \
+    $init compile=true >"$out/repro-prior-256.json" 2>"$out/repro-prior-256.err"
+  echo $? >"$out/repro-prior-256.rc"
+fi
+echo "wall $(( $(date +%s) - t0 )) s"
+
+"$py" - "$out" <<'EOF'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+print("| config | mode | exit | samples/s | ms/step | compile s | first step s | peak GiB |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for name in ("prior-256", "psp-256", "repro-prior-256"):
+    for mode in ("eager", "compiled") if name != "repro-prior-256" else ("mix-order on",):
+        stem = f"{mode}-{name}" if name != "repro-prior-256" else name
+        rc = (out / f"{stem}.rc").read_text().strip() if (out / f"{stem}.rc").exists() else "-"
+        lines = [l for l in (out / f"{stem}.json").read_text().splitlines() if l.startswith("{")] if (out / f"{stem}.json").exists() else []
+        r = json.loads(lines[-1]) if lines else {}
+        cells = [r.get(k, "") for k in ("samples_per_s", "ms_per_step_median", "compile_s", "first_step_s", "peak_mem_GiB")]
+        print(f"| {name} | {mode} | {rc} | " + " | ".join(str(c) for c in cells) + " |")
+        if rc not in ("0", "-"):
+            err = (out / f"{stem}.err").read_text().splitlines() if (out / f"{stem}.err").exists() else []
+            hits = [l for l in err if "Error" in l or "invalid gradient" in l or "hit config" in l]
+            print("    ", (hits or err or ["(no stderr)"])[-1][:300])
+EOF
