@@ -8,6 +8,7 @@ from .channels import STYLEGAN2_BASE_CHANNELS, stylegan2_channel_table, stylegan
 from .config import ConfigError, apply_overrides, build_config, deep_merge, load_config, load_yaml
 from .frozen import FrozenEval
 from .geometry import (
+    ARCFACE_SIZE,
     ARCFACE_TEMPLATE_112,
     COMPONENTS,
     FFHQ_TEMPLATE_512,
@@ -29,6 +30,7 @@ from .images import (
 )
 
 __all__ = [
+    "ARCFACE_SIZE",
     "ARCFACE_TEMPLATE_112",
     "COMPONENTS",
     "FFHQ_TEMPLATE_512",

@@ -23,7 +23,8 @@ FFHQ_TEMPLATE_512 = np.array(
     dtype=np.float64,
 )
 
-# ArcFace (insightface) 5-point template for 112x112 crops, same landmark order.
+# ArcFace (insightface) 5-point template for ARCFACE_SIZE x ARCFACE_SIZE crops, same landmark order.
+ARCFACE_SIZE = 112
 ARCFACE_TEMPLATE_112 = np.array(
     [
         [38.2946, 51.6963],

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.frozen import FrozenEval
+from ..common.geometry import ARCFACE_SIZE
 from ..paths import weights_dir
 from .static_reshape import make_reshapes_static
 from .warp import warp_ffhq_to_arcface
 
 ONNX_FILENAME = "mobilefacenet_arcface_112.onnx"
 EMBED_DIM = 192
-ARCFACE_SIZE = 112
 
 
 def default_onnx_path() -> Path:

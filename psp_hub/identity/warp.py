@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_affine
+
+from psp_hub.common.geometry import ARCFACE_SIZE, similarity_scale
 
 from .templates import ffhq_to_arcface_matrix
 
 
 def _work_size(out_size: int) -> int:
     """The FFHQ crop side at which the warp to `out_size` is about 1:1, so that bilinear sampling does not alias."""
-    return math.ceil(math.sqrt(abs(np.linalg.det(ffhq_to_arcface_matrix(512, out_size)[:, :2]))) * 512)
+    return math.ceil(similarity_scale(ffhq_to_arcface_matrix(512, out_size)) * 512)
 
 
-def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = 112) -> torch.Tensor:
+def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> torch.Tensor:
     """Warp (B, C, S, S) FFHQ-aligned faces to the ArcFace template at `out_size`, in fp32, keeping gradients.
 
     Large crops are first shrunk with an antialiased bilinear resize to about the output scale, so that the
