@@ -196,6 +196,11 @@ def _level_dataset(cfg: EvalConfig, data_cfg: DataConfig, level: str, kmax: int,
         only_with_references=True,
         min_sharp_px=cfg.sharp_threshold(size),
     )
+    if not len(ds):
+        raise ValueError(
+            f"no {cfg.split} face of {cfg.data} has other photos of its person and sharp_px >= "
+            f"{cfg.sharp_threshold(size)} (the rule at {size} px); lower --min-sharp-px or use sharper data"
+        )
     return balanced_subset(ds, cfg.max_samples)
 
 
