@@ -13,9 +13,10 @@ from psp_hub.metrics import LPIPS, identity_similarity, psnr, ssim
 class Validator:
     """Holds a fixed set of validation samples (fixed degradation) and the metric networks."""
 
-    def __init__(self, data: DataConfig, num_samples: int, device, identity_encoder=None):
-        ds = build_eval_dataset(data, split="validation")
-        self.samples = list(itertools.islice(iter(ds), num_samples))
+    def __init__(self, data: DataConfig, num_samples: int, device, identity_encoder=None, samples=None):
+        if samples is None:
+            samples = list(itertools.islice(iter(build_eval_dataset(data, split="validation")), num_samples))
+        self.samples = samples
         self.device = device
         self.lpips = LPIPS.from_shared().to(device).eval()
         self.identity = identity_encoder
@@ -38,6 +39,12 @@ class Validator:
             scores["ssim"].append(ssim(out, target))
             scores["lpips"].append(self.lpips(out, target).flatten())
             if self.identity is not None:
-                scores["identity"].append(identity_similarity(self.identity, out, target))
+                scores["identity"].append(self._identity(out, target))
         model.train(was)
         return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v}
+
+    def _identity(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Identity similarity in the encoder's own precision: training may have cast it to bf16 (loss_nets_bf16)."""
+        dtype = next(self.identity.parameters()).dtype
+        with torch.autocast(out.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return identity_similarity(self.identity, out, target).float()
