@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from psp_hub.common import flip_landmarks, image_to_tensor
 from psp_hub.data import (
     DataConfig,
     TrainStream,
     build_eval_dataset,
     build_train_dataloader,
     collate_samples,
-    flip_landmarks,
     interleaved_stream,
     phase_position,
 )
-from psp_hub.data.images import decode_rgb, resize_square, to_tensor
+from psp_hub.data.images import decode_rgb, resize_square
 from psp_hub.data.references import ReferenceStore
 from psp_hub.data.sample_corpus import build_sample_dataset
 from psp_hub.data.sources import data_files
@@ -111,7 +111,7 @@ def test_references_come_from_the_same_person_and_never_the_target(dataset, meta
             assert len(ids) == k == min(k, len(others)) and len(set(ids)) == k
             assert set(ids) <= others  # same identity, other photos
             for j, rid in enumerate(ids):  # the pixels are that photo's
-                assert torch.equal(s["refs"][j], to_tensor(resize_square(decode_rgb(store.get(rid)), 128)))
+                assert torch.equal(s["refs"][j], image_to_tensor(resize_square(decode_rgb(store.get(rid)), 128)))
             real += 1
         else:
             assert ids == [] and torch.equal(s["ref_is_augmented"], s["ref_mask"])
@@ -155,7 +155,7 @@ def test_flip_moves_target_landmarks_and_boxes_together(dataset, meta):
             if prob:
                 hr = hr[:, ::-1]
             if not s["degradation"]["gray"]:
-                assert torch.equal(s["target"], to_tensor(hr))
+                assert torch.equal(s["target"], image_to_tensor(hr))
             assert bool(s["flipped"]) == bool(prob)
 
 

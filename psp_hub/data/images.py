@@ -1,12 +1,9 @@
-"""Decode and resize face images (OpenCV for speed; RGB uint8 in), and hand them to the one [-1, 1] conversion."""
+"""Decode and resize face images (OpenCV for speed; RGB uint8 out); common.images.image_to_tensor makes tensors."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-
-from psp_hub.common.images import image_to_tensor
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -31,10 +28,3 @@ def scale_points(points: np.ndarray, src_size: int, dst_size: int) -> np.ndarray
     if src_size == dst_size:
         return points.astype(np.float32)
     return ((points + 0.5) * (dst_size / src_size) - 0.5).astype(np.float32)
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """One (H, W, 3) uint8 or [0, 1] float image -> float32 (3, H, W) in [-1, 1] (common.images.image_to_tensor)."""
-    if img.ndim != 3:
-        raise ValueError(f"expected one (H, W, 3) image, got shape {img.shape}")
-    return image_to_tensor(img)

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from psp_hub.common.geometry import component_boxes, flip_landmarks
+from psp_hub.common.images import image_to_tensor
+
 from .augment import augmented_view
-from .components import component_boxes, flip_landmarks
 from .config import DataConfig, DegradationConfig
 from .degradation import degrade, sample_degradation, to_gray
-from .images import decode_rgb, resize_square, scale_points, to_tensor
+from .images import decode_rgb, resize_square, scale_points
 from .references import ReferenceStore
 from .rng import sample_generators
 
@@ -76,7 +78,7 @@ def _references(row: dict, hr: np.ndarray, opts: SampleOptions, store: Reference
         ref_aug[: len(views)] = True
     refs_t = torch.zeros((kmax, 3, size, size), dtype=torch.float32)
     for j, v in enumerate(views):
-        refs_t[j] = to_tensor(v)
+        refs_t[j] = image_to_tensor(v)
         ref_mask[j] = True
     return refs_t, ref_mask, ref_aug, ref_ids
 
@@ -113,8 +115,8 @@ def make_sample(
         target = to_gray(hr)
 
     return {
-        "target": to_tensor(target),
-        "lq": to_tensor(lq),
+        "target": image_to_tensor(target),
+        "lq": image_to_tensor(lq),
         "refs": refs_t,
         "ref_mask": torch.from_numpy(ref_mask),
         "ref_is_augmented": torch.from_numpy(ref_aug),
