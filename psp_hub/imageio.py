@@ -11,6 +11,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from psp_hub.common.images import round_to_uint8
+
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: beyond this a photo is refused before it is decoded
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm")
 
@@ -60,13 +62,13 @@ def _array_to_rgb(
         a = a.astype(np.uint8) * 255
     elif a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.dtype != np.uint8):
         top = 65535.0 if a.max(initial=0) > 255 else 255.0
-        a = np.clip(np.rint(a.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+        a = round_to_uint8(a.astype(np.float64) * (255.0 / top))
     elif a.dtype.kind == "f":
         f = np.nan_to_num(a.astype(np.float64))
         if f.min(initial=0) < -1e-3:  # [-1, 1] tensors
             f = (f + 1.0) / 2.0
         scale = 255.0 if f.max(initial=0) <= 1.0 + 1e-6 else 1.0
-        a = np.clip(np.rint(f * scale), 0, 255).astype(np.uint8)
+        a = round_to_uint8(f * scale)
     elif a.dtype != np.uint8:
         raise ImageLoadError(f"unsupported pixel type {a.dtype}", name)
     c = a.shape[2]
@@ -74,7 +76,7 @@ def _array_to_rgb(
         alpha = a[..., -1:].astype(np.float32) / 255.0
         color = a[..., :-1].astype(np.float32)
         bg = np.asarray(background, dtype=np.float32)[: color.shape[2]] if c == 4 else np.float32(np.mean(background))
-        a = np.clip(np.rint(color * alpha + bg * (1.0 - alpha)), 0, 255).astype(np.uint8)
+        a = round_to_uint8(color * alpha + bg * (1.0 - alpha))
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return np.ascontiguousarray(a)

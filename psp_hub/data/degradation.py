@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from psp_hub.common.images import round_to_uint8
+
 from .config import DegradationConfig
 
 
@@ -71,7 +73,7 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     """Encode float RGB [0, 1] as JPEG at `quality` and decode it again."""
-    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    u8 = round_to_uint8(img * 255.0)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")

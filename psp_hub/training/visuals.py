@@ -6,10 +6,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.utils import make_grid, save_image
 
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped, float32 on CPU."""
-    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+from psp_hub.common.images import to_unit
 
 
 def restoration_grid(images: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -21,7 +18,7 @@ def restoration_grid(images: dict[str, torch.Tensor]) -> torch.Tensor:
         cells = []
         for v in images.values():
             cells.extend(v[i] if v.dim() == 5 else [v[i]])
-        cells = [F.interpolate(to_unit(c)[None], size=(size, size), mode="nearest")[0] for c in cells]
+        cells = [F.interpolate(to_unit(c).cpu()[None], size=(size, size), mode="nearest")[0] for c in cells]
         rows.append(torch.stack(cells))
     per_row = max(r.shape[0] for r in rows)
     rows = [torch.cat([r, torch.zeros(per_row - r.shape[0], *r.shape[1:])]) for r in rows]
