@@ -39,8 +39,7 @@ def _sync(device):
 
 def synthetic_batches(cfg: TrainConfig):
     """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset."""
-    from psp_hub.common.geometry import ffhq_template
-    from psp_hub.data.components import component_boxes
+    from psp_hub.common.geometry import component_boxes, ffhq_template
 
     s, k, b = cfg.model.out_size, cfg.data.max_references, cfg.batch_size
     gen = torch.Generator().manual_seed(cfg.seed)

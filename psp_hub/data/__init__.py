@@ -1,8 +1,9 @@
 """Training data for PSP-GAN: build a Hub-style face dataset, stream it with the 70/30 older mix, degrade by eq. (10)."""
 
+from psp_hub.common.geometry import component_boxes, flip_landmarks
+
 from .ages import OLDER_AGE, age_group, is_older
 from .builder import build_dataset
-from .components import component_boxes, flip_landmarks
 from .config import DEFAULT_DATASET_DIR, BuildConfig, DataConfig, DegradationConfig
 from .degradation import DegradationParams, degrade, sample_degradation
 from .evaluation import EvalDataset, build_eval_dataset

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from psp_hub.common.geometry import FLIP_ORDER, component_boxes, flip_landmarks
+from psp_hub.common.geometry import component_boxes, flip_landmarks
 
-__all__ = ["FLIP_ORDER", "boxes_both_ways", "component_boxes", "flip_landmarks"]
+__all__ = ["boxes_both_ways"]
 
 
 def boxes_both_ways(

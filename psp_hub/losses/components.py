@@ -8,7 +8,7 @@ from torchvision.ops import roi_align
 from psp_hub.common.geometry import COMPONENTS
 
 # GFPGAN's roi_align output sizes as a fraction of the face: eyes 80 and mouth 120 px per 512 (its crops from 68
-# landmarks come to about that). The boxes themselves come from psp_hub.data.components (one rule for them).
+# landmarks come to about that). The boxes themselves come from psp_hub.common.geometry (one rule for them).
 EYE_CROP = 80.0 / 512.0
 MOUTH_CROP = 120.0 / 512.0
 
