@@ -10,14 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from psp_hub.common import image_to_tensor
+from psp_hub.common import image_to_tensor, stylegan2_channel_table
 from psp_hub.discriminators import (
     Blur,
     ComponentDiscriminator,
     EqualConv2d,
     StyleGAN2Discriminator,
     StyleGAN2DiscriminatorConfig,
-    discriminator_channels,
     minibatch_stddev,
 )
 from psp_hub.losses import d_logistic_loss, gram_style_loss, r1_penalty
@@ -48,9 +47,9 @@ def test_stylegan2_discriminator_shapes_any_batch(size):
 
 
 def test_channel_table_and_config():
-    assert discriminator_channels(512) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32}
-    assert discriminator_channels(512, channel_multiplier=2)[64] == 512
-    assert discriminator_channels(512, channel_multiplier=2, narrow=0.5, max_channels=128)[4] == 128
+    assert stylegan2_channel_table(512) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32}
+    assert stylegan2_channel_table(512, channel_multiplier=2)[64] == 512
+    assert stylegan2_channel_table(512, channel_multiplier=2, narrow=0.5, max_channels=128)[4] == 128
     d = StyleGAN2Discriminator.from_config(StyleGAN2DiscriminatorConfig(size=64, narrow=0.25))
     assert d.size == 64 and len(d.blocks) == 4  # 64 -> 32 -> 16 -> 8 -> 4
     with pytest.raises(ValueError):

@@ -5,7 +5,6 @@ from .layers import Blur, ConvLayer, EqualConv2d, EqualLinear
 from .stylegan2 import (
     StyleGAN2Discriminator,
     StyleGAN2DiscriminatorConfig,
-    discriminator_channels,
     minibatch_stddev,
 )
 
@@ -17,6 +16,5 @@ __all__ = [
     "EqualLinear",
     "StyleGAN2Discriminator",
     "StyleGAN2DiscriminatorConfig",
-    "discriminator_channels",
     "minibatch_stddev",
 ]

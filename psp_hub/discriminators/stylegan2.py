@@ -12,10 +12,6 @@ from psp_hub.common.channels import stylegan2_channel_table
 
 from .layers import ConvLayer, EqualLinear
 
-# The discriminator uses the generator's channel table (one definition, in psp_hub.common.channels); this name is
-# the package's public spelling of it.
-discriminator_channels = stylegan2_channel_table
-
 
 class DiscriminatorResBlock(nn.Module):
     """conv3x3 -> blur + stride-2 conv3x3, plus a blurred stride-2 1x1 skip; sum scaled by 1/sqrt(2)."""
