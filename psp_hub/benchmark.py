@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from psp_hub import PSPGAN, PSPGANConfig, tiny_config
 from psp_hub.peak_memory import PeakMemory
+from psp_hub.pipeline.model_loading import pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -122,7 +123,7 @@ def _measure(args, model: PSPGAN, restore, device: torch.device, dtype_name: str
 
 def run(args) -> list[dict]:
     """Time every (dtype, batch, K) and print a markdown table; returns the rows."""
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
