@@ -26,4 +26,5 @@ def restoration_grid(images: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def save_grid(grid: torch.Tensor, path) -> None:
+    """Write a [0, 1] grid from restoration_grid as an image file (format from the suffix)."""
     save_image(grid, str(path))
