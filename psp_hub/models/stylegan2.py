@@ -50,17 +50,28 @@ class ModulatedConv2d(nn.Module):
             / math.sqrt(in_channels * kernel_size**2)
         )
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor | None = None, gain: float = 1.0
+    ) -> torch.Tensor:
+        """Modulated conv of `x`, times `gain`, plus `bias` (1, Cout, 1, 1): both applied in the pass that
+        demodulates (or by the conv itself), not as passes of their own over the output."""
         s = self.modulation(style)  # (B, Cin)
-        w = self.weight[0]  # (Cout, Cin, k, k)
+        w = self.weight.squeeze(0)  # (Cout, Cin, k, k); a view, where [0] cost a zero-fill and a copy in backward
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        out = F.conv2d(x * s[:, :, None, None].to(x.dtype), w.to(x.dtype), padding=self.kernel_size // 2)
-        if self.demodulate:
-            wsq = w.float().pow(2).sum(dim=(2, 3))  # (Cout, Cin)
-            demod = torch.rsqrt(s.float().pow(2) @ wsq.t() + self.eps)  # (B, Cout)
-            out = out * demod[:, :, None, None].to(out.dtype)
-        return out
+        x = x * s[:, :, None, None].to(x.dtype)
+        # the conv weight cast in the input's layout: cuDNN would otherwise convert it (a copy) forward and backward
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        wx = w.to(dtype=x.dtype, memory_format=layout)
+        if not self.demodulate:
+            conv_bias = None if bias is None else bias.reshape(-1).to(x.dtype)
+            out = F.conv2d(x, wx, conv_bias, padding=self.kernel_size // 2)
+            return out * gain if gain != 1.0 else out
+        out = F.conv2d(x, wx, padding=self.kernel_size // 2)
+        wsq = w.float().pow(2).sum(dim=(2, 3))  # (Cout, Cin)
+        demod = torch.rsqrt(s.float().pow(2) @ wsq.t() + self.eps) * gain  # (B, Cout)
+        demod = demod[:, :, None, None].to(out.dtype)
+        return out * demod if bias is None else torch.addcmul(bias.to(out.dtype), out, demod)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, demodulate={self.demodulate}, upsample={self.upsample}"
@@ -76,10 +87,11 @@ class StyleConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style) * 2**0.5
+        # bias and sqrt 2 ride on the demodulation's pass; per StyleConv 5 passes over the output become 3
+        out = self.modulated_conv(x, style, bias=self.bias, gain=2**0.5)
         if noise is None:
             noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
-        out = out + self.weight.to(out.dtype) * noise.to(out.dtype) + self.bias.to(out.dtype)
+        out = out + self.weight.to(out.dtype) * noise.to(out.dtype)
         return F.leaky_relu(out, 0.2)
 
 
@@ -93,7 +105,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style) + self.bias.to(x.dtype)
+        out = self.modulated_conv(x, style, bias=self.bias)  # the bias inside the conv
         if skip is not None:
             if self.upsample:
                 skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
@@ -182,15 +194,17 @@ class StyleGAN2Generator(nn.Module):
         """W+ codes (B, num_latent, style_dim) -> image; `conditions[res] = (scale, shift)` modulate conv1 at res."""
         noise = self._noise(randomize_noise)
         out = self.constant_input(latents.shape[0]).to(latents.dtype)
-        out = self.style_conv1(out, latents[:, 0], noise[0])
+        # one unbind: its backward is one stack, where each latents[:, i] cost a zero-fill and a copy
+        styles = latents.unbind(1)
+        out = self.style_conv1(out, styles[0], noise[0])
         out = self._sft(out, conditions, 4)
-        skip = self.to_rgb1(out, latents[:, 1])
+        skip = self.to_rgb1(out, styles[1])
         i = 1
         for conv1, conv2, to_rgb in zip(self.style_convs[::2], self.style_convs[1::2], self.to_rgbs):
-            out = conv1(out, latents[:, i], noise[i])
+            out = conv1(out, styles[i], noise[i])
             out = self._sft(out, conditions, out.shape[-1])
-            out = conv2(out, latents[:, i + 1], noise[i + 1])
-            skip = to_rgb(out, latents[:, i + 2], skip)
+            out = conv2(out, styles[i + 1], noise[i + 1])
+            skip = to_rgb(out, styles[i + 2], skip)
             i += 2
         return skip
 
