@@ -33,7 +33,9 @@ SHARED_FIXTURES = {"shared", "weights", "faces", "samples"}
 SHARED_MODULES = {
     "test_app",
     "test_app_browser",
+    "test_diffaugment",
     "test_losses",
+    "test_mixed_resolution",
     "test_multiprocess",
     "test_pipeline",
     "test_release_model",
