@@ -5,8 +5,8 @@
 # the resident loader). Then, unless REPRO=0, the compiled prior step once more with inductor's mix-order reduction
 # forced on (TORCHINDUCTOR_MIX_ORDER_REDUCTION=1): on torch 2.11 it should fail in its first backward with the
 # "invalid gradient ... got [256] but expected shape compatible with [1, 256, 1, 1]" that training now avoids.
-# Every process is capped (compiled: LIMIT_PRIOR 120 s, LIMIT_PSP 240 s; eager, timed last: 30 s more; the repro
-# LIMIT_REPRO 75 s): at most 8.3 minutes in all.
+# Every process is capped (compiled: LIMIT_PRIOR 110 s, LIMIT_PSP 270 s; eager, timed last: 30 s more; the repro
+# LIMIT_REPRO 75 s): at most 8.6 minutes in all.
 #   bash train/device/compile_check.sh   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, a table
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ py=${PYTHON:-python3}
 args=(--steps "${STEPS:-15}" --warmup "${WARMUP:-3}")
 init=""  # prior-256 warm-starts from a 128 px prior export; without one here, from scratch (the same speed)
 [ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
-"$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+"$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
 pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the compiled one timed first
   # (the eager one waits for it after its warm-up, so it gets 30 s more)
@@ -33,9 +33,10 @@ pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the
   wait
 }
 
+rm -f "$out"/eager-p*-256.* "$out"/compiled-p*-256.* "$out"/repro-prior-256.*  # no stale rows in the table
 t0=$(date +%s)
-pair prior-256 "${LIMIT_PRIOR:-120}" --config train/configs/prior-256.yaml data.path=data/sharp256 $init
-pair psp-256 "${LIMIT_PSP:-240}" --config train/configs/psp-256.yaml data.path=data/sharp256 prior_path=null
+pair prior-256 "${LIMIT_PRIOR:-110}" --config train/configs/prior-256.yaml data.path=data/sharp256 $init
+pair psp-256 "${LIMIT_PSP:-270}" --config train/configs/psp-256.yaml data.path=data/sharp256 prior_path=null
 if [ "${REPRO:-1}" != 0 ]; then
   TORCHINDUCTOR_MIX_ORDER_REDUCTION=1 TORCHINDUCTOR_CACHE_DIR=/tmp/ic-repro timeout "${LIMIT_REPRO:-75}" "$py" \
     benchmarks/train_speed.py --steps 1 --warmup 1 --config train/configs/prior-256.yaml data.path=data/sharp256 \
