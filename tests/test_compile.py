@@ -1,0 +1,177 @@
+"""Inductor-compiled training steps compute eager's losses and gradients (of the parameters' own shapes), and every
+compiled training region is built without inductor's mix-order reduction (its wrong-shape gradients broke the
+prior-256 backward on the device's torch 2.11; the pass is Triton-only, so CPU checks that it is switched off)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch._functorch import config as functorch_config
+from torch._inductor import config as inductor_config
+from torch._inductor import scheduler as inductor_scheduler
+
+from psp_hub.data import build_train_dataloader
+from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.models.stylegan2 import StyleConv
+from psp_hub.training import TrainConfig
+from psp_hub.training.compilation import (
+    MIX_ORDER_ENV,
+    compile_in_place,
+    compiled_view,
+    training_compile_options,
+)
+from psp_hub.training.stages import make_stage
+
+TINY = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny-cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, faces):
+    return build_sample_dataset(faces, tmp_path_factory.mktemp("compile-data"))
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """A fresh compile cache, and inductor's random numbers drawn as eager's (so noise injection matches)."""
+    torch._dynamo.reset()
+    with inductor_config.patch(fallback_random=True):
+        yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture
+def mix_order_seen(monkeypatch):
+    """The mix-order setting each inductor graph (forward and backward alike) was scheduled under; the on-disk
+    caches are off, so every graph is scheduled here rather than loaded from an earlier run."""
+    seen: list[bool] = []
+    init = inductor_scheduler.Scheduler.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(inductor_config.triton.mix_order_reduction)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(inductor_scheduler.Scheduler, "__init__", spy)
+    with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False):
+        yield seen
+
+
+def _style_conv_grads(conv: torch.nn.Module, call, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> dict:
+    """`conv`'s gradients through `call` (the layer itself or a compiled view of it)."""
+    conv.zero_grad(set_to_none=True)
+    call(x, style, noise).square().mean().backward()
+    return {n: p.grad.clone() for n, p in conv.named_parameters()}
+
+
+def test_compile_options_turn_mix_order_off_for_inductor_only(monkeypatch):
+    monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
+    assert training_compile_options(backend="inductor")["options"] == {"triton.mix_order_reduction": False}
+    assert training_compile_options()["options"] == {"triton.mix_order_reduction": False}
+    assert training_compile_options(backend="aot_eager") == {"backend": "aot_eager"}
+    # torch.compile takes a mode or options: the mode's own options come along
+    merged = training_compile_options(mode="max-autotune-no-cudagraphs")
+    assert "mode" not in merged and merged["options"]["max_autotune"] is True
+    assert merged["options"]["triton.mix_order_reduction"] is False
+    monkeypatch.setenv(MIX_ORDER_ENV, "1")  # set by hand: inductor's own reading of it stands
+    assert training_compile_options(backend="inductor") == {"backend": "inductor"}
+
+
+def test_compiled_style_conv_has_eager_gradients_and_no_mix_order(fresh_dynamo, mix_order_seen, monkeypatch):
+    """The layer of the device failure (bias [1, C, 1, 1] beside noise injection), channels-last as in training."""
+    monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
+    torch.manual_seed(0)
+    conv = StyleConv(8, 8, 16, upsample=True)
+    with torch.no_grad():
+        conv.weight.fill_(0.3)
+        conv.bias.normal_()
+        conv.bias.data = conv.bias.data.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 8, 8, 8).contiguous(memory_format=torch.channels_last)
+    style, noise = torch.randn(4, 16), torch.randn(4, 1, 16, 16)
+    eager = _style_conv_grads(conv, conv, x, style, noise)
+    compiled = _style_conv_grads(conv, compiled_view(conv, backend="inductor"), x, style, noise)
+    assert len(mix_order_seen) >= 2 and not any(mix_order_seen), mix_order_seen  # forward and backward graphs
+    for name, grad in eager.items():
+        assert compiled[name].shape == grad.shape, name
+        torch.testing.assert_close(compiled[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _prior_stage(dataset, tmp_path, compiled: bool):
+    cfg = TrainConfig.from_yaml(
+        TINY,
+        [
+            f"data.path={dataset}",
+            f"output_dir={tmp_path / f'prior-{compiled}'}",
+            "stage=prior",
+            "channels_last=true",
+            f"compile={str(compiled).lower()}",
+            "compile_backend=inductor",
+            "data.max_references=0",
+            "style_mixing_prob=1.0",  # the device failure was in the mixed-styles graph
+        ],
+    )
+    set_seed(0)
+    return cfg, make_stage(cfg, Accelerator(cpu=True))
+
+
+def _step_with_generator_grads(stage, batch, step: int) -> tuple[dict, dict[str, torch.Tensor]]:
+    """One training step's logs and the generator gradients its optimizer step saw."""
+    grads: dict[str, torch.Tensor] = {}
+    step_g = stage.opt_g.step
+
+    def snapshot_then_step(*args, **kwargs):
+        grads.update({n: p.grad.clone() for n, p in stage.raw_generator.named_parameters() if p.grad is not None})
+        return step_g(*args, **kwargs)
+
+    stage.opt_g.step = snapshot_then_step
+    set_seed(0)
+    return stage.step(batch, step), grads
+
+
+def test_inductor_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """A prior step (style mixing, channels-last) compiled with inductor against eager: the same losses, and every
+    generator gradient of its parameter's shape and eager's value (the device failure was a [C] gradient for a
+    [1, C, 1, 1] bias). One step: each further graph variant is minutes of C++ compiling on a busy 2-core machine."""
+    monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
+    results = {}
+    batch = None
+    for compiled in (False, True):
+        cfg, stage = _prior_stage(dataset, tmp_path, compiled)
+        batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+        results[compiled] = _step_with_generator_grads(stage, batch, 1)
+    (eager_logs, eager_grads), (comp_logs, comp_grads) = results[False], results[True]
+    assert set(comp_logs) == set(eager_logs) == {"g_gan", "d_loss"}
+    for key, value in eager_logs.items():
+        assert float(comp_logs[key]) == pytest.approx(float(value), rel=1e-3, abs=1e-5), key
+    shapes = {n: tuple(p.shape) for n, p in stage.raw_generator.named_parameters()}
+    assert {n: tuple(g.shape) for n, g in comp_grads.items()} == shapes
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(comp_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_inductor_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """PSP-GAN's generator compiled in place with inductor (what `compile=true` does to it): the same restored image
+    and gradients of the parameters' shapes, channels-last; its losses' networks are checked in test_training."""
+    monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
+    cfg = TrainConfig.from_yaml(TINY, [f"data.path={dataset}", f"output_dir={tmp_path / 'psp'}", "channels_last=true"])
+    batch = next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+    set_seed(0)
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    model = stage.raw_generator
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            compile_in_place(model, backend="inductor")
+        model.zero_grad(set_to_none=True)
+        set_seed(0)
+        out = model(batch["lq"], batch["refs"], batch["ref_mask"]).image
+        out.square().mean().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (eager_out, eager_grads), (comp_out, comp_grads) = results
+    torch.testing.assert_close(comp_out, eager_out, rtol=1e-3, atol=1e-4)
+    assert set(comp_grads) == set(eager_grads) and len(eager_grads) > 50
+    for name, grad in eager_grads.items():
+        assert comp_grads[name].shape == grad.shape, name
+        torch.testing.assert_close(comp_grads[name], grad, rtol=1e-2, atol=1e-4, msg=name)
