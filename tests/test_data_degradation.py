@@ -6,13 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+from psp_hub.common.geometry import component_boxes, flip_landmarks
 from psp_hub.data import (
     DataConfig,
     DegradationConfig,
     age_group,
-    component_boxes,
     degrade,
-    flip_landmarks,
     is_older,
     sample_degradation,
 )

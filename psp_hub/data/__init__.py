@@ -1,7 +1,5 @@
 """Training data for PSP-GAN: build a Hub-style face dataset, stream it with the 70/30 older mix, degrade by eq. (10)."""
 
-from psp_hub.common.geometry import component_boxes, flip_landmarks
-
 from .ages import OLDER_AGE, age_group, is_older
 from .builder import build_dataset
 from .config import DEFAULT_DATASET_DIR, BuildConfig, DataConfig, DegradationConfig
@@ -35,9 +33,7 @@ __all__ = [
     "build_train_batches",
     "build_train_dataloader",
     "collate_samples",
-    "component_boxes",
     "degrade",
-    "flip_landmarks",
     "interleaved_stream",
     "is_older",
     "older_fraction_for",

@@ -81,13 +81,6 @@ class ReferenceStore:
                     index[row_id] = (fi, rg)
         return index
 
-    @property
-    def ids(self) -> list[str]:
-        """All ids the store can serve."""
-        if self._index is None:
-            self._index = self._build_index()
-        return list(self._index)
-
     def __contains__(self, row_id: str) -> bool:
         """Whether this id is in the store's shards."""
         if self._index is None:

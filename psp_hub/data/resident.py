@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .components import boxes_both_ways, flip_landmarks
+from psp_hub.common.geometry import flip_landmarks
+
+from .components import boxes_both_ways
 from .config import DataConfig
 from .images import decode_rgb, resize_square, scale_points
 from .mixing import native_sizes

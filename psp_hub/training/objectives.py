@@ -91,7 +91,7 @@ class PSPGANObjective(nn.Module):
             if weights.identity > 0
             else None
         )
-        self.requires_grad_(False)  # its networks keep themselves in eval mode (their own train() overrides)
+        self.requires_grad_(False)  # its networks keep themselves in eval mode (FrozenEval: train() means eval)
 
     def unet_active(self, step: int, max_steps: int) -> bool:
         """Whether the U-Net reconstruction term counts at this step (weighted, and before `unet_until`)."""
