@@ -10,7 +10,7 @@ the lowest cosine whose false-accept rate is <= --far for every K. The margin is
 photos (the person's face among 1-4 faces of other test people): the smallest margin by which the best face must
 beat the next one so that stranger-only groups are accepted at most --far of the time, at the threshold.
 
-Test identities follow the dataset builder's rule (psp_hub.data.splits with BuildConfig's seed and fractions, over
+Test identities follow the dataset builder's rule (psp_hub.data.build.splits with BuildConfig's seed and fractions, over
 the rows the builder keeps), so none of these people was seen in training.
 """
 
@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from psp_hub.data.ages import is_older
+from psp_hub.data.build.metadata import read_aligned_metadata
+from psp_hub.data.build.splits import split_identities
 from psp_hub.data.config import BuildConfig
-from psp_hub.data.metadata import read_aligned_metadata
-from psp_hub.data.splits import split_identities
 from psp_hub.imageio import load_image
 from psp_hub.paths import faces_dir
 

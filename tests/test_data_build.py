@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from psp_hub.data import FEATURES, BuildConfig, build_dataset, push_to_hub
-from psp_hub.data.sample_corpus import make_sample_corpus
+from psp_hub.data.build.sample_corpus import make_sample_corpus
 from train.build_dataset import main as build_cli
 
 FRACTIONS = ["--train", "0.7", "--validation", "0.15", "--test", "0.15"]
@@ -258,8 +258,8 @@ def test_parallel_scan_gives_the_same_shards(built, corpus, tmp_path):
 
 
 def test_corpus_split_map_predicts_the_built_splits(faces, tmp_path):
-    from psp_hub.data.corpus_splits import corpus_split_map
-    from psp_hub.data.sample_corpus import make_sample_corpus
+    from psp_hub.data.build.corpus_splits import corpus_split_map
+    from psp_hub.data.build.sample_corpus import make_sample_corpus
 
     src = make_sample_corpus(faces, tmp_path / "input", lfw_single=10, utk_older=10, utk_younger=10)
     out = tmp_path / "dataset"
@@ -273,9 +273,9 @@ def test_corpus_split_map_predicts_the_built_splits(faces, tmp_path):
 
 
 def test_photo_skip_rules_for_ambiguous_and_soft_faces():
-    from psp_hub.data.builder import _skip_reason
-    from psp_hub.data.metadata import InputRecord
-    from psp_hub.data.scan import ScanResult
+    from psp_hub.data.build.builder import _skip_reason
+    from psp_hub.data.build.metadata import InputRecord
+    from psp_hub.data.build.scan import ScanResult
 
     cfg = BuildConfig(input=Path("."), min_native_px=160)
     rec = InputRecord("a.jpg", "s:a", "s", extra={"min_sharp_px": 128, "min_native_px": None})

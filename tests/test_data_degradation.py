@@ -16,9 +16,9 @@ from psp_hub.data import (
     sample_degradation,
 )
 from psp_hub.data.augment import augmented_view
+from psp_hub.data.build.splits import split_identities
 from psp_hub.data.images import decode_rgb, resize_square, scale_points
 from psp_hub.data.rng import sample_generators
-from psp_hub.data.splits import split_identities
 
 TEMPLATE_128 = np.array(
     [[48.25, 59.99], [79.73, 60.05], [64.16, 78.50], [50.32, 92.85], [78.27, 92.79]], dtype=np.float32

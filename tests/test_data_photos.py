@@ -174,7 +174,7 @@ def manifest_build(tmp_path_factory, samples):
 
 
 def test_manifest_sources_keep_their_identities_splits_and_attributes(manifest_build, faces, tmp_path):
-    from psp_hub.data.corpus_splits import corpus_split_map
+    from psp_hub.data.build.corpus_splits import corpus_split_map
 
     out, report = manifest_build
     per = report["per_source"]

@@ -19,9 +19,9 @@ from psp_hub.data import (
     interleaved_stream,
     phase_position,
 )
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.data.images import decode_rgb, resize_square
 from psp_hub.data.references import ReferenceStore
-from psp_hub.data.sample_corpus import build_sample_dataset
 from psp_hub.data.sources import data_files
 
 TEMPLATE_128 = np.array(

@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from torch.nn import functional as F
 
 from psp_hub.common.config import ConfigError
-from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.training import TrainConfig, train
 from psp_hub.training.diffaugment import DiffAugment, cutout, parse_policy, translation

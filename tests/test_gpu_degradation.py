@@ -18,11 +18,11 @@ from psp_hub.data import (
     sample_degradation,
 )
 from psp_hub.data.augment import augmented_view, augmented_views_batch
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.data.degradation import jpeg_roundtrip
 from psp_hub.data.gpu_degradation import PARAM_KEYS, degrade_batch, sample_degradation_batch
 from psp_hub.data.images import decode_rgb
 from psp_hub.data.jpeg import jpeg_batch
-from psp_hub.data.sample_corpus import build_sample_dataset
 
 
 @pytest.fixture(scope="module")

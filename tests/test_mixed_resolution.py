@@ -16,11 +16,11 @@ from accelerate import Accelerator
 from torch.nn import functional as F
 
 from psp_hub.data import DataConfig
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.data.images import decode_rgb, resize_square
 from psp_hub.data.mixing import native_levels, native_sizes
 from psp_hub.data.resident import resident_faces
 from psp_hub.data.resident_batches import ResidentBatches
-from psp_hub.data.sample_corpus import build_sample_dataset
 from psp_hub.identity import IdentityEncoder
 from psp_hub.losses import IdentityLoss, PerceptualLoss
 from psp_hub.training import TrainConfig, train

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.training import TrainConfig, train
 from psp_hub.training.checkpoint import latest_checkpoint
 

@@ -47,7 +47,7 @@ def test_waiting_for_a_run_that_never_signals_times_out(train_speed, tmp_path):
 
 
 def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train_speed, tmp_path, faces):
-    from psp_hub.data.sample_corpus import build_sample_dataset
+    from psp_hub.data.build.sample_corpus import build_sample_dataset
 
     dataset = build_sample_dataset(faces, tmp_path / "data")
     cfg = TrainConfig.from_yaml(

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from psp_hub.data import boost_start_iteration, build_train_dataloader, phase_position
-from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.training import OptimConfig, TrainConfig, train
 from psp_hub.training.batches import batch_to_device

@@ -13,10 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from psp_hub.data.builder import build_dataset, remove_build_state
-from psp_hub.data.config import DEFAULT_DATASET_DIR, BuildConfig
-from psp_hub.data.hub import push_to_hub
-from psp_hub.data.manifest import load_manifest
+from psp_hub.data.build import BuildConfig, build_dataset, load_manifest, push_to_hub, remove_build_state
+from psp_hub.data.config import DEFAULT_DATASET_DIR
 from psp_hub.paths import faces_dir
 
 
@@ -27,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sources",
         type=Path,
         default=None,
-        help="YAML manifest of several photo folders (psp_hub/data/manifest.py); replaces --input",
+        help="YAML manifest of several photo folders (psp_hub/data/build/manifest.py); replaces --input",
     )
     p.add_argument("--only", default=None, help="with --sources: build only these sources (comma-separated names)")
     p.add_argument(

@@ -1,11 +1,13 @@
-"""Training data for PSP-GAN: build a Hub-style face dataset, stream it with the 70/30 older mix, degrade by eq. (10)."""
+"""Training data for PSP-GAN: stream a Hub-style face dataset with the 70/30 older mix, degrade it by eq. (10).
+
+Building the dataset lives in `psp_hub.data.build`; its entry points are re-exported here for convenience.
+"""
 
 from .ages import OLDER_AGE, age_group, is_older
-from .builder import build_dataset
+from .build import build_dataset, push_to_hub
 from .config import DEFAULT_DATASET_DIR, BuildConfig, DataConfig, DegradationConfig
 from .degradation import DegradationParams, degrade, sample_degradation
 from .evaluation import EvalDataset, build_eval_dataset
-from .hub import push_to_hub
 from .mixing import MixSchedule
 from .references import ReferenceStore
 from .resident_batches import build_train_batches

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sharpness import sharp_px
 from .metadata import InputRecord
-from .sharpness import sharp_px
 
 CHUNK = 256
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import FEATURES
+from ..schema import FEATURES
 
 SHARD_FORMAT_VERSION = 1
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..sharpness import sharp_px
 from .metadata import InputRecord
 from .scan import ScanResult, file_stamp
-from .sharpness import sharp_px
 
 SHARP_MEASURE_PX = 512
 """Crops smaller than this are measured on a 512 px warp of the same face, so a 256 px face can show 256+."""

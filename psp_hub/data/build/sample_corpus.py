@@ -65,8 +65,8 @@ def build_sample_dataset(
     rows_per_shard: int = 128,
 ) -> Path:
     """Sample the corpus into `root/input` and build it into `root/dataset` (a few hundred faces, seconds)."""
+    from ..config import BuildConfig
     from .builder import build_dataset
-    from .config import BuildConfig
 
     src = make_sample_corpus(corpus, Path(root) / "input")
     out = Path(root) / "dataset"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from .schema import FEATURES
+from ..schema import FEATURES
 from .splits import SPLITS
 
 SOURCE_LICENSES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import BuildConfig
+from ..config import BuildConfig
 from .metadata import read_aligned_metadata
 from .scan import ScanResult
 
