@@ -7,23 +7,8 @@ import torch
 
 from psp_hub.data import DataConfig
 from psp_hub.identity import IdentityEncoder
-from psp_hub.models import PSPGAN, PSPGANConfig
+from psp_hub.models import PSPGAN, tiny_config
 from psp_hub.training.validation import Validator
-
-TINY = {
-    "out_size": 64,
-    "style_dim": 32,
-    "n_mlp": 2,
-    "narrow": 0.125,
-    "max_channels": 64,
-    "unet_narrow": 0.125,
-    "latent_channels": 4,
-    "fusion_heads": 2,
-    "fusion_max_dim": 16,
-    "fusion_global_max_resolution": 8,
-    "fusion_local_max_resolution": 16,
-    "max_references": 2,
-}
 
 
 def _samples(n: int = 3) -> list[dict]:
@@ -42,7 +27,7 @@ def _samples(n: int = 3) -> list[dict]:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_validator_scores_with_the_identity_net_in_its_training_precision(weights, dtype):
     torch.manual_seed(0)
-    model = PSPGAN(PSPGANConfig(**TINY))
+    model = PSPGAN(tiny_config(64))
     encoder = IdentityEncoder.from_onnx(weights / "mobilefacenet_arcface_112.onnx").to(dtype)
     validator = Validator(DataConfig(), 0, torch.device("cpu"), encoder, samples=_samples())
     scores = validator(model, batch_size=2)

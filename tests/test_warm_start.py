@@ -6,27 +6,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from psp_hub.models import PSPGAN, PSPGANConfig
+from psp_hub.models import PSPGAN, tiny_config
 from psp_hub.training.warm_start import init_pspgan
-
-TINY = {
-    "style_dim": 32,
-    "n_mlp": 2,
-    "narrow": 0.125,
-    "max_channels": 64,
-    "unet_narrow": 0.125,
-    "latent_channels": 4,
-    "fusion_heads": 2,
-    "fusion_max_dim": 16,
-    "fusion_global_max_resolution": 8,
-    "fusion_local_max_resolution": 16,
-    "max_references": 2,
-}
 
 
 def _saved(tmp_path, out_size: int, seed: int = 0):
     torch.manual_seed(seed)
-    model = PSPGAN(PSPGANConfig(out_size=out_size, **TINY))
+    model = PSPGAN(tiny_config(out_size))
     for p in model.parameters():  # non-zero everywhere, so a tensor that was not copied shows
         p.data.normal_(0, 0.05)
     model.save_pretrained(tmp_path / f"m{out_size}")
@@ -35,7 +21,7 @@ def _saved(tmp_path, out_size: int, seed: int = 0):
 
 def test_grown_model_keeps_every_shared_layer_and_starts_as_the_upsampled_smaller_one(tmp_path):
     small, path = _saved(tmp_path, 64)
-    big = PSPGAN(PSPGANConfig(out_size=128, **TINY))
+    big = PSPGAN(tiny_config(128))
     report = init_pspgan(big, path)
     sd_small, sd_big = small.state_dict(), big.state_dict()
     assert not report.shape_mismatch
@@ -55,19 +41,19 @@ def test_grown_model_keeps_every_shared_layer_and_starts_as_the_upsampled_smalle
 
 def test_same_size_loads_whole_and_other_architectures_are_refused(tmp_path):
     small, path = _saved(tmp_path, 64)
-    same = PSPGAN(PSPGANConfig(out_size=64, **TINY))
+    same = PSPGAN(tiny_config(64))
     init_pspgan(same, path)
     assert all(same.state_dict()[k].equal(v) for k, v in small.state_dict().items())
     with pytest.raises(ValueError, match="style_dim"):
-        init_pspgan(PSPGAN(PSPGANConfig(out_size=64, **{**TINY, "style_dim": 64})), path)
+        init_pspgan(PSPGAN(tiny_config(64, style_dim=64)), path)
     _, path128 = _saved(tmp_path, 128)
     with pytest.raises(ValueError, match="out_size"):
-        init_pspgan(PSPGAN(PSPGANConfig(out_size=64, **TINY)), path128)
+        init_pspgan(PSPGAN(tiny_config(64)), path128)
 
 
 def test_grown_decoder_output_equals_the_upsampled_smaller_decoder(tmp_path):
     small, path = _saved(tmp_path, 64)
-    big = PSPGAN(PSPGANConfig(out_size=128, **TINY))
+    big = PSPGAN(tiny_config(128))
     init_pspgan(big, path)
     torch.manual_seed(1)
     z = torch.randn(2, 32)
