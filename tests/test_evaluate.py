@@ -8,7 +8,7 @@ import math
 import pytest
 
 from psp_hub import PSPGAN, tiny_config
-from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.evaluate import METRICS, main, other_person_index
 from tests.model_helpers import make_live
 
