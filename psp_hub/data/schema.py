@@ -1,4 +1,4 @@
-"""The columns of a shard: one Hub `datasets.Features` definition shared by the builder, card and loader."""
+"""The shard layout: its columns (one Hub `datasets.Features`) and configs, shared by the builder, card and loader."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ FEATURES = Features(
         "origin": Value("string"),  # the photo in its original dataset
     }
 )
+
+GROUPS = ("general", "older")
+"""The dataset's configs: every split is sharded as `data/<split>/<group>-*.parquet`, the loader mixes the two."""
 
 STREAM_COLUMNS = ("image", "id", "identity", "is_older", "landmarks", "reference_ids", "size", "age")
 """What the training loader reads from the stream."""

@@ -14,10 +14,9 @@ from datasets.distributed import split_dataset_by_node
 from .config import DataConfig
 from .rng import stream_key
 from .schedule import older_fraction_for
-from .schema import STREAM_COLUMNS
+from .schema import GROUPS, STREAM_COLUMNS
 
 ARROW_BATCH = 256
-GROUPS = ("general", "older")
 
 
 def data_files(path: str, config: str, split: str, revision: str | None = None) -> list[str]:

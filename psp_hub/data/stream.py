@@ -21,7 +21,8 @@ from .references import ReferenceStore
 from .rng import stream_key
 from .sample import SampleOptions, make_sample
 from .schedule import older_fraction_for
-from .sources import GROUPS, RowCursor, available_groups, data_files, group_stream
+from .schema import GROUPS
+from .sources import RowCursor, available_groups, data_files, group_stream
 
 
 def collate_samples(samples: list[dict]) -> dict:

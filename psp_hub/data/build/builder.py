@@ -15,8 +15,9 @@ from psp_hub.common.geometry import ffhq_template
 
 from ..ages import age_group, is_older
 from ..config import BuildConfig
+from ..schema import GROUPS
 from .build_report import sharpness_report
-from .card import GROUPS, render_card
+from .card import render_card
 from .corpus_splits import corpus_split_map
 from .hub import BUILD_STATE_DIR
 from .manifest import PhotoSource, source_records

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from ..schema import FEATURES
+from ..schema import FEATURES, GROUPS
 from .splits import SPLITS
 
 SOURCE_LICENSES = {
@@ -17,7 +17,6 @@ SOURCE_LICENSES = {
     "ffhq": "FFHQ: images under their Flickr licences (CC BY, CC BY-NC, public domain); metadata CC BY-NC-SA 4.0",
 }
 """Licences of the shared corpus' sources; photo sources bring theirs with them (CLI --license or a manifest)."""
-GROUPS = ("general", "older")
 
 
 def _size_category(n: int) -> str:
