@@ -15,7 +15,7 @@ from torch._inductor import config as inductor_config
 from torch._inductor import scheduler as inductor_scheduler
 
 from psp_hub.data import build_train_dataloader
-from psp_hub.data.sample_corpus import build_sample_dataset
+from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.models.stylegan2 import StyleConv
 from psp_hub.training import TrainConfig
 from psp_hub.training.compilation import (
