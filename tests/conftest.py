@@ -49,6 +49,7 @@ SHARED_MODULES = {
 SLOW_MODULES = {
     "test_app_browser",
     "test_compilation",
+    "test_compile",
     "test_data_build",
     "test_data_photos",
     "test_data_stream",

@@ -1,6 +1,10 @@
-"""Inductor-compiled training steps compute eager's losses and gradients (of the parameters' own shapes), and every
-compiled training region is built without inductor's mix-order reduction (its wrong-shape gradients broke the
-prior-256 backward on the device's torch 2.11; the pass is Triton-only, so CPU checks that it is switched off)."""
+"""Compiled training steps compute eager's losses and gradients (of the parameters' own shapes), and every compiled
+training region is built without inductor's mix-order reduction (its wrong-shape gradients broke the prior-256
+backward on the device's torch 2.11; the pass is Triton-only, so CPU checks that it is switched off).
+
+The whole-step tests compile with aot_eager: AOTAutograd (where the device's invalid-gradient check fired) without
+inductor's C++ codegen, which took 724 s for one prior step on the busy 2-core machine; the inductor graphs are
+checked on the failing layer, and whole steps under inductor on the device (train/device/compile_check.sh)."""
 
 from __future__ import annotations
 
@@ -107,7 +111,7 @@ def _prior_stage(dataset, tmp_path, compiled: bool):
             "stage=prior",
             "channels_last=true",
             f"compile={str(compiled).lower()}",
-            "compile_backend=inductor",
+            "compile_backend=aot_eager",
             "data.max_references=0",
             "style_mixing_prob=1.0",  # the device failure was in the mixed-styles graph
         ],
@@ -130,10 +134,10 @@ def _step_with_generator_grads(stage, batch, step: int) -> tuple[dict, dict[str,
     return stage.step(batch, step), grads
 
 
-def test_inductor_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
-    """A prior step (style mixing, channels-last) compiled with inductor against eager: the same losses, and every
-    generator gradient of its parameter's shape and eager's value (the device failure was a [C] gradient for a
-    [1, C, 1, 1] bias). One step: each further graph variant is minutes of C++ compiling on a busy 2-core machine."""
+def test_compiled_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """A prior step (style mixing, channels-last) compiled against eager: the same losses, and every generator
+    gradient of its parameter's shape and eager's value (the device failure was a [C] gradient for a [1, C, 1, 1]
+    bias)."""
     monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
     results = {}
     batch = None
@@ -151,8 +155,8 @@ def test_inductor_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monk
         torch.testing.assert_close(comp_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
 
 
-def test_inductor_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
-    """PSP-GAN's generator compiled in place with inductor (what `compile=true` does to it): the same restored image
+def test_compiled_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """PSP-GAN's generator compiled in place (what `compile=true` does to it): the same restored image
     and gradients of the parameters' shapes, channels-last; its losses' networks are checked in test_training."""
     monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
     cfg = TrainConfig.from_yaml(TINY, [f"data.path={dataset}", f"output_dir={tmp_path / 'psp'}", "channels_last=true"])
@@ -163,7 +167,7 @@ def test_inductor_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_d
     results = []
     for compiled in (False, True):
         if compiled:
-            compile_in_place(model, backend="inductor")
+            compile_in_place(model, backend="aot_eager")
         model.zero_grad(set_to_none=True)
         set_seed(0)
         out = model(batch["lq"], batch["refs"], batch["ref_mask"]).image
