@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from psp_hub.face.paste import face_region
 from psp_hub.imageio import load_image
+from psp_hub.metrics import laplacian_variance
 from psp_hub.paths import samples_dir
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.pipeline.background import ResizeUpscaler, output_size
@@ -38,15 +39,6 @@ def sample_photos() -> list[Path]:
     root = samples_dir()
     photos = sorted((root / "photos" / "whole").iterdir()) + sorted((root / "photos" / "cropped").iterdir())
     return photos + sorted((root / "references").glob("*/*.jpg"))
-
-
-def laplacian_variance(image: np.ndarray, box) -> float:
-    """Variance of the Laplacian of the luma inside box (x0, y0, x1, y1), clipped to the image."""
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = (round(float(v)) for v in box)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    luma = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(cv2.Laplacian(luma, cv2.CV_32F, ksize=3).var())
 
 
 def ring_change(out: np.ndarray, ref: np.ndarray, box, region) -> float:

@@ -67,6 +67,7 @@ SLOW_MODULES = {
 # 128 px zoo case 3.4 s alone, 44 s there). Left out: over ~15 s there and real models or subprocesses inside.
 SLOW_TESTS = {
     "test_evaluate::test_evaluate_writes_every_method_metric_and_group",  # 79.9 s: evaluate on real faces, 3 nets
+    "test_evaluate_256::test_evaluate_at_256_with_a_smaller_compare_model",  # 111 s (521 s under load 10)
     "test_metrics::test_lpips_matches_package",  # 18.7 s: the lpips package's VGG beside ours
     "test_hub::test_from_pretrained_hub_id_through_loopback_endpoint_then_offline_cache",  # 18.0 s: 2 subprocesses
     "test_model_zoo::test_forward_backward_and_round_trip[psp128-input_query-K2]",  # 44.1 s (3.4 s alone)

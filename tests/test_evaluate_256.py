@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ from psp_hub.data import DataConfig, build_eval_dataset
 from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.evaluate import METRICS, EvalConfig, main
 from psp_hub.imageio import load_image
-from psp_hub.metrics import face_detail, geometric_mean, laplacian_variance, sharpness_ratio
+from psp_hub.metrics import face_detail, geometric_mean, sharpness_ratio
 from tests.model_helpers import make_live
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,15 +50,6 @@ def test_sharpness_ratio_is_one_on_the_target_below_for_blur_above_for_noise(fac
     framed[:40] = np.random.default_rng(2).integers(0, 255, framed[:40].shape, dtype=np.uint8)
     assert face_detail(framed) == face_detail(face256)
     assert geometric_mean([2.0, 0.5]) == pytest.approx(1.0) and geometric_mean([0.05]) == pytest.approx(0.05)
-
-
-def test_laplacian_variance_is_the_never_worse_detail_measure(face256):
-    """One detail measure for the benchmarks and the evaluation (the benchmark's copy must agree)."""
-    spec = importlib.util.spec_from_file_location("never_worse", ROOT / "benchmarks" / "never_worse.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    for box in [(64, 77, 192, 218), (-10, -10, 300, 120)]:
-        assert laplacian_variance(face256, box) == bench.laplacian_variance(face256, box)
 
 
 def test_sharp_target_rule_filters_targets_not_references(sample_data):
