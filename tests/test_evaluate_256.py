@@ -19,8 +19,6 @@ from psp_hub.imageio import load_image
 from psp_hub.metrics import face_detail, geometric_mean, sharpness_ratio
 from tests.model_helpers import make_live
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def sample_data(faces, tmp_path_factory):
