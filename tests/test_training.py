@@ -85,10 +85,11 @@ def test_generator_loss_falls_when_overfitting_one_batch(dataset, tmp_path):
     assert GENERATOR_TERMS <= set(history[0])
     recon = [float(h["l1"] + h["perceptual"] + h["identity"]) for h in history]
     total = [float(h["g_total"]) for h in history]
-    # the last ten steps' mean, not three: the GAN terms make single steps swing by ~1 around a steady fall
-    # (30.3 -> ~25.5 in 30 steps here); a run that does not learn stays near 1.0 of its start
+    # the last ten steps' mean, not three: the GAN terms make single steps swing around a steady fall (30.3 -> ~25.5
+    # in 30 steps here; one rounding-level change of the layers moved a discriminator wobble into the last three
+    # steps, total 29.5 -> 43.3 at step 28, with the same fall before it); a run that does not learn stays near 1.0
     assert sum(recon[-10:]) / 10 < 0.9 * sum(recon[:3]) / 3, recon
-    assert sum(total[-3:]) / 3 < sum(total[:3]) / 3, total
+    assert sum(total[-10:]) / 10 < sum(total[:3]) / 3, total
 
 
 def _checkpoint_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
