@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import nn
-from typing_extensions import Self  # typing.Self from Python 3.11; typing_extensions comes with torch
 
 
 class FrozenEval(nn.Module):
@@ -13,11 +12,11 @@ class FrozenEval(nn.Module):
     statistics of a loss network fixed even when it sits inside a trained module.
     """
 
-    def freeze(self) -> Self:
+    def freeze(self) -> FrozenEval:
         """No parameter requires grad, and the module is in eval mode; call once at the end of `__init__`."""
         self.requires_grad_(False)
         return self.train(False)
 
-    def train(self, mode: bool = True) -> Self:
+    def train(self, mode: bool = True) -> FrozenEval:  # typing.Self needs 3.11; 3.10 is supported
         """Stay in eval mode whatever the caller asks."""
         return super().train(False)
