@@ -63,6 +63,13 @@ def built(corpus, tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((out / "build_report.json").read_text())
 
 
+def _like_built(corpus: Path, output: Path, seed: int = 3, workers: int = 1) -> BuildConfig:
+    """The `built` fixture's settings (64 rows per shard, 70/15/15 split) for another output, seed or worker count."""
+    return BuildConfig(
+        input=corpus, output=output, seed=seed, rows_per_shard=64, workers=workers, split_fractions=(0.7, 0.15, 0.15)
+    )
+
+
 def _shard_hashes(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -166,17 +173,13 @@ def test_rebuild_is_idempotent_and_interrupted_build_resumes(built, corpus, tmp_
     assert len(reference) > 6
 
     # rerun on a finished build: nothing rewritten, same bytes
-    again = build_dataset(
-        BuildConfig(input=corpus, output=out, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15))
-    )
+    again = build_dataset(_like_built(corpus, out))
     assert again["shards_written"] == 0 and again["shards_reused"] == len(reference)
     assert _shard_hashes(out) == reference
 
     # a fresh build interrupted after two shards, then resumed: same bytes, finished shards not redone
     fresh = tmp_path / "fresh"
-    cfg = BuildConfig(
-        input=corpus, output=fresh, seed=3, rows_per_shard=64, workers=1, split_fractions=(0.7, 0.15, 0.15)
-    )
+    cfg = _like_built(corpus, fresh)
     written: list[str] = []
 
     def stop_after_two(rel: str) -> None:
@@ -193,16 +196,7 @@ def test_rebuild_is_idempotent_and_interrupted_build_resumes(built, corpus, tmp_
     assert _shard_hashes(fresh) == reference
 
     # another seed gives another split
-    other = build_dataset(
-        BuildConfig(
-            input=corpus,
-            output=tmp_path / "other",
-            seed=4,
-            rows_per_shard=64,
-            workers=1,
-            split_fractions=(0.7, 0.15, 0.15),
-        )
-    )
+    other = build_dataset(_like_built(corpus, tmp_path / "other", seed=4))
     assert _shard_hashes(tmp_path / "other") != reference
     assert other["kept"] == again["kept"]
 
@@ -243,16 +237,7 @@ def test_push_to_hub_uploads_a_dataset_repo_without_build_cache(built):
 
 def test_parallel_scan_gives_the_same_shards(built, corpus, tmp_path):
     out, _ = built
-    report = build_dataset(
-        BuildConfig(
-            input=corpus,
-            output=tmp_path / "par",
-            seed=3,
-            rows_per_shard=64,
-            workers=2,
-            split_fractions=(0.7, 0.15, 0.15),
-        )
-    )
+    report = build_dataset(_like_built(corpus, tmp_path / "par", workers=2))
     assert report["skipped"] == {"corrupt": 2}
     assert _shard_hashes(tmp_path / "par") == _shard_hashes(out)
 

@@ -40,7 +40,7 @@ def photo_build(tmp_path_factory, samples):
         split_fractions=(0.34, 0.33, 0.33),
     )
     report = build_dataset(cfg)
-    return folder, out, report, [p.name for p in people]
+    return cfg, out, report, [p.name for p in people]
 
 
 def test_bad_photos_are_skipped_and_counted(photo_build):
@@ -71,17 +71,8 @@ def test_photos_become_aligned_faces_with_landmarks(photo_build, tmp_path):
 
 
 def test_rerun_reuses_the_detection_cache(photo_build):
-    folder, out, report, _ = photo_build
-    cfg = BuildConfig(
-        input=folder,
-        output=out,
-        size=128,
-        workers=1,
-        source_name="celeba",
-        license="CelebA: non-commercial research only",
-        split_fractions=(0.34, 0.33, 0.33),
-    )
-    again = build_dataset(cfg)
+    cfg, out, report, _ = photo_build
+    again = build_dataset(cfg)  # the fixture's own config: the same input, output and settings
     assert again["shards_written"] == 0 and again["kept"] == report["kept"]
     png = next((out / ".build").glob("aligned-*/*.png"))
     assert Image.open(io.BytesIO(png.read_bytes())).size == (128, 128)

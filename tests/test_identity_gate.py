@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from psp_hub.imageio import load_image
 from psp_hub.pipeline import PipelineConfig, RestorationPipeline
 from psp_hub.pipeline.gate import GateInput, decide
+from tests.benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 T, M = PipelineConfig().identity_threshold, PipelineConfig().identity_margin
 
 
@@ -55,9 +52,7 @@ def corpus(pipe):
     """Held-out people: the first two with >= 4 photos whose first photo the identity network itself recognises
     (cosine to the centroid of the next three >= the threshold: how often that holds is the benchmark's
     TAR, not this test's question), and three LFW people with one photo as strangers."""
-    spec = importlib.util.spec_from_file_location("identity_gate", ROOT / "benchmarks" / "identity_gate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("identity_gate")
     people = module.test_people()
     owners = []
     for person in (p for p, files in people.items() if len(files) >= 4):

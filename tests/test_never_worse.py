@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from psp_hub.imageio import load_image
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.pipeline.background import ResizeUpscaler, output_size
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("never_worse", ROOT / "benchmarks" / "never_worse.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("never_worse")
 
 
 @pytest.fixture(scope="module")

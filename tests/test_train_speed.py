@@ -3,7 +3,6 @@ run; compare_speed.sh pairs this tree with a baseline tree and run_speed.py tabu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,16 +13,14 @@ from pathlib import Path
 import pytest
 
 from psp_hub.training import TrainConfig
+from tests.benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def train_speed():
-    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_speed")
 
 
 def test_measures_profiles_and_signals(train_speed, tmp_path):
