@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from psp_hub.common.geometry import ffhq_template
@@ -22,7 +23,7 @@ from .corpus_splits import corpus_split_map
 from .hub import BUILD_STATE_DIR
 from .manifest import PhotoSource, source_records
 from .metadata import IMAGE_SUFFIXES, InputRecord, find_metadata, list_photos, read_aligned_metadata
-from .photos import photo_checker_factory
+from .photos import PhotoAligner
 from .scan import AlignedChecker, ScanResult, scan_inputs
 from .shards import is_done, shard_fingerprint, write_shard
 from .splits import SPLITS, split_identities
@@ -239,7 +240,7 @@ def build_dataset(
     licenses = {cfg.source_name: cfg.license} if (mode == "photos" and cfg.license) else {}
     if mode == "aligned":
         records = read_aligned_metadata(src)
-        factory = _aligned_factory(src)
+        factory = partial(AlignedChecker, src)  # picklable, built once in each worker process
         unlisted = _count_unlisted(src, records)
     else:
         if sources:
@@ -247,8 +248,8 @@ def build_dataset(
         else:
             records, unlisted = list_photos(src, cfg.source_name), 0
         tag = f"{cfg.size}px-{cfg.image_format}-t{cfg.detector_threshold:g}"  # crops depend on these settings
-        factory = photo_checker_factory(
-            src, state / f"aligned-{tag}", cfg.size, cfg.detector_threshold, 0, cfg.image_format
+        factory = partial(
+            PhotoAligner, src, state / f"aligned-{tag}", cfg.size, cfg.detector_threshold, 0, cfg.image_format, None
         )
     say(f"{mode} input: {len(records)} images in {src}")
     # v2: results carry sharp_px; older caches lack it and are not reused
@@ -271,13 +272,6 @@ def build_dataset(
     (out / "README.md").write_text(render_card(report, files, nbytes), encoding="utf-8")
     say(f"done in {report['seconds']:.1f} s: {report['rows']}")
     return report
-
-
-def _aligned_factory(src: Path):
-    """Picklable factory of the aligned-corpus checker."""
-    from functools import partial
-
-    return partial(AlignedChecker, src)
 
 
 def _report(cfg, mode, records, groups, skipped, unlisted, written, reused, seconds) -> dict:

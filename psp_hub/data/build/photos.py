@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -108,16 +107,3 @@ def measure_sharpness(rgb: np.ndarray, aligned, native_px: int) -> int:
         k = SHARP_MEASURE_PX / size
         crop = warp_to_crop(rgb, aligned.affine * k, SHARP_MEASURE_PX, padding="blur")
     return int(min(sharp_px(crop), native_px))
-
-
-def photo_checker_factory(
-    input_dir: Path,
-    cache_dir: Path,
-    size: int,
-    threshold: float,
-    min_native_px: int,
-    image_format: str,
-    weights_dir: str | None = None,
-):
-    """A picklable factory (for worker processes) of PhotoAligner."""
-    return partial(PhotoAligner, input_dir, cache_dir, size, threshold, min_native_px, image_format, weights_dir)
