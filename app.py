@@ -31,7 +31,7 @@ from gradio.route_utils import delete_files_created_by_app
 from gradio.utils import get_upload_folder
 from safetensors import SafetensorError
 
-from psp_hub.imageio import ImageLoadError, load_image, save_image
+from psp_hub.common.imageio import ImageLoadError, load_image, save_image
 from psp_hub.pipeline import NoFaceError, PipelineConfig, PipelineError, RestorationPipeline
 from psp_hub.profiles import PersonProfile
 from psp_hub.video import VideoConfig, estimate_seconds, probe, restore_video

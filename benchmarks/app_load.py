@@ -137,7 +137,7 @@ def call(client, req: dict) -> float:
     """One /restore call; checks the PNG's size. Returns the latency in seconds."""
     from gradio_client import handle_file
 
-    from psp_hub.imageio import load_image
+    from psp_hub.common.imageio import load_image
 
     t0 = time.perf_counter()
     out = client.predict(
@@ -251,8 +251,8 @@ def phase_requests(n: int, same: dict, distinct: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from psp_hub.imageio import load_image
-    from psp_hub.paths import samples_dir
+    from psp_hub.common.imageio import load_image
+    from psp_hub.common.paths import samples_dir
 
     same, distinct = request_mix(samples_dir(), args.upscale)
     for req in [same, *distinct]:

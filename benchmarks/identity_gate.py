@@ -26,12 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from psp_hub.common.imageio import load_image
+from psp_hub.common.paths import faces_dir
 from psp_hub.data.ages import is_older
 from psp_hub.data.build.metadata import read_aligned_metadata
 from psp_hub.data.build.splits import split_identities
 from psp_hub.data.config import BuildConfig
-from psp_hub.imageio import load_image
-from psp_hub.paths import faces_dir
 
 KS = (1, 2, 3)
 

@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from psp_hub.common.imageio import load_image
+from psp_hub.common.paths import samples_dir
 from psp_hub.face.paste import face_region
-from psp_hub.imageio import load_image
 from psp_hub.metrics import laplacian_variance
-from psp_hub.paths import samples_dir
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.pipeline.background import ResizeUpscaler, output_size
 

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from psp_hub import PSPGAN, PSPGANConfig, default_model_dir, tiny_config
+from psp_hub.common.imageio import load_image, save_image
+from psp_hub.common.paths import samples_dir
 from psp_hub.face.detection import FaceDetector
-from psp_hub.imageio import load_image, save_image
-from psp_hub.paths import samples_dir
 from psp_hub.pipeline import (
     IdentityScorer,
     PipelineConfig,

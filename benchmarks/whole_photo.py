@@ -28,12 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from psp_hub.common.imageio import load_image
+from psp_hub.common.paths import REPO_ROOT
 from psp_hub.data.degradation import gaussian_blur, jpeg_roundtrip
 from psp_hub.face.alignment import warp_to_crop
 from psp_hub.face.paste import crop_to_photo
-from psp_hub.imageio import load_image
 from psp_hub.metrics import DlibIdentity, laplacian_variance
-from psp_hub.paths import REPO_ROOT
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.pipeline.background import ResizeUpscaler, output_size
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import cv2
 
-from psp_hub.imageio import load_image, save_image
-from psp_hub.paths import samples_dir
+from psp_hub.common.imageio import load_image, save_image
+from psp_hub.common.paths import samples_dir
 
 HERE = Path(__file__).resolve().parent
 PHOTO = "004668.jpg"  # a frontal portrait without sunglasses; the other four become the references

@@ -151,7 +151,7 @@ def usage_problem(args) -> str | None:
 
 def collect_inputs(items: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(file, output stem relative to --out) for each photo; plus problems (missing paths, empty folders)."""
-    from psp_hub.imageio import is_image_path
+    from psp_hub.common.imageio import is_image_path
 
     found, problems = [], []
     for item in items:
@@ -306,7 +306,7 @@ class _Run:
 
     def photo(self, photo: Path, stem: Path) -> None:
         """Restore one photo and write its outputs, or report why not (the run goes on)."""
-        from psp_hub.imageio import ImageLoadError
+        from psp_hub.common.imageio import ImageLoadError
         from psp_hub.pipeline import NoFaceError, PipelineError
 
         a = self.args
@@ -331,7 +331,7 @@ class _Run:
     def _write(self, result, planned: list[Path], faces_dir: Path, photo: Path) -> None:
         from tqdm import tqdm
 
-        from psp_hub.imageio import save_image
+        from psp_hub.common.imageio import save_image
 
         a = self.args
         if result.image is not None:

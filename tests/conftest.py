@@ -17,7 +17,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest
 import torch
 
-from psp_hub.paths import faces_dir, samples_dir, shared_dir, weights_dir
+from psp_hub.common.paths import faces_dir, samples_dir, shared_dir, weights_dir
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

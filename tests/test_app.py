@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from psp_hub import PSPGAN, tiny_config
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from psp_hub import PSPGAN, tiny_config
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_app import start_app, stop_app

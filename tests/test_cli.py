@@ -15,7 +15,7 @@ from PIL import Image
 
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.cli import main
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 from tests.model_helpers import make_live
 
 

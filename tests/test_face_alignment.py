@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from psp_hub.common.geometry import ffhq_template, similarity_scale
+from psp_hub.common.imageio import load_image
 from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import FaceDetector
-from psp_hub.imageio import load_image
 
 TEMPLATE_512 = [
     [192.98138, 239.94708],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from psp_hub.common.imageio import load_image
 from psp_hub.face.detection import FaceDetector, center_face, largest_face, resolve_detector_weights
-from psp_hub.imageio import load_image
 
 
 @pytest.fixture(scope="module")

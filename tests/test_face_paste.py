@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from psp_hub.common.imageio import load_image
 from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import FaceDetector
 from psp_hub.face.paste import face_region, feather_mask, paste_face, paste_faces
-from psp_hub.imageio import load_image
 
 
 def test_feather_mask_is_one_inside_zero_at_the_edge_and_smooth():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 from psp_hub.pipeline import PipelineConfig, RestorationPipeline
 from psp_hub.pipeline.gate import GateInput, decide
 from tests.benchmark_scripts import load_benchmark

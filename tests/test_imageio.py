@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from psp_hub.imageio import ImageLoadError, load_image, save_image, to_png_bytes
+from psp_hub.common.imageio import ImageLoadError, load_image, save_image, to_png_bytes
 
 
 def _png(im: Image.Image, **kw) -> bytes:

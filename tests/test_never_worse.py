@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.pipeline.background import ResizeUpscaler, output_size
 from tests.benchmark_scripts import load_benchmark

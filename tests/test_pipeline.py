@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from psp_hub import PSPGAN, tiny_config
+from psp_hub.common.imageio import ImageLoadError, load_image
 from psp_hub.face.paste import face_region
-from psp_hub.imageio import ImageLoadError, load_image
 from psp_hub.pipeline import (
     ModelLoadError,
     NoFaceError,

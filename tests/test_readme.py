@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from psp_hub.imageio import load_image
+from psp_hub.common.imageio import load_image
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

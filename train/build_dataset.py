@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from psp_hub.common.paths import faces_dir
 from psp_hub.data.build import BuildConfig, build_dataset, load_manifest, push_to_hub, remove_build_state
 from psp_hub.data.config import DEFAULT_DATASET_DIR
-from psp_hub.paths import faces_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

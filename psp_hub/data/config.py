@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from psp_hub.common.config import build_config
-from psp_hub.paths import REPO_ROOT
+from psp_hub.common.paths import REPO_ROOT
 
 DEFAULT_DATASET_DIR = REPO_ROOT / "data" / "psp-faces128"
 """Where `train/build_dataset.py` writes the dataset built from the shared face corpus (git-ignored)."""

@@ -40,8 +40,8 @@ def _offline() -> bool:
 
 
 def resolve_detector_weights(weights_dir: str | os.PathLike | None = None) -> Path:
-    """Find the RetinaFace weights in `weights_dir` (default: psp_hub.paths.weights_dir()); download only when online."""
-    from psp_hub.paths import weights_dir as default_weights_dir
+    """Find the RetinaFace weights in `weights_dir` (default: psp_hub.common.paths.weights_dir()); download only when online."""
+    from psp_hub.common.paths import weights_dir as default_weights_dir
 
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     local = folder / DETECTOR_FILE

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..common.frozen import FrozenEval
 from ..common.geometry import ARCFACE_SIZE
-from ..paths import weights_dir
+from ..common.paths import weights_dir
 from .static_reshape import make_reshapes_static
 from .warp import warp_ffhq_to_arcface
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..common.frozen import FrozenEval
 from ..common.images import signed_to_unit
-from ..paths import weights_dir
+from ..common.paths import weights_dir
 
 VGG16_FILENAME = "vgg16_imagenet_features_fp16.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

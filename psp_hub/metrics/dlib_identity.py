@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..paths import weights_dir
+from ..common.paths import weights_dir
 
 RECOGNITION_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
 SHAPE_FILENAME = "shape_predictor_5_face_landmarks.dat"

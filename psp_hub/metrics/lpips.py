@@ -9,8 +9,8 @@ from torch import nn
 
 from ..common.frozen import FrozenEval
 from ..common.images import unit_to_signed
+from ..common.paths import weights_dir
 from ..losses.vgg import VGGFeatureExtractor
-from ..paths import weights_dir
 
 LIN_FILENAME = "lpips_vgg16_v0.1_lin.safetensors"
 LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")

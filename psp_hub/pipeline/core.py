@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from psp_hub.common.geometry import ffhq_template, similarity_scale
+from psp_hub.common.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, ImageSource, load_image
 from psp_hub.common.images import image_to_tensor, tensor_to_image
 from psp_hub.face.alignment import align_face
 from psp_hub.face.detection import DetectedFace, FaceDetector, center_face, largest_face
-from psp_hub.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, ImageSource, load_image
 from psp_hub.pipeline.background import BackgroundUpscaler, ResizeUpscaler
 from psp_hub.pipeline.compose import compose_photo, faithful_colour, flag_large_faces, target_scale
 from psp_hub.pipeline.config import PipelineConfig

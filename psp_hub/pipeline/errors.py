@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psp_hub.imageio import ImageLoadError
+from psp_hub.common.imageio import ImageLoadError
 
 
 class PipelineError(ValueError):

@@ -35,6 +35,11 @@ class LossWeights:
     # DiffAugment policy (Zhao et al. 2020; training/diffaugment.py) on reals and fakes before the global
     # discriminator (the prior's D, PSP-GAN's global D), e.g. "color,translation,cutout"; "" = off
     diffaug: str = ""
+    # steps over which the generator's adversarial terms (gan, component_gan, component_style) ramp linearly from 0
+    # to their weights, while the discriminators train at full rate from the start: a fine-tune's fresh
+    # discriminators otherwise push a trained generator around before they know real from fake (round 3 at 256 px:
+    # perceptual and identity losses fell for ~500 steps, then rose as the component terms grew)
+    adversarial_warmup: int = 0
 
 
 @dataclass
@@ -67,6 +72,9 @@ class TrainConfig:
     max_steps: int = 10000
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     freeze_prior_steps: int = 0  # keep the StyleGAN2 prior frozen for a warm-up
+    # stage 'pspgan': generator submodules kept frozen for the whole run, by name (e.g. ref_unet: a grown model keeps
+    # the reference encoder it was trained with, so its features keep telling people apart)
+    frozen_modules: tuple[str, ...] = ()
     # torch.compile the generator, the perceptual VGG, the identity net and the discriminators (fewer, fused
     # kernels: a 512 px step dispatches ~14k ops eagerly). Lazy R1 stays eager: it needs double backward, which
     # compile lacks. Costs a few minutes of compiling at the start of each run.

@@ -36,6 +36,9 @@ from .mixed_resolution import at_native, sharp_only
 GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two component-D feature maps weighted 0.5 and 1
 
 
+ADVERSARIAL_TERMS = ("gan", "component_gan", "component_style")  # what the discriminators' judgement drives
+
+
 def component_crop_sizes(size: int) -> dict[str, int]:
     """GFPGAN's patch sizes (eyes 80, mouth 120 at 512 px) scaled to the face, rounded to multiples of 4, >= 16."""
     return {name: max(16, round(s / 4) * 4) for name, s in default_component_sizes(size).items()}
@@ -92,6 +95,14 @@ class PSPGANObjective(nn.Module):
             else None
         )
         self.requires_grad_(False)  # its networks keep themselves in eval mode (FrozenEval: train() means eval)
+
+    def ramped(self, losses: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """`losses` with the adversarial terms scaled by the warm-up ramp (step / adversarial_warmup, at most 1)."""
+        warmup = self.w.adversarial_warmup
+        if warmup <= 0 or step >= warmup:
+            return losses
+        scale = step / warmup
+        return {k: v * scale if k in ADVERSARIAL_TERMS else v for k, v in losses.items()}
 
     def unet_active(self, step: int, max_steps: int) -> bool:
         """Whether the U-Net reconstruction term counts at this step (weighted, and before `unet_until`)."""

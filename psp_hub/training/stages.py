@@ -40,6 +40,16 @@ def _generator_adam(generator, lr, betas, fused=False):
     return torch.optim.Adam(equalized_lr_groups(generator, lr), betas=tuple(betas), fused=fused or None)
 
 
+def freeze_modules(model: torch.nn.Module, names) -> None:
+    """Turn off gradients of the named submodules (before the optimizers are built, so they never list them)."""
+    for name in names:
+        try:
+            model.get_submodule(name).requires_grad_(False)
+        except AttributeError:
+            children = ", ".join(n for n, _ in model.named_children())
+            raise ValueError(f"frozen_modules: the model has no submodule {name!r} (top level: {children})") from None
+
+
 class Stage:
     """Common wiring: optimizers with the step-decay schedule, EMA of the generator, accelerate.prepare."""
 
@@ -180,6 +190,7 @@ class PSPGANStage(Stage):
         elif cfg.prior_path:
             path = Path(cfg.prior_path)
             model.load_prior(path / PRIOR_FILE if path.is_dir() else path)
+        freeze_modules(model, cfg.frozen_modules)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
         levels = native_levels(cfg.data.out_size, cfg.data.sharp_threshold)
         self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size, levels=levels).to(self.acc.device)
@@ -235,7 +246,7 @@ class PSPGANStage(Stage):
         use_unet = self.objective.unet_active(step, cfg.max_steps)
         with acc.autocast():
             out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=use_unet)
-            g_losses = self.objective.generator_losses(out, batch, self.discs, use_unet)
+            g_losses = self.objective.ramped(self.objective.generator_losses(out, batch, self.discs, use_unet), step)
             g_total = sum(g_losses.values())
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)

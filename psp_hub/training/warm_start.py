@@ -80,14 +80,30 @@ UNET_PREFIXES = ("lr_unet.", "ref_unet.")  # U-Nets whose down path is indexed f
 NEW_RGB_PREFIX = "generator.to_rgbs."
 
 
-def _grown_key(key: str, shift: int) -> str | None:
-    """The source key a `shift`-octaves-larger PSP-GAN's tensor grows from; None where it is new.
+def _octaves(larger: int, smaller: int) -> int:
+    return int(math.log2(larger // smaller))
+
+
+def unet_shifts(model: PSPGAN, source: PSPGAN) -> dict[str, int]:
+    """By how many octaves each U-Net's input grew: E_LR with out_size, E_p with the reference size."""
+    big, small = model.config, source.config
+    return {
+        "lr_unet.": _octaves(big.out_size, small.out_size),
+        "ref_unet.": _octaves(big.reference_input_size, small.reference_input_size),
+    }
+
+
+def _grown_key(key: str, shifts: dict[str, int]) -> str | None:
+    """The source key a larger PSP-GAN's tensor grows from; None where it is new.
 
     U-Net down blocks are numbered from the input side, so block i+shift of the larger net sees the resolution
-    block i of the smaller one saw; the stem (RGB at the new input size) and the first `shift` blocks are new.
-    Everything else (decoder, up path, fusion, SFT) is named by resolution or from the low end and keeps its name.
+    block i of the smaller one saw; where a U-Net's input grew (shift > 0) its stem (RGB at the new input size) and
+    first `shift` blocks are new. Everything else (decoder, up path, fusion, SFT) is named by resolution or from the
+    low end and keeps its name.
     """
-    for prefix in UNET_PREFIXES:
+    for prefix, shift in shifts.items():
+        if not key.startswith(prefix) or shift == 0:
+            continue
         if key.startswith(prefix + "stem."):
             return None
         if key.startswith(prefix + "down."):
@@ -111,10 +127,10 @@ def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
     The new finest layers (U-Net stems and first down blocks, the decoder's last conv pair, to-RGB, noise and SFT
     at the new size) start fresh; the latent head gains rows for the new W+ entries, copied from the finest one.
     """
-    shift = int(math.log2(model.config.out_size // source.config.out_size))
+    shifts = unet_shifts(model, source)
     source_sd, report = source.state_dict(), WarmStart(label)
     for key, tensor in model.state_dict().items():
-        src_key = _grown_key(key, shift)
+        src_key = _grown_key(key, shifts)
         src = source_sd.get(src_key) if src_key else None
         if src is None:
             if key.startswith(NEW_RGB_PREFIX) and key.endswith("modulated_conv.weight"):
@@ -131,21 +147,29 @@ def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
     return report
 
 
+_SIZE_KEYS = ("out_size", "reference_size")  # the config keys a grown model may raise
+
+
 def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
     """Initialise `model` from a trained PSP-GAN (Hub id or folder): the same architecture, or one grown in size.
 
-    Any config difference other than a larger `out_size` is refused: weights of another architecture would load
-    partly and silently change what the run trains.
+    Any config difference other than a larger `out_size` (and a reference size at least the source's) is refused:
+    weights of another architecture would load partly and silently change what the run trains.
     """
     trained = PSPGAN.from_pretrained(source)
     have, want = trained.config.to_dict(), model.config.to_dict()
-    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k != "out_size")
-    grows = want["out_size"] > have["out_size"]
-    if differ or want["out_size"] < have["out_size"]:
+    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k not in _SIZE_KEYS)
+    sizes = {  # effective (larger, smaller) sizes: a null reference_size is out_size
+        "out_size": (model.config.out_size, trained.config.out_size),
+        "reference_size": (model.config.reference_input_size, trained.config.reference_input_size),
+    }
+    shrinks = [k for k, (big, small) in sizes.items() if big < small]
+    if differ or shrinks:
         raise ValueError(
             f"init_from {source}: its config differs from the run's model config in "
-            + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ or ["out_size"])
+            + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ + shrinks)
         )
+    grows = any(big > small for big, small in sizes.values())
     if grows:
         return grow_pspgan(model, trained, source)
     model.load_state_dict(trained.state_dict())

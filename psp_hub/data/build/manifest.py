@@ -48,12 +48,12 @@ class PhotoSource:
 
 
 def _resolve(base: Path, value) -> Path | None:
-    """A path from the manifest, relative to its root; `@shared/...` is inside the shared folder (psp_hub.paths)."""
+    """A path from the manifest, relative to its root; `@shared/...` is inside the shared folder (psp_hub.common.paths)."""
     if value in (None, ""):
         return None
     value = str(value)
     if value.startswith("@shared/"):
-        from psp_hub.paths import shared_dir
+        from psp_hub.common.paths import shared_dir
 
         return (shared_dir() / value[len("@shared/") :]).resolve()
     return (base / value).resolve()
