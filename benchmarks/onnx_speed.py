@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from psp_hub.export_onnx import OPSET, export_model
-from psp_hub.onnx_backend import OnnxBackend
+from psp_hub.onnx.backend import OnnxBackend
+from psp_hub.onnx.export import OPSET, export_model
 from psp_hub.pipeline import load_restoration_model
 
 

@@ -218,7 +218,7 @@ def _load_pipeline(args, config):
 
 def _onnx_pipeline(args, config):
     """The pipeline on an ONNX export in onnxruntime (CPU); FileNotFoundError when the file is missing."""
-    from psp_hub.onnx_backend import OnnxBackend
+    from psp_hub.onnx.backend import OnnxBackend
     from psp_hub.pipeline import RestorationPipeline
     from psp_hub.pipeline.model_loading import ModelInfo
 

@@ -241,7 +241,7 @@ def test_a_video_is_restored_with_a_profile(tmp_path, tiny_model, capsys, monkey
 
 
 def test_the_onnxruntime_backend_restores_like_pytorch(tmp_path, samples, capsys):
-    from psp_hub.export_onnx import export_model
+    from psp_hub.onnx.export import export_model
 
     torch.manual_seed(0)
     model = make_live(PSPGAN(tiny_config(64)), seed=1).eval()

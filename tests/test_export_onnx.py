@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from psp_hub import PSPGAN, tiny_config
-from psp_hub.export_onnx import OPSET, export_model, main
 from psp_hub.models import ReferenceCache
-from psp_hub.onnx_backend import OnnxBackend, RawReferences
+from psp_hub.onnx.backend import OnnxBackend, RawReferences
+from psp_hub.onnx.export import OPSET, export_model, main
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import model_fingerprint
 from tests.model_helpers import make_live, random_batch

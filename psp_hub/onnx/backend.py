@@ -17,9 +17,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from psp_hub.export_onnx import META_PREFIX, sibling_paths
 from psp_hub.models import PSPGANOutput, ReferenceCache
-from psp_hub.onnx_graphs import cache_input_names
+from psp_hub.onnx.export import META_PREFIX, sibling_paths
+from psp_hub.onnx.graphs import cache_input_names
 
 
 @dataclass(frozen=True)
