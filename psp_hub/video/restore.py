@@ -21,7 +21,7 @@ from psp_hub.common.images import image_to_tensor, tensor_to_image
 from psp_hub.face.alignment import align_face
 from psp_hub.face.paste import paste_faces
 from psp_hub.pipeline.references import ReferenceSet
-from psp_hub.video_tracking import FaceTracker, Track
+from psp_hub.video.tracking import FaceTracker, Track
 
 
 @dataclass
