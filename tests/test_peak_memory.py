@@ -4,7 +4,7 @@ import psutil
 import pytest
 import torch
 
-from psp_hub.peak_memory import PeakMemory
+from psp_hub.benchmarking.peak_memory import PeakMemory
 
 
 def test_cpu_peak_sees_a_transient_allocation():
@@ -19,7 +19,7 @@ def test_cpu_peak_sees_a_transient_allocation():
 
 
 def test_benchmark_reports_latency_and_memory_on_cpu():
-    from psp_hub.benchmark import main
+    from psp_hub.benchmarking.forward import main
 
     rows = main(
         [
