@@ -9,7 +9,7 @@ import pytest
 
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.data.build.sample_corpus import build_sample_dataset
-from psp_hub.evaluate import METRICS, main, other_person_index
+from psp_hub.evaluation import METRICS, main, other_person_index
 from tests.model_helpers import make_live
 
 

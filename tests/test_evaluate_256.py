@@ -15,7 +15,7 @@ from psp_hub import PSPGAN, tiny_config
 from psp_hub.common.imageio import load_image
 from psp_hub.data import DataConfig, build_eval_dataset
 from psp_hub.data.build.sample_corpus import build_sample_dataset
-from psp_hub.evaluate import METRICS, EvalConfig, main
+from psp_hub.evaluation import METRICS, EvalConfig, main
 from psp_hub.metrics import face_detail, geometric_mean, sharpness_ratio
 from tests.model_helpers import make_live
 

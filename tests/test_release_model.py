@@ -13,7 +13,7 @@ from PIL import Image
 from psp_hub import PSPGAN, default_model_dir
 from psp_hub.common import image_to_tensor, tensor_to_image
 from psp_hub.data import DegradationConfig, degrade, sample_degradation
-from psp_hub.evaluate import bicubic_baseline
+from psp_hub.evaluation import bicubic_baseline
 from psp_hub.metrics import LPIPS, DlibIdentity
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_faces"

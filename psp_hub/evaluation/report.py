@@ -1,0 +1,101 @@
+"""The evaluation's markdown tables, the command that reproduces them, and the model card they go into."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from psp_hub.models import PSPGAN
+
+from .config import LOWER_IS_BETTER, METRICS, RESIZE_MODE, TOWARDS_ONE, EvalConfig
+
+
+def _arrow(metric: str) -> str:
+    return "→1" if metric in TOWARDS_ONE else "↓" if metric in LOWER_IS_BETTER else "↑"
+
+
+def _table(title: str, methods: dict) -> list[str]:
+    """A markdown table: rows = method x group of faces, columns = metrics (arrows say which way is better)."""
+    lines = [
+        title,
+        "",
+        "| method | faces | " + " | ".join(f"{m} {_arrow(m)}" for m in METRICS) + " |",
+        "| --- | --- |" + " --- |" * len(METRICS),
+    ]
+    for name, groups in methods.items():
+        for group, vals in groups.items():
+            lines.append(f"| {name} | {group} | " + " | ".join(f"{vals[m]:.4f}" for m in METRICS) + " |")
+    return lines + [""]
+
+
+def setup_line(results: dict) -> list[str]:
+    """One paragraph on sizes, resizing and the sharpness rule; none for a same-size run without a filter."""
+    size, model_size = results.get("size"), results.get("model_size")
+    parts = []
+    if size and model_size and size != model_size:
+        parts.append(f"the model works at {model_size} px; its outputs are resized to {size} px ({RESIZE_MODE})")
+    if results.get("compare_model"):
+        parts.append(
+            f"compare model `{results['compare_model']}` at {results['compare_model_size']} px, given the same "
+            f"inputs and references resized to its size, its outputs resized to {size} px ({RESIZE_MODE})"
+        )
+    if results.get("min_sharp_px"):
+        parts.append(f"only targets with sharp_px >= {results['min_sharp_px']} (sharp at {size} px)")
+    return [f"Evaluated at {size} px: " + "; ".join(parts) + ".", ""] if parts else []
+
+
+def markdown_table(results: dict) -> str:
+    """Per level: the faces with references (every K), then the older faces (no references exist for them)."""
+    lines = setup_line(results)
+    for level, res in results["levels"].items():
+        lines += _table(
+            f"**{level}** ({res['samples']} test faces with other photos of the same person)", res["methods"]
+        )
+        blind = res.get("older_without_references")
+        if blind:
+            lines += _table(
+                f"*{level}, older faces* ({blind['samples']} test faces; their source has one photo per "
+                "person, so there are no references to give)",
+                blind["methods"],
+            )
+    return "\n".join(lines)
+
+
+def reproduce_command(cfg: EvalConfig) -> str:
+    """The command line that gives these results again."""
+    cmd = f"python -m psp_hub.evaluate --model <this folder> --data {cfg.data} --max-samples {cfg.max_samples}"
+    if cfg.size:
+        cmd += f" --size {cfg.size}"
+    if cfg.compare_model:
+        cmd += f" --compare-model {cfg.compare_model}"
+    if cfg.min_sharp_px is not None:
+        cmd += f" --min-sharp-px {cfg.min_sharp_px}"
+    return cmd + (" --other-person-refs" if cfg.other_person_refs else "")
+
+
+def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
+    """Render the model card of a local model folder with these results, and put the grid beside it."""
+    folder = Path(cfg.model)
+    model = PSPGAN.from_pretrained(str(folder))
+    shutil.copyfile(Path(cfg.out) / "grid.png", folder / "eval_grid.png")
+    (folder / "eval_results.json").write_text(json.dumps(results, indent=2))
+    control = (
+        f"\n*K={max(cfg.refs)}, other person*: the same faces restored with another test person's references, a "
+        "control: if the model uses the references' identity, this is further from the target than the right "
+        "references.\n"
+        if cfg.other_person_refs
+        else ""
+    )
+    table = (
+        markdown_table(results)
+        + control
+        + f"\n![{', '.join(results['grid_columns'])} on held-out faces ({', then '.join(cfg.levels)})]"
+        f"(eval_grid.png)\n\nReproduce: `{reproduce_command(cfg)}` (test split, identities never seen in "
+        "training)."
+    )
+    card = model.generate_model_card(
+        repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary, metrics_markdown=table
+    )
+    card.save(folder / "README.md")
+    return folder / "README.md"
