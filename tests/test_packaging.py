@@ -131,6 +131,46 @@ def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
     assert "tqdm" in third
 
 
+def import_graph() -> dict[str, set[str]]:
+    """psp_hub's top-level units (subpackages and top modules) -> the other units their files import."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((REPO / "psp_hub").rglob("*.py")):
+        unit = path.relative_to(REPO / "psp_hub").parts[0].removesuffix(".py")
+        _, own = imports_of(path)
+        graph.setdefault(unit, set()).update(m.split(".")[1] for m in own if m.count(".") and m.split(".")[1] != unit)
+    return graph
+
+
+def test_common_is_the_bottom_layer():
+    """psp_hub.common imports no other part of psp_hub, so every subpackage may import it without a cycle."""
+    graph = import_graph()
+    assert {"paths", "imageio", "images", "geometry", "config"} <= {p.stem for p in (REPO / "psp_hub/common").glob("*")}
+    assert graph["common"] == set()
+    assert {"data", "face", "pipeline", "metrics", "video", "evaluation"} <= {
+        u for u, deps in graph.items() if "common" in deps
+    }
+
+
+def test_imports_flow_one_way_between_subpackages():
+    """No two parts of psp_hub import each other, directly or round a loop (a topological order exists)."""
+    graph, order = import_graph(), []
+    while len(order) < len(graph):
+        ready = sorted(u for u, deps in graph.items() if u not in order and deps <= set(order))
+        assert ready, f"an import cycle among {sorted(set(graph) - set(order))}"
+        order += ready
+    assert order.index("common") < order.index("pipeline") < order.index("video") < order.index("cli")
+    assert order.index("onnx") < order.index("export_onnx") and order.index("evaluation") < order.index("evaluate")
+
+
+def test_the_entry_modules_only_start_their_subpackages_main():
+    """`python -m psp_hub.evaluate / export_onnx / benchmark` are documented commands: one import and the guard."""
+    for name, target in [("evaluate", "evaluation"), ("export_onnx", "onnx"), ("benchmark", "benchmarking")]:
+        tree = ast.parse((REPO / "psp_hub" / f"{name}.py").read_text())
+        kinds = [type(node).__name__ for node in tree.body]
+        assert kinds == ["Expr", "ImportFrom", "If"], (name, kinds)  # docstring, `from ... import main`, guard
+        assert tree.body[1].module.startswith(f"psp_hub.{target}.") and tree.body[1].names[0].name == "main"
+
+
 def test_requirements_pin_every_declared_dependency():
     """requirements.txt (the pinned environment) covers the base install and both extras."""
     pinned = {
