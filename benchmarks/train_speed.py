@@ -2,10 +2,13 @@
 start-up and compile time, and (with --profile) the GPU-busy share.
 
 Runs the real stage (every loss of the config on) on the config's real loader (`data.loader`: the streaming
-DataLoader or resident faces) for `--warmup` + `--steps` steps and prints one JSON line per config. `--profile N` then runs N more steps under torch.profiler and
-prints the GPU's kernel time per step against the unprofiled step time (well below it: the step is bound by the
-host, i.e. Python and kernel launches; the busy share under the profiler, which slows the host, is a lower
-bound), the kernels launched per step and those that take the most time. Example (device GPU):
+DataLoader or resident faces) for the warm-up and `--steps` timed steps and prints one JSON line per config. The
+warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a compiled step still compiles graphs;
+`compiles`/`compile_s` count all compilation, `timed_compiles` any left inside the timed window (then also on
+stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
+against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and kernel launches; the
+busy share under the profiler, which slows the host, is a lower bound), the kernels launched per step and those that
+take the most time. Example (device GPU):
 
     python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
         --steps 40 data.path=data/psp-faces128
@@ -18,6 +21,7 @@ import json
 import os
 import sys
 import time
+from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,6 +33,7 @@ import psp_hub
 from psp_hub.data import build_train_batches
 from psp_hub.training import TrainConfig
 from psp_hub.training.batches import batch_to_device
+from psp_hub.training.compilation import watch_compiles
 from psp_hub.training.stages import make_stage
 
 
@@ -76,30 +81,69 @@ def _batches(cfg: TrainConfig, synthetic: bool, device):
     return build_train_batches(cfg.data, batch_size=cfg.batch_size, device=device, targets_only=cfg.stage == "prior")
 
 
-def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, warmup: int, signals: dict) -> dict:
-    """Run warmup + steps steps; per timed step its wall time and the time blocked on the loader."""
+class WarmupRule(NamedTuple):
+    """When the warm-up may end. A compiled step compiles each graph the first time its branch runs (the lazy-R1
+    step, the plain one, a style-mixing draw), so the warm-up runs at least `min_steps`, steps 0 (R1) and 1 (plain),
+    and on until a step compiled nothing; it grows by whole R1 cycles, so the timed window holds as many R1 steps as
+    an eager run's. At `limit` steps it ends anyway: the timed window then counts the compiles left."""
+
+    min_steps: int
+    cycle: int = 1  # the lazy-regularisation interval (losses.r1_every)
+    limit: int = 100
+
+    def done(self, step: int, compile_free: int) -> bool:
+        """May the timed window start at `step`, after `compile_free` steps in a row that compiled nothing?"""
+        if step >= self.limit:
+            return True
+        in_phase = step >= self.min_steps and (step - self.min_steps) % self.cycle == 0
+        return in_phase and step >= min(2, self.cycle) and compile_free >= 1
+
+
+def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, rule: WarmupRule, signals: dict) -> dict:
+    """Warm up (see WarmupRule), then time `steps` steps: each one's wall time, the time blocked on the loader, and
+    the compilations during warm-up and during timing."""
     step_s, wait_s, t_warm = [], [], time.perf_counter()
-    first_step_s = warmup_s = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            warmup_s = time.perf_counter() - t_warm
-            _sync(device)
-            _touch(signals.get("ready"))
-            _wait_for(list(signals.get("wait_for", ())))
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        t0 = time.perf_counter()
-        raw = next(loader)
-        t1 = time.perf_counter()
-        stage.step(batch_to_device(raw, device, cfg.channels_last), i)
-        _sync(device)
-        if i == 0:
-            first_step_s = time.perf_counter() - t0
-        if i >= warmup:
+    first_step_s, warmup_s, compile_free, i = 0.0, 0.0, 0, 0
+    with watch_compiles() as watch:
+        while not rule.done(i, compile_free):
+            compiles = watch.count
+            t0 = time.perf_counter()
+            _one_step(stage, loader, cfg, device, i)
+            first_step_s = first_step_s or time.perf_counter() - t0
+            compile_free = compile_free + 1 if watch.count == compiles else 0
+            i += 1
+        warmup_s, warmup_steps, warm = time.perf_counter() - t_warm, i, (watch.count, watch.seconds)
+        _touch(signals.get("ready"))
+        _wait_for(list(signals.get("wait_for", ())))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for i in range(warmup_steps, warmup_steps + steps):
+            t0 = time.perf_counter()
+            wait_s.append(_one_step(stage, loader, cfg, device, i))
             step_s.append(time.perf_counter() - t0)
-            wait_s.append(t1 - t0)
-    return {"step_s": step_s, "wait_s": wait_s, "warmup_s": warmup_s, "first_step_s": first_step_s}
+    return {
+        "step_s": step_s,
+        "wait_s": wait_s,
+        "warmup_s": warmup_s,
+        "first_step_s": first_step_s,
+        "warmup_steps": warmup_steps,
+        "compiles": watch.count,
+        "compile_s": watch.seconds,
+        "timed_compiles": watch.count - warm[0],
+        "timed_compile_s": watch.seconds - warm[1],
+        "timed_compile_events": watch.events[warm[0] :],
+    }
+
+
+def _one_step(stage, loader, cfg: TrainConfig, device, step: int) -> float:
+    """One synchronised step; returns the seconds spent waiting for its batch."""
+    _sync(device)
+    t0 = time.perf_counter()
+    raw = next(loader)
+    waited = time.perf_counter() - t0
+    stage.step(batch_to_device(raw, device, cfg.channels_last), step)
+    _sync(device)
+    return waited
 
 
 def measure(
@@ -112,10 +156,11 @@ def measure(
     wait_for: list[str] = (),
     done: str | None = None,
     count_syncs: bool = False,
+    max_warmup: int = 100,
 ) -> dict:
-    """Time `steps` optimisation steps (G and D) after `warmup` ones; data wait is time blocked on the loader.
-
-    compile_s is what the warm-up steps took beyond as many steady steps (compilation, cuDNN autotuning).
+    """Time `steps` optimisation steps (G and D) after at least `warmup` ones (more while graphs still compile, up
+    to `max_warmup`); data wait is time blocked on the loader. compile_s is all compilation, warm-up and timed;
+    timed_compiles > 0 means the timed mean includes compiling (the median is then the steady step's measure).
     """
     t_start = time.perf_counter()
     acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
@@ -127,20 +172,33 @@ def measure(
     first = next(loader)  # opens the stream (or decodes the resident faces): start-up, not step time
     loader = _prepend(first, loader)
     data_setup_s = time.perf_counter() - t_data
-    t = _timed_steps(stage, loader, cfg, device, steps, warmup, {"ready": ready, "wait_for": wait_for})
-    step_s, total = t["step_s"], sum(t["step_s"])
+    rule = WarmupRule(warmup, max(1, cfg.losses.r1_every), max(warmup, max_warmup))
+    t = _timed_steps(stage, loader, cfg, device, steps, rule, {"ready": ready, "wait_for": wait_for})
+    step_s, total, after = t["step_s"], sum(t["step_s"]), t["warmup_steps"] + steps
     median = sorted(step_s)[len(step_s) // 2]
-    syncs = count_host_syncs(stage, loader, cfg, device, warmup + steps) if count_syncs else None
-    profiled = profile_steps(stage, loader, device, profile, warmup + steps, cfg.channels_last) if profile else {}
+    if t["timed_compiles"]:
+        print(
+            f"train_speed: {t['timed_compiles']} compilations ({t['timed_compile_s']:.1f} s) in the timed window: "
+            f"{t['timed_compile_events']}",
+            file=sys.stderr,
+            flush=True,
+        )
+    syncs = count_host_syncs(stage, loader, cfg, device, after) if count_syncs else None
+    profiled = profile_steps(stage, loader, device, profile, after, cfg.channels_last) if profile else {}
     _touch(done)
     return {
         **_describe(cfg, stage, acc, synthetic),
         "steps": steps,
         "startup_s": round(t_data - t_start, 1),
         "data_setup_s": round(data_setup_s, 1),
+        "warmup_steps": t["warmup_steps"],
         "warmup_s": round(t["warmup_s"], 1),
         "first_step_s": round(t["first_step_s"], 1),
-        "compile_s": round(max(0.0, t["warmup_s"] - warmup * median), 1),
+        "compile_s": round(t["compile_s"], 1),
+        "compiles": t["compiles"],
+        "timed_compiles": t["timed_compiles"],
+        "timed_compile_s": round(t["timed_compile_s"], 1),
+        "timed_compile_events": t["timed_compile_events"],
         "it_per_s": round(steps / total, 2),
         "samples_per_s": round(steps * cfg.batch_size / total, 1),
         "ms_per_step_median": round(median * 1e3, 1),
@@ -237,7 +295,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", required=True)
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="at least this many warm-up steps (more while compiling)")
+    p.add_argument("--max-warmup", type=int, default=100, help="end the warm-up here even if graphs still compile")
     p.add_argument("--synthetic", action="store_true", help="random batches of the right shapes (no dataset needed)")
     p.add_argument(
         "--profile",
@@ -266,6 +325,7 @@ def main(argv=None) -> int:
             args.wait_for,
             args.done,
             args.count_syncs,
+            args.max_warmup,
         )
         print(json.dumps({"config_file": path, **result}), flush=True)
     return 0

@@ -1,8 +1,10 @@
 """benchmarks/train_speed.py runs the real stage on random or real batches, profiles, and takes turns with a second
-run; compare_speed.sh pairs this tree with a baseline tree and run_speed.py tabulates the pair."""
+run; a compiled step is warmed up until its graphs stop compiling and any compile left in the timed window is
+counted; compare_speed.sh pairs this tree with a baseline tree and run_speed.py tabulates the pair."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from psp_hub.training import TrainConfig
 from tests.benchmark_scripts import load_benchmark
@@ -36,6 +39,81 @@ def test_measures_profiles_and_signals(train_speed, tmp_path):
     assert result["wall_ms_per_step"] > 0 and result["device"] == "cpu"
     assert result["kernels_per_step"] == 0 and result["gpu_busy_share"] is None  # no GPU here: nothing to count
     assert Path(result["code"]) == ROOT / "psp_hub"  # the package the numbers belong to
+
+
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+class _ShapeStage:
+    """A stand-in stage whose step runs a compiled function on a tensor of `size(step)` elements, so it compiles
+    (dynamic shapes off) exactly at the steps where the size is new."""
+
+    def __init__(self, size):
+        self.size, self.fn = size, torch.compile(_double, backend="eager", dynamic=False)
+
+    def step(self, batch, step: int):
+        return self.fn(torch.ones(self.size(step)))
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(
+    ("size", "warmup_steps", "timed_compiles"),
+    [
+        (lambda step: min(step, 3) + 1, 7, 0),  # compiles at steps 0-3: the warm-up grows by one R1 cycle (4)
+        (lambda step: 1 + (step == 4), 3, 1),  # a branch first taken at step 4, inside the timed window: counted
+    ],
+    ids=["compiling-at-steps-0-to-3", "new-branch-at-step-4"],
+)
+def test_warmup_lasts_until_nothing_compiles_and_compiles_left_are_counted(
+    train_speed, fresh_dynamo, size, warmup_steps, timed_compiles
+):
+    rule = train_speed.WarmupRule(min_steps=3, cycle=4, limit=50)
+    loader = itertools.repeat({"x": torch.zeros(1)})
+    t = train_speed._timed_steps(_ShapeStage(size), loader, TrainConfig(), torch.device("cpu"), 4, rule, {})
+    assert t["warmup_steps"] == warmup_steps and len(t["step_s"]) == 4
+    assert t["timed_compiles"] == timed_compiles == len(t["timed_compile_events"])
+    assert t["compiles"] == 4 if timed_compiles == 0 else t["compiles"] == 2
+    assert t["compile_s"] >= t["timed_compile_s"] >= 0
+
+
+def test_warmup_stops_at_its_limit_even_while_compiling(train_speed, fresh_dynamo):
+    rule = train_speed.WarmupRule(min_steps=1, cycle=1, limit=5)
+    loader = itertools.repeat({"x": torch.zeros(1)})
+    t = train_speed._timed_steps(
+        _ShapeStage(lambda step: step + 1), loader, TrainConfig(), torch.device("cpu"), 2, rule, {}
+    )
+    assert t["warmup_steps"] == 5 and t["timed_compiles"] == 2  # every step has a new shape
+
+
+@pytest.mark.parametrize("stage", ["prior", "pspgan"])
+def test_compiled_tiny_stage_has_no_compile_in_the_timed_window(train_speed, fresh_dynamo, tmp_path, stage):
+    """The real stages compiled (aot_eager: dynamo and AOT autograd, the graphs inductor would get) on the tiny
+    config: every graph compiles in the warm-up, the timed steps compile nothing. The prior without style mixing,
+    whose random crossover recompiles the generator (reported), so the check does not hang on a random draw."""
+    cfg = TrainConfig.from_yaml(
+        ROOT / "train/configs/tiny-cpu.yaml",
+        [
+            "tracker=none",
+            f"output_dir={tmp_path / 'run'}",
+            f"stage={stage}",
+            "compile=true",
+            "compile_backend=aot_eager",
+            "channels_last=true",
+            "style_mixing_prob=0.0",
+        ],
+    )
+    result = train_speed.measure(cfg, steps=2, warmup=1, synthetic=True)
+    assert result["compiles"] >= 4 and result["compile_s"] > 0  # G forward and backward, D's two grad states
+    assert result["timed_compiles"] == 0 and result["timed_compile_events"] == []
+    # R1 every 2 steps: at least steps 0 (R1) and 1, then whole cycles from --warmup 1
+    assert result["warmup_steps"] >= 2 and (result["warmup_steps"] - 1) % cfg.losses.r1_every == 0
 
 
 def test_waiting_for_a_run_that_never_signals_times_out(train_speed, tmp_path):
