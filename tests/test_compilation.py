@@ -1,4 +1,5 @@
-"""Compiled training regions keep running compiled however many prepared modules share accelerate's wrapper."""
+"""Compiled training regions keep running compiled however many prepared modules share accelerate's wrapper, and
+every compilation (forward frames and lazily compiled backward graphs) can be counted."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from accelerate.state import AcceleratorState
 from torch import nn
 from torch._dynamo.exc import FailOnRecompileLimitHit
 
-from psp_hub.training.compilation import compiled_view
+from psp_hub.training.compilation import compiled_view, watch_compiles
 
 
 def _prepared_modules(n: int) -> list[nn.Module]:
@@ -54,3 +55,16 @@ def test_compiled_views_of_six_prepared_modules_all_stay_compiled(strict_dynamo)
     x = torch.randn(3, 4)
     for view, module in zip(views, modules):
         torch.testing.assert_close(view(x), module(x))
+
+
+def test_watch_compiles_counts_each_forward_and_backward_graph_while_open():
+    torch._dynamo.reset()
+    view = compiled_view(nn.Linear(4, 4), backend="aot_eager")
+    with watch_compiles() as tally:
+        for _ in range(2):  # the second call reuses both graphs
+            view(torch.randn(2, 4)).sum().backward()
+    assert tally.count == 2 and [e.split()[1] for e in tally.events] == ["forward", "backward"]
+    assert tally.seconds > 0
+    view(torch.randn(3, 4))  # a new batch size recompiles, outside the block: not counted
+    assert tally.count == 2
+    torch._dynamo.reset()
