@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run THERE after `source train/device/setup_256.sh`: does `compile=true` train prior-256 and psp-256 on the device's
 # torch, and what does it buy? For each config in CONFIGS, eager and compiled build and warm up side by side (the
-# compile is host work), then the compiled step is timed, then the eager one (15 timed steps, real faces through the
-# resident loader). The warm-up is at least 3 steps and goes on by whole R1 cycles (16) while the compiled step still
-# compiles graphs (benchmarks/train_speed.py); `compiles`/`compile_s` are all compilation and `timed_compiles` any
-# left in the timed window (the table shows it: then only the median is a steady step). psp-256 starts from scratch
-# (init_from=null: the bundled checkpoint is not carried; the speed is the same). Then, unless REPRO=0, the compiled
+# compile is host work), then the compiled step is timed, then the eager one: 16 timed steps (one whole R1 cycle, so
+# the mean holds one eager R1 step as training does), real faces through the resident loader. The warm-up is at least
+# 3 steps and goes on by whole R1 cycles while the compiled step still compiles graphs (benchmarks/train_speed.py);
+# `compiles`/`compile_s` are all compilation, `timed_compiles` any left in the timed window (shown in the table: then
+# only the median is a steady step). psp-256 starts from scratch (init_from=null: the bundled checkpoint is not
+# carried; the step costs the same). Then, unless REPRO=0, the compiled
 # prior step once more with inductor's mix-order reduction forced on (TORCHINDUCTOR_MIX_ORDER_REDUCTION=1): on torch
 # 2.11 it should fail in its first backward with the "invalid gradient ... got [256] but expected shape compatible
 # with [1, 256, 1, 1]" that training now avoids.
@@ -21,7 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
 py=${PYTHON:-python3}
-args=(--steps "${STEPS:-15}" --warmup "${WARMUP:-3}")
+args=(--steps "${STEPS:-16}" --warmup "${WARMUP:-3}")
 init=""  # prior-256 warm-starts from a 128 px prior export; without one here, from scratch (the same speed)
 [ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
