@@ -30,6 +30,7 @@ CASES = [
     Case("psp64-K0", 64, refs=0),
     Case("psp64-windowed-full_sft-K2", 64, refs=2, config={"fusion_global_max_resolution": 8, "sft_half": False}),
     Case("psp128-input_query-K2", 128, refs=2, config={"fusion_direction": "input_query"}),
+    Case("psp128-reference_size64-K2", 128, refs=2, config={"reference_size": 64}),
     Case("prior32", 32, prior_only=True),
     Case("prior64-cm2", 64, prior_only=True, config={"channel_multiplier": 2}),
 ]

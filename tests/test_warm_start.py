@@ -10,9 +10,9 @@ from psp_hub.models import PSPGAN, tiny_config
 from psp_hub.training.warm_start import init_pspgan
 
 
-def _saved(tmp_path, out_size: int, seed: int = 0):
+def _saved(tmp_path, out_size: int, seed: int = 0, **config):
     torch.manual_seed(seed)
-    model = PSPGAN(tiny_config(out_size))
+    model = PSPGAN(tiny_config(out_size, **config))
     for p in model.parameters():  # non-zero everywhere, so a tensor that was not copied shows
         p.data.normal_(0, 0.05)
     model.save_pretrained(tmp_path / f"m{out_size}")
@@ -62,3 +62,33 @@ def test_grown_decoder_output_equals_the_upsampled_smaller_decoder(tmp_path):
         out_big = big.generator(z, randomize_noise=False, mixing_index=0)
     up = F.interpolate(out_small, scale_factor=2, mode="bilinear", align_corners=False)
     assert torch.allclose(out_big, up, atol=1e-5)
+
+
+def test_grown_model_with_the_smaller_reference_size_keeps_the_whole_reference_encoder(tmp_path):
+    """reference_size = the source's size: E_p loads whole (no new layer) and encodes references exactly as the
+    smaller model did, while E_LR still grows."""
+    small, path = _saved(tmp_path, 64)
+    big = PSPGAN(tiny_config(128, reference_size=64))
+    report = init_pspgan(big, path)
+    assert not [k for k in report.missing if k.startswith("ref_unet.")]
+    assert {k for k in report.missing if "stem" in k} == {"lr_unet.stem.weight", "lr_unet.stem.bias"}
+    refs = torch.rand(2, 2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        cache_big = big.encode_references(refs)
+        cache_small = small.encode_references(
+            F.interpolate(refs.flatten(0, 1), size=64, mode="bilinear", antialias=True).unflatten(0, (2, 2))
+        )
+    for r in big.config.fusion_resolutions:
+        for key, value in cache_big.features[r].items():
+            assert torch.allclose(value, cache_small.features[r][key], atol=1e-6)
+
+
+def test_reference_size_may_grow_but_never_shrink(tmp_path):
+    _, path = _saved(tmp_path, 64)
+    grown_refs = PSPGAN(tiny_config(128, reference_size=128))
+    assert [k for k in init_pspgan(grown_refs, path).missing if k.startswith("ref_unet.stem")]
+    _, path_refs64 = _saved(tmp_path / "r", 128, reference_size=64)
+    same = PSPGAN(tiny_config(128, reference_size=64))
+    init_pspgan(same, path_refs64)  # the same architecture loads whole
+    with pytest.raises(ValueError, match="reference_size"):
+        init_pspgan(PSPGAN(tiny_config(128, reference_size=32)), path_refs64)

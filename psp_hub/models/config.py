@@ -39,6 +39,11 @@ class PSPGANConfig:
     fusion_local_max_resolution: int = 128
     fusion_window: int = 3
     max_references: int = 4
+    # The size E_p sees the references at (None: out_size). Fusion stops at fusion_local_max_resolution, so a
+    # smaller E_p still feeds every fusion scale; a model grown from a smaller one can keep that one's trained E_p
+    # whole (grown to 256 px with fresh input layers, E_p stopped telling people apart within 2,200 steps:
+    # docs/release-model.md, round 3), and references cost a quarter as much to encode at half the size.
+    reference_size: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,9 +89,21 @@ class PSPGANConfig:
                 raise ConfigError(
                     f"fusion width {self.fusion_dim(r)} at {r} px is not divisible by fusion_heads={self.fusion_heads}"
                 )
+        self._validate_reference_size()
         for r in self.resolutions:
             if self.gan_channels(r) < 2 or self.unet_channels(r) < 2:
                 raise ConfigError(f"channels at {r} px are below 2: raise narrow/unet_narrow")
+
+    def _validate_reference_size(self) -> None:
+        ref = self.reference_size
+        if ref is None:
+            return
+        need = max(self.fusion_resolutions, default=self.bottleneck_size)
+        if not isinstance(ref, int) or isinstance(ref, bool) or ref & (ref - 1) or not need <= ref <= self.out_size:
+            raise ConfigError(
+                f"reference_size must be a power of two between the largest fusion resolution ({need}) and "
+                f"out_size ({self.out_size}), or null; got {ref!r}"
+            )
 
     # -- derived sizes -------------------------------------------------------------------------
     @property
@@ -115,6 +132,16 @@ class PSPGANConfig:
     @property
     def fusion_resolutions(self) -> list[int]:
         return [r for r in self.resolutions if r <= self.fusion_local_max_resolution]
+
+    @property
+    def reference_input_size(self) -> int:
+        """The size references are resized to before E_p."""
+        return self.reference_size or self.out_size
+
+    @property
+    def reference_resolutions(self) -> list[int]:
+        """E_p's resolutions: from the same bottleneck as E_LR up to the reference size."""
+        return [r for r in self.resolutions if r <= self.reference_input_size]
 
     def fusion_is_global(self, resolution: int) -> bool:
         return resolution <= self.fusion_global_max_resolution

@@ -66,7 +66,7 @@ class PSPGAN(
         c = config
         res = c.resolutions
         self.lr_unet = UNetExtractor(c, with_rgb=True)
-        self.ref_unet = UNetExtractor(c, decode_up_to=max(c.fusion_resolutions))
+        self.ref_unet = UNetExtractor(c, decode_up_to=max(c.fusion_resolutions), input_size=c.reference_input_size)
         self.fusion = nn.ModuleDict(
             {
                 str(r): CrossAttentionFusion(
@@ -118,7 +118,7 @@ class PSPGAN(
         )
         if mask.shape != (b, k):
             raise ValueError(f"ref_mask must be (B, K) = {(b, k)}, got {tuple(mask.shape)}")
-        flat = self._to_model_size(refs.flatten(0, 1))
+        flat = self._resized(refs.flatten(0, 1), self.config.reference_input_size)
         feats = self.ref_unet(flat)
         prepared = {}
         for r in self.config.fusion_resolutions:
@@ -149,7 +149,7 @@ class PSPGAN(
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq must be (B, 3, H, W), got {tuple(lq.shape)}")
         randomize_noise = self.training if randomize_noise is None else randomize_noise
-        x = self._to_model_size(lq)
+        x = self._resized(lq, self.config.out_size)
         cache = cache.for_batch(x.shape[0]) if cache is not None else None
         masses = [] if return_contributions else None
         feat, skips = self.lr_unet.encode(x)
@@ -220,8 +220,9 @@ class PSPGAN(
         mean = torch.stack(masses).mean(dim=0)
         return mean / mean.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def _to_model_size(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.config.out_size
+    @staticmethod
+    def _resized(x: torch.Tensor, s: int) -> torch.Tensor:
+        """`x` at s x s px (antialiased bilinear), unchanged when it is already that size."""
         if x.shape[-2:] == (s, s):
             return x
         return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)

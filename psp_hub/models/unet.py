@@ -16,12 +16,20 @@ from .layers import ResBlock
 
 
 class UNetExtractor(nn.Module):
-    """Residual U-Net whose decoder runs from the bottleneck up to `decode_up_to` px (default: full size)."""
+    """Residual U-Net on `input_size` px images (default out_size) whose decoder runs from the bottleneck up to
+    `decode_up_to` px (default: its input size)."""
 
-    def __init__(self, config: PSPGANConfig, decode_up_to: int | None = None, with_rgb: bool = False):
+    def __init__(
+        self,
+        config: PSPGANConfig,
+        decode_up_to: int | None = None,
+        with_rgb: bool = False,
+        input_size: int | None = None,
+    ):
         super().__init__()
-        res = config.resolutions  # bottleneck .. out_size
-        top = decode_up_to or config.out_size
+        size = input_size or config.out_size
+        res = [r for r in config.resolutions if r <= size]  # bottleneck .. input size
+        top = min(decode_up_to or size, size)
         ch = {r: config.unet_channels(r) for r in res}
         self.resolutions = res
         self.decoder_resolutions = [r for r in res if r <= top]
