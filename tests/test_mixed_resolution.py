@@ -149,7 +149,7 @@ def test_a_batch_native_at_half_size_gets_the_losses_of_half_size_tensors(face_p
     assert all(full[k] > got[k] for k in ("l1", "perceptual"))  # the 64 px detail the blur lost counts only there
 
 
-def test_half_native_targets_are_no_gan_reals_and_get_no_style_loss(face_pairs):
+def test_half_native_targets_are_no_gan_reals_and_get_no_component_terms(face_pairs):
     pred, target = (downsample(x, 64) for x in face_pairs)
     objective, discs = _objective((64, 32), perceptual=0, identity=0, diffaug="''")
     reals = torch.flip(target, dims=[0])  # the separate draw of native faces
@@ -161,9 +161,27 @@ def test_half_native_targets_are_no_gan_reals_and_get_no_style_loss(face_pairs):
     plain = objective.discriminator_losses(pred, {"target": reals, "boxes": _boxes(4)}, discs, with_r1=True)
     assert all(torch.allclose(d[k], plain[k]) for k in d)  # exactly the terms with those faces as targets
     g = objective.generator_losses(_out(pred), batch, discs, use_unet=False)
-    assert g["component_style"] == 0 and g["component_gan"] > 0
+    assert g["component_style"] == 0 and g["component_gan"] == 0 and g["gan"] > 0
     sharp = objective.generator_losses(_out(pred), {**batch, "native_px": torch.full((4,), 64)}, discs, False)
-    assert sharp["component_style"] > 0
+    assert sharp["component_style"] > 0 and sharp["component_gan"] > 0
+
+
+def test_component_gan_pulls_only_the_outputs_native_at_full_size(face_pairs):
+    """A mixed batch: the component GAN term's gradient reaches the two sharp samples and not the two native at
+    half size (whose eyes the downsampled losses cannot check), and equals the term on the sharp pair alone."""
+    pred, target = (downsample(x, 64) for x in face_pairs)
+    objective, discs = _objective((64, 32), perceptual=0, identity=0, l1=0, gan=0, component_style=0)
+    native = torch.tensor([64, 32, 64, 32])
+    pred = pred.clone().requires_grad_(True)
+    g = objective.generator_losses(
+        _out(pred), {"target": target, "boxes": _boxes(4), "native_px": native}, discs, use_unet=False
+    )
+    (grad,) = torch.autograd.grad(g["component_gan"], pred)
+    per_sample = grad.abs().flatten(1).sum(1)
+    assert per_sample[0] > 0 and per_sample[2] > 0 and per_sample[1] == 0 and per_sample[3] == 0
+    pair = {"target": target[[0, 2]], "boxes": _boxes(2), "native_px": native[[0, 2]]}
+    alone = objective.generator_losses(_out(pred[[0, 2]]), pair, discs, use_unet=False)
+    assert torch.allclose(g["component_gan"], alone["component_gan"], rtol=1e-5)
 
 
 def test_both_sets_resident_with_native_sizes_references_and_the_mix(dataset, extra):

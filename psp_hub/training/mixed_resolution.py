@@ -53,3 +53,16 @@ def sharp_only(fake: Sequence[torch.Tensor], real: Sequence[torch.Tensor], sharp
     if sharp is None:
         return list(fake)
     return [torch.where(sharp.view(-1, 1, 1, 1), f, r.detach()) for f, r in zip(fake, real)]
+
+
+def sharp_mean(per_sample: torch.Tensor, sharp: torch.Tensor | None) -> torch.Tensor:
+    """Mean of a per-sample loss (B, ...) over the samples native at full size; over all without a rule; 0 if none.
+
+    The generator's component GAN term: the downsampled comparison cannot see zero-mean detail in a sample native
+    at half size, so a discriminator asking those outputs for sharp eyes got speckle patterns there instead.
+    """
+    flat = per_sample.float().flatten(1).mean(1)
+    if sharp is None:
+        return flat.mean()
+    weight = sharp.to(flat.dtype)
+    return (flat * weight).sum() / weight.sum().clamp_min(1.0)

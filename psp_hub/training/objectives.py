@@ -31,7 +31,7 @@ from psp_hub.losses import (
 
 from .config import LossWeights
 from .diffaugment import DiffAugment
-from .mixed_resolution import at_native, sharp_only
+from .mixed_resolution import at_native, sharp_mean, sharp_only
 
 GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two component-D feature maps weighted 0.5 and 1
 
@@ -141,23 +141,31 @@ class PSPGANObjective(nn.Module):
         if w.gan > 0:
             losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(self.augment(fake)))
         if w.component_gan > 0 or w.component_style > 0:
-            fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
-            real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
-            comp_gan, comp_style = fake.new_zeros(()), fake.new_zeros((), dtype=torch.float32)
-            for name in COMPONENTS:
-                logits, feats = discs.components[name](fake_parts[name], return_feats=True)
-                comp_gan = comp_gan + g_nonsaturating_loss(logits)
-                if w.component_style > 0:
-                    with torch.no_grad():
-                        _, real_feats = discs.components[name](real_parts[name], return_feats=True)
-                    sharp = None if native is None else native == self.size  # paired with the target's own parts
-                    feats = sharp_only(feats, real_feats, sharp)
-                    comp_style = comp_style + gram_style_loss(feats, real_feats, GFPGAN_STYLE_LAYER_WEIGHTS)
-            if w.component_gan > 0:
-                losses["component_gan"] = w.component_gan * comp_gan
-            if w.component_style > 0:
-                losses["component_style"] = w.component_style * comp_style
+            losses |= self._component_terms(fake, target, batch, discs, native)
         return losses
+
+    def _component_terms(self, fake, target, batch, discs: DiscView, native) -> dict[str, torch.Tensor]:
+        """The eye/mouth discriminators' generator terms: the GAN term, and the gram style loss against the target's
+        own parts; under the mixed-resolution rule both count only for samples native at full size."""
+        w = self.w
+        sharp = None if native is None else native == self.size
+        fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
+        real_parts = crop_components(target, batch["boxes"], self.crop_sizes)
+        comp_gan, comp_style = fake.new_zeros((), dtype=torch.float32), fake.new_zeros((), dtype=torch.float32)
+        for name in COMPONENTS:
+            logits, feats = discs.components[name](fake_parts[name], return_feats=True)
+            comp_gan = comp_gan + sharp_mean(F.softplus(-logits.float()), sharp)  # non-saturating, per sample
+            if w.component_style > 0:
+                with torch.no_grad():
+                    _, real_feats = discs.components[name](real_parts[name], return_feats=True)
+                feats = sharp_only(feats, real_feats, sharp)  # paired with the target's own parts
+                comp_style = comp_style + gram_style_loss(feats, real_feats, GFPGAN_STYLE_LAYER_WEIGHTS)
+        terms = {}
+        if w.component_gan > 0:
+            terms["component_gan"] = w.component_gan * comp_gan
+        if w.component_style > 0:
+            terms["component_style"] = w.component_style * comp_style
+        return terms
 
     def discriminator_losses(
         self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool
