@@ -23,16 +23,17 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self, model, batch_size: int = 16) -> dict[str, float]:
-        """Mean metrics over the held-out samples, with references as the loader gives them."""
+        """Mean metrics over the held-out samples, with references as the loader gives them.
+
+        With the identity net, `val/ref_gain` is the identity similarity with the sample's own references minus
+        that with the next sample's (another face of the set), over samples where both have references: about
+        0 means the model ignores who the references show (a collapse a chunk's losses do not reveal).
+        """
         was = model.training
         model.eval()
-        scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "lpips": [], "identity": []}
+        scores: dict[str, list[torch.Tensor]] = {k: [] for k in ("psnr", "ssim", "lpips", "identity", "ref_gain")}
         for start in range(0, len(self.samples), batch_size):
-            chunk = self.samples[start : start + batch_size]
-            batch = {
-                k: torch.stack([torch.as_tensor(s[k]) for s in chunk]).to(self.device)
-                for k in ("lq", "target", "refs", "ref_mask")
-            }
+            batch = self._batch(self.samples[start : start + batch_size])
             out = model(batch["lq"], batch["refs"], batch["ref_mask"]).image.float().clamp(-1, 1)
             target = batch["target"].float()
             scores["psnr"].append(psnr(out, target))
@@ -40,8 +41,24 @@ class Validator:
             scores["lpips"].append(self.lpips(out, target).flatten())
             if self.identity is not None:
                 scores["identity"].append(self._identity(out, target))
+                scores["ref_gain"].append(self._reference_gain(model, batch, scores["identity"][-1]))
         model.train(was)
-        return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v}
+        return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v and torch.cat(v).numel()}
+
+    def _batch(self, chunk: list[dict]) -> dict[str, torch.Tensor]:
+        return {
+            k: torch.stack([torch.as_tensor(s[k]) for s in chunk]).to(self.device)
+            for k in ("lq", "target", "refs", "ref_mask")
+        }
+
+    def _reference_gain(self, model, batch: dict, own: torch.Tensor) -> torch.Tensor:
+        """Identity with own references minus with the next sample's, where both samples have references."""
+        refs, mask = batch["refs"].roll(1, dims=0), batch["ref_mask"].roll(1, dims=0)
+        both = batch["ref_mask"].any(1) & mask.any(1)
+        if batch["lq"].shape[0] < 2 or not both.any():
+            return own.new_zeros(0)
+        other = model(batch["lq"], refs, mask).image.float().clamp(-1, 1)
+        return (own - self._identity(other, batch["target"].float()))[both]
 
     def _identity(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Identity similarity in the encoder's own precision: training may have cast it to bf16 (loss_nets_bf16)."""
