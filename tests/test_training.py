@@ -24,6 +24,8 @@ from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.training import OptimConfig, TrainConfig, train
 from psp_hub.training.batches import batch_to_device
 from psp_hub.training.checkpoint import latest_checkpoint
+from psp_hub.training.config import LossWeights
+from psp_hub.training.objectives import PSPGANObjective
 from psp_hub.training.scaling import scaled_for_batch
 from psp_hub.training.schedule import ema_weights, make_ema
 from psp_hub.training.stages import PRIOR_FILE, make_stage
@@ -423,6 +425,31 @@ def test_init_from_fine_tunes_a_trained_model_and_rejects_a_different_architectu
         )
     with pytest.raises(ValueError, match="not both"):
         tiny(dataset, tmp_path / "both", f"init_from={result_export}", "prior_path=somewhere")
+
+
+def test_frozen_modules_keep_their_weights_through_a_fine_tune(dataset, tmp_path):
+    """`frozen_modules=[ref_unet]`: a fine-tune moves the rest of the generator and never the reference encoder;
+    an unknown module name is refused with the model's top-level names."""
+    quiet = ("validate_every=0", "images_every=0", "tracker=none")
+    source = train(tiny(dataset, tmp_path / "first", "max_steps=1", *quiet)).export
+    tuned = train(
+        tiny(dataset, tmp_path / "tuned", f"init_from={source}", "frozen_modules=[ref_unet]", "max_steps=2", *quiet)
+    ).export
+    before, after = PSPGAN.from_pretrained(str(source)).state_dict(), PSPGAN.from_pretrained(str(tuned)).state_dict()
+    ref_keys = [k for k in before if k.startswith("ref_unet.")]
+    assert ref_keys and all(torch.equal(before[k], after[k]) for k in ref_keys)
+    assert not torch.equal(before["lr_unet.stem.weight"], after["lr_unet.stem.weight"])
+    with pytest.raises(ValueError, match="no submodule 'ref_net'.*ref_unet"):
+        make_stage(tiny(dataset, tmp_path / "bad", "frozen_modules=[ref_net]"), Accelerator(cpu=True))
+
+
+def test_adversarial_terms_ramp_in_over_the_warmup_and_the_rest_do_not():
+    objective = PSPGANObjective(LossWeights(perceptual=0, identity=0, adversarial_warmup=4), 64)
+    losses = {name: torch.tensor(2.0) for name in ("l1", "gan", "component_gan", "component_style")}
+    assert objective.ramped(losses, 0) == {"l1": 2.0, "gan": 0.0, "component_gan": 0.0, "component_style": 0.0}
+    assert objective.ramped(losses, 1)["gan"] == 0.5 and objective.ramped(losses, 1)["l1"] == 2.0
+    assert objective.ramped(losses, 4) is losses
+    assert PSPGANObjective(LossWeights(perceptual=0, identity=0), 64).ramped(losses, 0) is losses
 
 
 def test_optimised_step_gives_the_same_losses_as_the_plain_one(dataset, tmp_path):
