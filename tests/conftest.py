@@ -71,6 +71,9 @@ SLOW_TESTS = {
     "test_metrics::test_lpips_matches_package",  # 18.7 s: the lpips package's VGG beside ours
     "test_hub::test_from_pretrained_hub_id_through_loopback_endpoint_then_offline_cache",  # 18.0 s: 2 subprocesses
     "test_model_zoo::test_forward_backward_and_round_trip[psp128-input_query-K2]",  # 44.1 s (3.4 s alone)
+    "test_model_zoo::test_forward_backward_and_round_trip[psp128-reference_size64-K2]",  # its 128 px sibling's cost
+    "test_warm_start::test_the_psp256_config_grows_from_the_bundled_model_keeping_its_reference_encoder",  # 104 s
+    # under load 9: builds the 256 px model and loads the bundled one twice
 }
 # Then the fast lane itself, measured once:
 #   /usr/bin/time -v nice -n 10 python -m pytest -q -p no:cacheprovider -m "not slow and not browser" --durations=80

@@ -92,3 +92,23 @@ def test_reference_size_may_grow_but_never_shrink(tmp_path):
     init_pspgan(same, path_refs64)  # the same architecture loads whole
     with pytest.raises(ValueError, match="reference_size"):
         init_pspgan(PSPGAN(tiny_config(128, reference_size=32)), path_refs64)
+
+
+def test_the_psp256_config_grows_from_the_bundled_model_keeping_its_reference_encoder():
+    """The release recipe as the device runs it: train/configs/psp-256.yaml's model from checkpoints/psp-gan-128
+    loads every E_p tensor (reference_size 128), and the reference features are the bundled model's."""
+    from pathlib import Path
+
+    from psp_hub.training import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = TrainConfig.from_yaml(root / "train" / "configs" / "psp-256.yaml")
+    assert cfg.frozen_modules == ("ref_unet",) and cfg.model.reference_size == 128
+    big = PSPGAN(cfg.model)
+    report = init_pspgan(big, str(root / "checkpoints" / "psp-gan-128"))
+    assert not report.shape_mismatch and not [k for k in report.missing if k.startswith("ref_unet.")]
+    bundled = PSPGAN.from_pretrained(str(root / "checkpoints" / "psp-gan-128"))
+    refs = torch.rand(1, 2, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        grown, small = big.encode_references(refs), bundled.encode_references(refs)
+    assert torch.equal(grown.features[128]["q"], small.features[128]["q"])
