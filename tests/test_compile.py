@@ -20,13 +20,14 @@ from torch._inductor import scheduler as inductor_scheduler
 
 from psp_hub.data import build_train_dataloader
 from psp_hub.data.build.sample_corpus import build_sample_dataset
-from psp_hub.models.stylegan2 import StyleConv
-from psp_hub.training import TrainConfig
+from psp_hub.models.stylegan2 import StyleConv, StyleGAN2Generator, draw_mixing_index
+from psp_hub.training import TrainConfig, stages
 from psp_hub.training.compilation import (
     MIX_ORDER_ENV,
     compile_in_place,
     compiled_view,
     training_compile_options,
+    watch_compiles,
 )
 from psp_hub.training.stages import make_stage
 
@@ -179,3 +180,77 @@ def test_compiled_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_d
     for name, grad in eager_grads.items():
         assert comp_grads[name].shape == grad.shape, name
         torch.testing.assert_close(comp_grads[name], grad, rtol=1e-2, atol=1e-4, msg=name)
+
+
+def _tiny_generator() -> StyleGAN2Generator:
+    m = TrainConfig.from_yaml(TINY).model
+    return StyleGAN2Generator(m.out_size, m.style_dim, m.n_mlp, m.channel_multiplier, m.narrow, m.max_channels)
+
+
+def test_style_mixing_at_k_takes_layers_below_k_from_the_first_code(monkeypatch):
+    """Mixing at k (a Python int or the 0-d tensor the prior step passes): W+ rows < k are the first code's, rows >= k
+    the second's, the same codes as the concatenation used before; k = num_latent is the first code alone."""
+    torch.manual_seed(0)
+    g = _tiny_generator().eval()
+    z = [torch.randn(3, g.style_dim) for _ in range(2)]
+    w0, w1 = (g.style_mlp(zi).detach() for zi in z)
+    seen: list[torch.Tensor] = []
+    synthesis = g.synthesis
+
+    def recorded(latents: torch.Tensor, **kwargs) -> torch.Tensor:
+        seen.append(latents.detach())
+        return synthesis(latents, **kwargs)
+
+    monkeypatch.setattr(g, "synthesis", recorded)
+    n = g.num_latent
+    for k in (1, 5, n - 1, n):
+        with torch.no_grad():
+            by_int = g(z, randomize_noise=False, mixing_index=k)
+            by_tensor = g(z, randomize_noise=False, mixing_index=torch.full((), k))
+        torch.testing.assert_close(by_tensor, by_int, rtol=0, atol=0)
+        for latents in seen[-2:]:
+            assert latents.shape == (3, n, g.style_dim)
+            assert torch.equal(latents[:, :k], w0.unsqueeze(1).expand(-1, k, -1)), k
+            assert torch.equal(latents[:, k:], w1.unsqueeze(1).expand(-1, n - k, -1)), k
+    with torch.no_grad():
+        alone = g(z[0], randomize_noise=False)
+    torch.testing.assert_close(by_int, alone, rtol=0, atol=0)  # the last k was num_latent
+
+
+@pytest.mark.parametrize("mixing_prob", [0.9, 0.5])
+def test_compiled_prior_step_compiles_nothing_after_its_first_step(tmp_path, fresh_dynamo, monkeypatch, mixing_prob):
+    """Style mixing on: every generator graph compiles in step 0, and steps 1-11 compile nothing, although they draw
+    other crossovers and (both branches below) steps with and without mixing. Before the crossover became a tensor
+    select, the same check counted 5 compilations in steps 1-11 (prob 0.9)."""
+    cfg = TrainConfig.from_yaml(
+        TINY,
+        [
+            "tracker=none",
+            f"output_dir={tmp_path / 'run'}",
+            "stage=prior",
+            "compile=true",
+            "compile_backend=aot_eager",
+            "channels_last=true",
+            f"style_mixing_prob={mixing_prob}",
+        ],
+    )
+    set_seed(0)
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    drawn: list[int] = []
+
+    def recorded(num_latent: int, prob: float) -> int:
+        drawn.append(draw_mixing_index(num_latent, prob))
+        return drawn[-1]
+
+    monkeypatch.setattr(stages, "draw_mixing_index", recorded)
+    real = torch.rand(cfg.batch_size, 3, cfg.model.out_size, cfg.model.out_size) * 2 - 1
+    batch = {"target": real.contiguous(memory_format=torch.channels_last)}
+    with watch_compiles() as first:
+        stage.step(batch, 0)
+    with watch_compiles() as later:
+        for step in range(1, 12):
+            stage.step(batch, step)
+    n = stage.raw_generator.num_latent
+    assert n in drawn[1:] and len({k for k in drawn[1:] if k < n}) >= 2, drawn  # both branches, several crossovers
+    assert first.count >= 4  # G forward and backward, D's two grad states
+    assert later.count == 0, later.events

@@ -218,7 +218,10 @@ class StyleGAN2Generator(nn.Module):
         return out * (1 + scale) + shift
 
     def forward(
-        self, z: torch.Tensor | Sequence[torch.Tensor], randomize_noise: bool = True, mixing_index: int | None = None
+        self,
+        z: torch.Tensor | Sequence[torch.Tensor],
+        randomize_noise: bool = True,
+        mixing_index: int | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unconditional sampling from z: one code, or two for style mixing at `mixing_index` (random if None)."""
         zs = [z] if isinstance(z, torch.Tensor) else list(z)
@@ -227,7 +230,21 @@ class StyleGAN2Generator(nn.Module):
             latents = ws[0].unsqueeze(1).expand(-1, self.num_latent, -1)
         else:
             k = mixing_index if mixing_index is not None else random.randint(1, self.num_latent - 1)
-            latents = torch.cat(
-                [ws[0].unsqueeze(1).expand(-1, k, -1), ws[1].unsqueeze(1).expand(-1, self.num_latent - k, -1)], 1
-            )
+            latents = mix_styles(ws[0], ws[1], k, self.num_latent)
         return self.synthesis(latents, randomize_noise=randomize_noise)
+
+
+def draw_mixing_index(num_latent: int, prob: float) -> int:
+    """A crossover layer in 1..num_latent-1 with probability `prob`, else num_latent (no mixing: every layer from the
+    first code)."""
+    return random.randint(1, num_latent - 1) if random.random() < prob else num_latent
+
+
+def mix_styles(w0: torch.Tensor, w1: torch.Tensor, k: int | torch.Tensor, num_latent: int) -> torch.Tensor:
+    """W+ codes (B, num_latent, D): layers < k take `w0`, the rest `w1`; k = num_latent is `w0` alone.
+
+    A select rather than a cat of k and num_latent - k rows: with k a 0-d tensor the graph does not depend on its
+    value, so a compiled generator keeps one graph (with a Python int drawn inside it, dynamo broke the graph and
+    recompiled the synthesis per index: 5 compiles after the first tiny prior step on CPU, none with this)."""
+    layer = torch.arange(num_latent, device=w0.device).view(1, -1, 1)
+    return torch.where(layer < k, w0.unsqueeze(1), w1.unsqueeze(1))

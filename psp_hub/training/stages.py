@@ -7,7 +7,6 @@ EMA weights; the loop in `trainer.py` does everything else (data, checkpoints, l
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from psp_hub.data.mixing import native_levels
 from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.models import PSPGAN, StyleGAN2Generator
+from psp_hub.models.stylegan2 import draw_mixing_index
 
 from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view
@@ -130,13 +130,14 @@ class PriorStage(Stage):
         real = batch["target"]
         b = real.shape[0]
         g = self.raw_generator
-        z = [torch.randn(b, g.style_dim, device=real.device)]
-        if random.random() < cfg.style_mixing_prob:
-            z.append(torch.randn(b, g.style_dim, device=real.device))
+        # two codes and the crossover as a tensor every step: one generator graph when compiled (k = num_latent: no
+        # mixing); the draws are those of before whenever a step mixes
+        z = [torch.randn(b, g.style_dim, device=real.device) for _ in range(2)]
+        k = torch.full((), draw_mixing_index(g.num_latent, cfg.style_mixing_prob), device=real.device)
         logs, aug = {}, self.augment
         self._set_requires_grad([self.disc], False)
         with acc.autocast():
-            fake = self.generator(z)
+            fake = self.generator(z, mixing_index=k)
             g_loss = g_nonsaturating_loss(self.disc_fast(aug(fake)))
         self._optimizer_step(g_loss, self.opt_g, self.sched_g, self.generator.parameters())
         logs["g_gan"] = g_loss.detach()
