@@ -95,8 +95,8 @@ def test_warmup_stops_at_its_limit_even_while_compiling(train_speed, fresh_dynam
 @pytest.mark.parametrize("stage", ["prior", "pspgan"])
 def test_compiled_tiny_stage_has_no_compile_in_the_timed_window(train_speed, fresh_dynamo, tmp_path, stage):
     """The real stages compiled (aot_eager: dynamo and AOT autograd, the graphs inductor would get) on the tiny
-    config: every graph compiles in the warm-up, the timed steps compile nothing. The prior without style mixing,
-    whose random crossover recompiles the generator (reported), so the check does not hang on a random draw."""
+    config: every graph compiles in the warm-up, the timed steps compile nothing (the prior with its default style
+    mixing: one generator graph for every crossover and for steps without mixing)."""
     cfg = TrainConfig.from_yaml(
         ROOT / "train/configs/tiny-cpu.yaml",
         [
@@ -106,7 +106,6 @@ def test_compiled_tiny_stage_has_no_compile_in_the_timed_window(train_speed, fre
             "compile=true",
             "compile_backend=aot_eager",
             "channels_last=true",
-            "style_mixing_prob=0.0",
         ],
     )
     result = train_speed.measure(cfg, steps=2, warmup=1, synthetic=True)
