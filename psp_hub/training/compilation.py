@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-# generator 1-2 entries (with or without style mixing; its synthesis after the mixing graph break 3 more: the crossover
-# index specialised twice, then dynamic), global D 2, each of 3 component Ds 3 (G step, no_grad style features, D
-# step): ~20 in all
+# generator 1 entry (style mixing is a tensor select, one graph for every crossover: measured on the tiny CPU prior,
+# nothing compiles after step 0), global D 2, each of 3 component Ds 3 (G step, no_grad style features, D step):
+# ~16 in all
 RECOMPILE_LIMIT = 64
 
 # Setting this variable (0 or 1) leaves inductor's own choice alone, e.g. to measure the pass on a fixed torch.
