@@ -1,5 +1,5 @@
 """The bottom layer: facts every subpackage shares (face geometry, image conversions, channel widths, config loading,
-frozen networks).
+frozen networks), image loading (`imageio`) and the shared folder's paths (`paths`).
 
 It imports no other psp_hub subpackage, so anything may import it without a cycle.
 """

@@ -45,7 +45,7 @@ def _meta(session: ort.InferenceSession) -> dict:
 
 
 def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to the graph's fixed size the way PSPGAN._to_model_size does (antialiased bilinear)."""
+    """Resize to the graph's fixed size the way PSPGAN._resized does (antialiased bilinear)."""
     if x.shape[-2:] == (size, size):
         return x
     flat = x.flatten(0, -4).float()
