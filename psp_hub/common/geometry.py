@@ -40,6 +40,9 @@ ARCFACE_TEMPLATE_112 = np.array(
 FLIP_ORDER = [1, 0, 2, 4, 3]
 # The boxes component_boxes returns, in this order.
 COMPONENTS = ("left_eye", "right_eye", "mouth")
+FACE_BOX = (0.25, 0.30, 0.75, 0.85)
+"""x0, y0, x1, y1 of the face in an FFHQ-aligned crop (fractions): eyes to chin, no padding, little background. Where
+a face's sharpness is measured (the dataset's `sharp_px`) and the evaluation's sharpness ratio."""
 SIMILARITY_METHODS = ("umeyama", "lmeds")
 
 

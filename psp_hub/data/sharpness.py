@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from psp_hub.common.geometry import FACE_BOX
+
 REFERENCE_PX = 32
 """Detail finer than a 32 px face (eyes, mouth, hair strands) is what the loss is measured against."""
 LOSS_SHARE = 0.01
@@ -19,8 +21,6 @@ LOSS_SHARE = 0.01
 128 px faces upsampled to 256 (bicubic or Lanczos) measure 126-132 (median), CelebA-HQ crops at 512 measure 340,
 London Set crops at 512 measure 413. Lower shares count resampling leakage as detail (cubic-upsampled 128 px
 faces measure 174 at 0.3 %), higher ones call sharp faces soft."""
-FACE_BOX = (0.25, 0.30, 0.75, 0.85)
-"""x0, y0, x1, y1 of the face in an FFHQ-aligned crop (fractions): eyes to chin, no padding, little background."""
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..data.sharpness import FACE_BOX
+from ..common.geometry import FACE_BOX
 
 EPS = 1e-6
 """Floor of a target's variance: a flat target (no detail at all) would otherwise divide by zero."""
