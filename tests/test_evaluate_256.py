@@ -91,3 +91,23 @@ def test_evaluate_at_256_with_a_smaller_compare_model(sample_data, tmp_path):
         assert grid.width == 2 + 7 * (256 + 2)
     md = (out / "results.md").read_text()
     assert "Evaluated at 256 px" in md and "sharp_px >= 100" in md and "| small (64 px), K=1 |" in md
+
+
+def test_faces_native_at_128_are_scored_at_128_in_a_256_evaluation(sample_data, tmp_path):
+    """`--score-size 128`: the 128 px corpus (where the older test faces are) evaluated at 256 px with no sharpness
+    filter, every output and target area-downsampled to 128 before scoring; a scoring size is a property of the
+    metrics only (the grid keeps the restored 256 px images)."""
+    model_dir, out = tmp_path / "m256", tmp_path / "eval"
+    make_live(PSPGAN(tiny_config(256))).save_pretrained(model_dir)
+    args = ["--model", str(model_dir), "--data", str(sample_data), "--levels", "severe", "--refs", "0"]
+    args += ["--max-samples", "4", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--score-size", "128"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["size"], results["score_size"], results["min_sharp_px"]) == (256, 128, 0)
+    scored = results["levels"]["severe"]["methods"]["K=0"]["all"]
+    assert set(scored) == set(METRICS) and all(math.isfinite(v) for v in scored.values())
+    assert "scored at 128 px" in (out / "results.md").read_text()
+    with Image.open(out / "grid.png") as grid:
+        assert grid.width == 2 + 4 * (256 + 2)  # input, bicubic, K=0, target: 256 px tiles
+    assert EvalConfig(score_size=128).sharp_threshold(256) == 0
+    assert EvalConfig(score_size=512).scored_size(256) == 256

@@ -15,6 +15,7 @@ import torch
 from accelerate import Accelerator
 from torch.nn import functional as F
 
+from psp_hub.common.images import downsample
 from psp_hub.data import DataConfig
 from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.data.images import decode_rgb, resize_square
@@ -24,7 +25,7 @@ from psp_hub.data.resident_batches import ResidentBatches
 from psp_hub.identity import IdentityEncoder
 from psp_hub.losses import IdentityLoss, PerceptualLoss
 from psp_hub.training import TrainConfig, train
-from psp_hub.training.mixed_resolution import at_native, downsample
+from psp_hub.training.mixed_resolution import at_native
 from psp_hub.training.objectives import Discriminators, DiscView, PSPGANObjective
 from psp_hub.training.stages import make_stage
 from tests.face_data import celeba_people

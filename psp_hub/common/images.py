@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 
 def _as_array(image) -> np.ndarray:
@@ -69,3 +70,12 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 def round_to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Float pixel values on the 0..255 scale -> uint8: rounded (half to even, np.rint) and clipped."""
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`x` at size x size by area averaging (an exact box filter for power-of-two steps); as is if already there.
+
+    How a face native at a smaller size is compared with a larger output, in training and in the evaluation."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")

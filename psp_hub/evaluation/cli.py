@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         "--min-sharp-px",
         type=int,
         default=None,
-        help="targets need sharp_px >= this (default: 0.8 x size above 128 px, no filter at 128)",
+        help="targets need sharp_px >= this (default: 0.8 x the scored size above 128 px, no filter at 128)",
+    )
+    p.add_argument(
+        "--score-size",
+        type=int,
+        default=None,
+        help="score outputs and targets area-downsampled to this size, e.g. 128 for the 128 px corpus (and its older "
+        "faces) at a 256 px evaluation (default: the evaluation size)",
     )
     return p
 
@@ -76,6 +83,7 @@ def _config(a: argparse.Namespace) -> EvalConfig:
         size=a.size,
         compare_model=a.compare_model,
         min_sharp_px=a.min_sharp_px,
+        score_size=a.score_size,
     )
 
 

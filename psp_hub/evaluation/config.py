@@ -35,10 +35,19 @@ class EvalConfig:
     other_person_refs: bool = False  # control: K=max with another test person's references (does K use identity?)
     size: int | None = None  # evaluation size; None: the model's out_size
     compare_model: str | None = None  # a second model (e.g. the 128 px one) restoring the same faces
-    min_sharp_px: int | None = None  # targets below are left out; None: 0.8 x size above 128 px, else none
+    min_sharp_px: int | None = None  # targets below are left out; None: 0.8 x scored size above 128 px, else none
+    # outputs and targets area-downsampled to this size before scoring (None: the evaluation size): faces native at
+    # 128 px (the 128 px corpus, where every older test face is) restored at 256 and compared where their detail is
+    # real, the training's mixed-resolution rule
+    score_size: int | None = None
+
+    def scored_size(self, size: int) -> int:
+        """The size metrics compare at, for an evaluation at `size`."""
+        return min(self.score_size, size) if self.score_size else size
 
     def sharp_threshold(self, size: int) -> int:
-        """The `sharp_px` a target needs at this evaluation size (0 = no filter: the 128 px corpus is read as is)."""
+        """The `sharp_px` a target needs for an evaluation at `size` (0 = no filter: the 128 px corpus as is)."""
         if self.min_sharp_px is not None:
             return self.min_sharp_px
-        return round(SHARP_FRACTION * size) if size > 128 else 0
+        scored = self.scored_size(size)
+        return round(SHARP_FRACTION * scored) if scored > 128 else 0

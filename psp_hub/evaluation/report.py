@@ -40,8 +40,11 @@ def setup_line(results: dict) -> list[str]:
             f"compare model `{results['compare_model']}` at {results['compare_model_size']} px, given the same "
             f"inputs and references resized to its size, its outputs resized to {size} px ({RESIZE_MODE})"
         )
+    scored = results.get("score_size") or size
+    if scored != size:
+        parts.append(f"outputs and targets scored at {scored} px (area-downsampled: the faces' native size)")
     if results.get("min_sharp_px"):
-        parts.append(f"only targets with sharp_px >= {results['min_sharp_px']} (sharp at {size} px)")
+        parts.append(f"only targets with sharp_px >= {results['min_sharp_px']} (sharp at {scored} px)")
     return [f"Evaluated at {size} px: " + "; ".join(parts) + ".", ""] if parts else []
 
 
@@ -71,6 +74,8 @@ def reproduce_command(cfg: EvalConfig) -> str:
         cmd += f" --compare-model {cfg.compare_model}"
     if cfg.min_sharp_px is not None:
         cmd += f" --min-sharp-px {cfg.min_sharp_px}"
+    if cfg.score_size:
+        cmd += f" --score-size {cfg.score_size}"
     return cmd + (" --other-person-refs" if cfg.other_person_refs else "")
 
 

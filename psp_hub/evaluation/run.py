@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from psp_hub.common.images import downsample
 from psp_hub.data import DataConfig, build_eval_dataset, collate_samples
 
 from .config import RESIZE_MODE, EvalConfig
@@ -123,6 +124,7 @@ def _setup(cfg: EvalConfig, restorers: list[Restorer], size: int) -> dict:
         "size": size,
         "model_size": restorers[0].model.config.out_size,
         "min_sharp_px": cfg.sharp_threshold(size),
+        "score_size": cfg.scored_size(size),
         "resize": f"{RESIZE_MODE} (model outputs of another size to {size} px; inputs and references to the "
         "model's size: bilinear, antialiased)",
     }
@@ -153,7 +155,9 @@ def _run(restorers: list[Restorer], scorer, ds, ks, kmax, cfg: EvalConfig, devic
         outputs = {"bicubic": bicubic_baseline(lq, batch["degradation"]["scale"])}
         for restorer in restorers:
             outputs |= restorer(lq, refs, mask, ks, kmax, stand_in)
-        for name, by_metric in scorer.score_all(outputs, target).items():
+        scored = cfg.scored_size(target.shape[-1])
+        scored_outputs = {name: downsample(out, scored) for name, out in outputs.items()}
+        for name, by_metric in scorer.score_all(scored_outputs, downsample(target, scored)).items():
             for metric, values in by_metric.items():
                 scores[name][metric].extend(values.tolist())
         if grid is None:

@@ -13,14 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch.nn import functional as F
 
-
-def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    """`x` at size x size by area averaging (exact box filter for the power-of-two steps used here); as is if there."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="area")
+from psp_hub.common.images import downsample
 
 
 def at_native(
