@@ -76,21 +76,25 @@ def load_matching(model: nn.Module, source_sd: dict[str, torch.Tensor], source: 
     return report
 
 
-UNET_PREFIXES = ("lr_unet.", "ref_unet.")  # U-Nets whose down path is indexed from the input resolution
+# The U-Nets whose down path is indexed from the input resolution, and the config size their input has
+UNET_INPUT_SIZES = {"lr_unet.": "out_size", "ref_unet.": "reference_size"}
 NEW_RGB_PREFIX = "generator.to_rgbs."
 
 
-def _octaves(larger: int, smaller: int) -> int:
-    return int(math.log2(larger // smaller))
+def grown_sizes(model: PSPGAN, source: PSPGAN) -> dict[str, tuple[int, int]]:
+    """The config sizes a grown model may raise, as (model's, source's) effective sizes (null reference_size =
+    out_size)."""
+    big, small = model.config, source.config
+    return {
+        "out_size": (big.out_size, small.out_size),
+        "reference_size": (big.reference_input_size, small.reference_input_size),
+    }
 
 
 def unet_shifts(model: PSPGAN, source: PSPGAN) -> dict[str, int]:
     """By how many octaves each U-Net's input grew: E_LR with out_size, E_p with the reference size."""
-    big, small = model.config, source.config
-    return {
-        "lr_unet.": _octaves(big.out_size, small.out_size),
-        "ref_unet.": _octaves(big.reference_input_size, small.reference_input_size),
-    }
+    sizes = grown_sizes(model, source)
+    return {prefix: int(math.log2(sizes[key][0] // sizes[key][1])) for prefix, key in UNET_INPUT_SIZES.items()}
 
 
 def _grown_key(key: str, shifts: dict[str, int]) -> str | None:
@@ -147,9 +151,6 @@ def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
     return report
 
 
-_SIZE_KEYS = ("out_size", "reference_size")  # the config keys a grown model may raise
-
-
 def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
     """Initialise `model` from a trained PSP-GAN (Hub id or folder): the same architecture, or one grown in size.
 
@@ -158,11 +159,8 @@ def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
     """
     trained = PSPGAN.from_pretrained(source)
     have, want = trained.config.to_dict(), model.config.to_dict()
-    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k not in _SIZE_KEYS)
-    sizes = {  # effective (larger, smaller) sizes: a null reference_size is out_size
-        "out_size": (model.config.out_size, trained.config.out_size),
-        "reference_size": (model.config.reference_input_size, trained.config.reference_input_size),
-    }
+    sizes = grown_sizes(model, trained)
+    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k not in sizes)
     shrinks = [k for k, (big, small) in sizes.items() if big < small]
     if differ or shrinks:
         raise ValueError(
