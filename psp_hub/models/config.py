@@ -138,11 +138,6 @@ class PSPGANConfig:
         """The size references are resized to before E_p."""
         return self.reference_size or self.out_size
 
-    @property
-    def reference_resolutions(self) -> list[int]:
-        """E_p's resolutions: from the same bottleneck as E_LR up to the reference size."""
-        return [r for r in self.resolutions if r <= self.reference_input_size]
-
     def fusion_is_global(self, resolution: int) -> bool:
         return resolution <= self.fusion_global_max_resolution
 
