@@ -49,8 +49,7 @@ def reference_use(model: PSPGAN, batch: dict) -> dict:
     own = model(lq, refs, mask).image
     none = model(lq).image
     stranger = model(lq, refs.roll(1, 0), mask.roll(1, 0)).image
-    first_refs = PSPGAN._resized(refs[:, 0], model.config.reference_input_size)
-    feats = model.ref_unet(first_refs)
+    feats = model.reference_features(refs[:, 0])
     return {
         "own_minus_none": round((own - none).abs().mean().item(), 5),
         "own_minus_stranger": round((own - stranger).abs().mean().item(), 5),

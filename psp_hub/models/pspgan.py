@@ -118,13 +118,16 @@ class PSPGAN(
         )
         if mask.shape != (b, k):
             raise ValueError(f"ref_mask must be (B, K) = {(b, k)}, got {tuple(mask.shape)}")
-        flat = self._resized(refs.flatten(0, 1), self.config.reference_input_size)
-        feats = self.ref_unet(flat)
+        feats = self.reference_features(refs.flatten(0, 1))
         prepared = {}
         for r in self.config.fusion_resolutions:
             f = feats[r].unflatten(0, (b, k))
             prepared[r] = self.fusion[str(r)].prepare(f)
         return ReferenceCache(prepared, mask)
+
+    def reference_features(self, photos: torch.Tensor) -> dict[int, torch.Tensor]:
+        """E_p's features by resolution for reference photos (N, 3, S, S) in [-1, 1], resized to the reference size."""
+        return self.ref_unet(self._resized(photos, self.config.reference_input_size))
 
     # -- restoration ------------------------------------------------------------------------------
     def restore(
