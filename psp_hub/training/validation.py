@@ -41,9 +41,11 @@ class Validator:
             scores["lpips"].append(self.lpips(out, target).flatten())
             if self.identity is not None:
                 scores["identity"].append(self._identity(out, target))
-                scores["ref_gain"].append(self._reference_gain(model, batch, scores["identity"][-1]))
+                gain = self._reference_gain(model, batch, scores["identity"][-1])
+                if gain.numel():
+                    scores["ref_gain"].append(gain)
         model.train(was)
-        return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v and torch.cat(v).numel()}
+        return {f"val/{k}": torch.cat(v).mean().item() for k, v in scores.items() if v}
 
     def _batch(self, chunk: list[dict]) -> dict[str, torch.Tensor]:
         return {
