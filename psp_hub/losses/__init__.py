@@ -5,7 +5,7 @@ from .components import (
     crop_components,
     default_component_sizes,
 )
-from .gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from .gan import d_logistic_loss, g_nonsaturating_loss, g_nonsaturating_terms, r1_penalty
 from .identity import IdentityLoss
 from .perceptual import PerceptualConfig, PerceptualLoss
 from .style import gram_matrix, gram_style_loss
@@ -21,6 +21,7 @@ __all__ = [
     "d_logistic_loss",
     "default_component_sizes",
     "g_nonsaturating_loss",
+    "g_nonsaturating_terms",
     "gram_matrix",
     "gram_style_loss",
     "load_vgg_features",

@@ -6,9 +6,14 @@ import torch
 import torch.nn.functional as F
 
 
+def g_nonsaturating_terms(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(D(fake)) = softplus(-D(fake)) per logit, in fp32 (for a per-sample weighting of the loss)."""
+    return F.softplus(-fake_logits.float())
+
+
 def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator loss -log sigmoid(D(fake)) = softplus(-D(fake)), averaged (paper eq. 8; also patch logits, eq. 7)."""
-    return F.softplus(-fake_logits.float()).mean()
+    return g_nonsaturating_terms(fake_logits).mean()
 
 
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from psp_hub.losses import (
     d_logistic_loss,
     default_component_sizes,
     g_nonsaturating_loss,
+    g_nonsaturating_terms,
     gram_style_loss,
     r1_penalty,
 )
@@ -154,7 +155,7 @@ class PSPGANObjective(nn.Module):
         comp_gan, comp_style = fake.new_zeros((), dtype=torch.float32), fake.new_zeros((), dtype=torch.float32)
         for name in COMPONENTS:
             logits, feats = discs.components[name](fake_parts[name], return_feats=True)
-            comp_gan = comp_gan + sharp_mean(F.softplus(-logits.float()), sharp)  # non-saturating, per sample
+            comp_gan = comp_gan + sharp_mean(g_nonsaturating_terms(logits), sharp)
             if w.component_style > 0:
                 with torch.no_grad():
                     _, real_feats = discs.components[name](real_parts[name], return_feats=True)
