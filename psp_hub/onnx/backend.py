@@ -4,7 +4,8 @@
 strength=...)` with torch tensors in and `PSPGANOutput` out, and has the `config.out_size` /
 `config.max_references` / `parameters()` / `eval()` the pipeline reads, so `RestorationPipeline(OnnxBackend(...))`
 runs on ONNX. With the `--cached` files the references are encoded once into a ReferenceCache of ONNX outputs;
-without them the cache holds the references themselves and every restore reruns the full graph.
+without them the cache holds the references themselves and every restore reruns the full graph. References of any
+size are resized once, straight to the size the graphs' `refs` input has (the model's reference_input_size).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from psp_hub.onnx.graphs import cache_input_names
 
 @dataclass(frozen=True)
 class OnnxModelConfig:
-    """The sizes the pipeline reads from `model.config`; `max_references` is the K the graphs were exported with."""
+    """The sizes the pipeline reads from `model.config`; `max_references` is the K the graphs were exported with,
+    `reference_input_size` the size of their `refs` input (out_size, or the model's smaller reference_size)."""
 
     out_size: int
     max_references: int
     model_config: dict
+    reference_input_size: int
 
 
 @dataclass
@@ -44,8 +47,14 @@ def _meta(session: ort.InferenceSession) -> dict:
     return {k[len(META_PREFIX) :]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
 
 
+def _reference_size(session: ort.InferenceSession, out_size: int) -> int:
+    """The side of the graph's `refs` input (B, K, 3, S, S): what references are resized to; out_size without one."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    return int(shapes["refs"][-1]) if "refs" in shapes else out_size
+
+
 def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to the graph's fixed size the way PSPGAN._resized does (antialiased bilinear)."""
+    """Resize to the graph's fixed size the way PSPGAN._resized does (antialiased bilinear, one step from any size)."""
     if x.shape[-2:] == (size, size):
         return x
     flat = x.flatten(0, -4).float()
@@ -75,7 +84,8 @@ class OnnxBackend:
         self.full = session(path)
         meta = _meta(self.full)
         self.k = int(meta["references"])
-        self.config = OnnxModelConfig(int(meta["config"]["out_size"]), self.k, meta["config"])
+        out_size = int(meta["config"]["out_size"])
+        self.config = OnnxModelConfig(out_size, self.k, meta["config"], _reference_size(self.full, out_size))
         enc, cached = sibling_paths(path)
         self.encoder = session(enc) if enc.is_file() and self.k > 0 else None
         self.cached = session(cached) if cached.is_file() and self.k > 0 else None
@@ -96,12 +106,12 @@ class OnnxBackend:
 
     # -- the model calls --------------------------------------------------------------------------
     def _pad(self, refs: torch.Tensor, ref_mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
-        """References (B, k, 3, S, S) with k <= K -> K slots, the empty ones zero and masked out."""
+        """References (B, k, 3, H, W) with k <= K -> K slots at the reference size, the empty ones zero and masked."""
         b, k = refs.shape[:2]
         if k > self.k:
             raise ValueError(f"{k} references given; this ONNX export takes at most {self.k}")
         mask = np.ones((b, k), bool) if ref_mask is None else _np(ref_mask).astype(bool)
-        s = self.config.out_size
+        s = self.config.reference_input_size
         out = np.zeros((b, self.k, 3, s, s), np.float32)
         out[:, :k] = _np(_model_size(refs, s))
         full_mask = np.zeros((b, self.k), bool)
@@ -154,7 +164,7 @@ class OnnxBackend:
 
     def _blind_or_raw(self, cache, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Full-graph reference inputs: the raw references broadcast to the batch, or empty masked slots (blind)."""
-        s = self.config.out_size
+        s = self.config.reference_input_size
         if cache is None:
             return np.zeros((batch, self.k, 3, s, s), np.float32), np.zeros((batch, self.k), bool)
         if not isinstance(cache, RawReferences):

@@ -2,7 +2,8 @@
 
 Writes `model.onnx` (lq + K references + mask -> image); with `--cached` also `model.encoder.onnx` (references ->
 cache tensors) and `model.cached.onnx` (lq + cache tensors -> image). Every graph has a dynamic batch, fixed
-spatial size (the model's) and K fixed at export (fewer references: mask the unused slots). Uses torch's dynamo
+spatial sizes (lq at out_size, references at the model's reference_input_size) and K fixed at export (fewer
+references: mask the unused slots). Uses torch's dynamo
 exporter (needs onnxscript); the TorchScript exporter cannot trace this model, whose stages are keyed by spatial
 size (traced sizes are tensors, so the dict lookups fail). The model config and graph layout are stored in the
 ONNX metadata so `psp_hub.onnx.backend.OnnxBackend` can run the files without the PyTorch model.
@@ -52,10 +53,11 @@ def sibling_paths(out: Path) -> tuple[Path, Path]:
 
 
 def _example(model: PSPGAN, k: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    s, dev = model.config.out_size, model.device
+    """Export inputs: lq at out_size, references at the reference size E_p reads (the graphs' fixed input sizes)."""
+    s, rs, dev = model.config.out_size, model.config.reference_input_size, model.device
     gen = torch.Generator().manual_seed(0)
     lq = (torch.rand(batch, 3, s, s, generator=gen) * 2 - 1).to(dev)
-    refs = (torch.rand(batch, k, 3, s, s, generator=gen) * 2 - 1).to(dev)
+    refs = (torch.rand(batch, k, 3, rs, rs, generator=gen) * 2 - 1).to(dev)
     return lq, refs, torch.ones(batch, k, dtype=torch.bool, device=dev)
 
 

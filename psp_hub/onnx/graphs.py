@@ -1,7 +1,9 @@
 """The PSP-GAN computations exported to ONNX, as small modules with flat tensor inputs and outputs.
 
 Three graphs: the full restore (lq + K references + mask -> image), the reference encoder (references ->
-the ReferenceCache tensors) and the restore from those cached tensors. Noise is the model's fixed buffers
+the ReferenceCache tensors) and the restore from those cached tensors. References enter at the model's
+`reference_input_size` (below out_size when `reference_size` is set), so the graphs hold no reference resize and the
+caller resizes them once from any size, as PSPGAN.reference_features does. Noise is the model's fixed buffers
 (eval behaviour), so the graphs are deterministic. The cache's nested dict is flattened in `cache_layout` order.
 """
 
@@ -15,7 +17,7 @@ from psp_hub.models import PSPGAN, ReferenceCache
 
 def cache_layout(model: PSPGAN) -> list[tuple[int, str]]:
     """(resolution, key) of every tensor in the model's ReferenceCache, in a fixed order."""
-    s = model.config.out_size
+    s = model.config.reference_input_size
     with torch.no_grad():
         cache = model.encode_references(torch.zeros(1, 1, 3, s, s, device=model.device))
     return [(r, k) for r in sorted(cache.features) for k in sorted(cache.features[r])]
