@@ -20,6 +20,8 @@ class PSPGANConfig:
     "input_query" is the usual reference-based SR direction, Attention(Q=F_LR, K=F_p, V=F_p).
     Fusion runs with global attention up to `fusion_global_max_resolution`, with attention inside a
     `fusion_window` x `fusion_window` neighbourhood up to `fusion_local_max_resolution`, and not above.
+    reference_selection: learn one weight per reference from how well it matches the input (models/selection.py)
+    and mix the references by it instead of equally; False is the model as it was before the option existed.
     """
 
     out_size: int = 512
@@ -44,6 +46,10 @@ class PSPGANConfig:
     # whole (grown to 256 px with fresh input layers, E_p stopped telling people apart within 2,200 steps:
     # docs/release-model.md, round 3), and references cost a quarter as much to encode at half the size.
     reference_size: int | None = None
+    # A learned per-reference mixing weight (models/selection.py, docs/reference-selection.md). Without it the
+    # shipped reference_query models mix references by a plain mean: measured own-reference shares 0.49-0.50
+    # against a lookalike, i.e. nothing in the model can prefer the right person's photo.
+    reference_selection: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,6 +96,8 @@ class PSPGANConfig:
                     f"fusion width {self.fusion_dim(r)} at {r} px is not divisible by fusion_heads={self.fusion_heads}"
                 )
         self._validate_reference_size()
+        if self.reference_selection and not self.fusion_resolutions:
+            raise ConfigError("reference_selection needs at least one fusion resolution (fusion_local_max_resolution)")
         for r in self.resolutions:
             if self.gan_channels(r) < 2 or self.unet_channels(r) < 2:
                 raise ConfigError(f"channels at {r} px are below 2: raise narrow/unet_narrow")

@@ -5,6 +5,8 @@ Two directions, chosen by `PSPGANConfig.fusion_direction`:
   the query stream (F_p), then a masked mean over the references; the result lies on the references'
   grid, which for FFHQ-aligned faces is the input's grid.
 - "input_query": Attention(Q=F_LR, K=F_p, V=F_p) over the tokens of all references at once.
+With `PSPGANConfig.reference_selection`, per-reference weights (models/selection.py) replace the equal mean of
+"reference_query" and add log(weight / equal weight) to every key of that reference in "input_query".
 Either way the block adds a zero-initialised projection to F_LR, so with no references (or at init) the
 fused features are exactly F_LR, and the reference order cannot change the result. At low resolutions
 attention is global (with 2-D sinusoidal positions); at higher ones it is restricted to a w x w window
@@ -81,16 +83,21 @@ class CrossAttentionFusion(nn.Module):
         prepared: dict[str, torch.Tensor],
         mask: torch.Tensor,
         strength: float | torch.Tensor = 1.0,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, C, r, r) + prepared reference tokens + mask (B, K) -> fused features (B, C, r, r)."""
+        """x (B, C, r, r) + prepared reference tokens + mask (B, K) -> fused features (B, C, r, r).
+
+        `weights` (B, K), summing to 1 over a sample's valid references: the reference selection's weights (None:
+        references count equally)."""
         b, _, size, _ = x.shape
         t = self.norm_input(_tokens(x))  # (B, N, C)
         mask = mask.to(torch.bool)
         has_ref = mask.any(dim=1)
         if self.direction == "input_query":
-            delta = self._input_query(t, size, prepared, mask, has_ref)
+            bias = None if weights is None else _log_ratio_to_uniform(weights, mask)
+            delta = self._input_query(t, size, prepared, mask, has_ref, bias)
         else:
-            delta = self._reference_query(t, size, prepared, mask)
+            delta = self._reference_query(t, size, prepared, mask, weights)
         delta = self.out(delta)  # (B, N, C)
         delta = delta * (has_ref[:, None, None].to(delta.dtype) * strength)
         return x + delta.transpose(1, 2).reshape(b, self.channels, size, size).to(x.dtype)
@@ -102,7 +109,8 @@ class CrossAttentionFusion(nn.Module):
     def _merge_heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.transpose(-2, -3).flatten(-2)
 
-    def _input_query(self, t, size, prepared, mask, has_ref):
+    def _input_query(self, t, size, prepared, mask, has_ref, bias=None):
+        """`bias` (B, K): log-weight added to the logits of every token of a reference (None: no bias)."""
         b, n, _ = t.shape
         k_tok, v_tok = prepared["k"], prepared["v"]  # (B, K, N, dim)
         kcount = k_tok.shape[1]
@@ -112,7 +120,11 @@ class CrossAttentionFusion(nn.Module):
             v = self._split_heads(v_tok.reshape(b, kcount * n, self.dim))
             key_ok = mask[:, :, None].expand(b, kcount, n).reshape(b, kcount * n)
             key_ok = key_ok | ~has_ref[:, None]  # rows without references attend anywhere; zeroed later
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok[:, None, None, :])
+            attn_mask = key_ok[:, None, None, :]
+            if bias is not None:  # 0 on rows without references: their keys stay equal
+                per_key = bias[:, :, None].expand(b, kcount, n).reshape(b, kcount * n)
+                attn_mask = per_key.to(q.dtype).masked_fill(~key_ok, float("-inf"))[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
             return self._merge_heads(out)
         # windowed: every query sees the w x w neighbourhood of its position in every reference
         w2 = self.window**2
@@ -122,13 +134,17 @@ class CrossAttentionFusion(nn.Module):
         v = self._unfold(v_tok, size).reshape(b, kcount, self.heads, d, w2, n)
         logits = torch.einsum("bhdn,bkhdwn->bhkwn", q.float(), k.float()) / math.sqrt(d)
         logits = logits + self.rel_bias.float()[None, :, None, :, None]
+        if bias is not None:
+            logits = logits + bias[:, None, :, None, None]
         valid = self._window_valid(size, t.device)[None, None, None] & mask[:, None, :, None, None]
         logits = logits.masked_fill(~valid, _MASKED)
         attn = logits.flatten(2, 3).softmax(dim=2).view_as(logits).to(v.dtype)
         out = torch.einsum("bhkwn,bkhdwn->bhdn", attn, v)  # (B, h, d, N)
         return out.reshape(b, self.dim, n).transpose(1, 2)
 
-    def _reference_query(self, t, size, prepared, mask):
+    def _reference_query(self, t, size, prepared, mask, weights=None):
+        """Each reference attends to the input; the per-reference results are mixed by `weights` (None: the
+        masked mean)."""
         b, n, _ = t.shape
         q_tok, res_tok = prepared["q"], prepared["res"]  # (B, K, N, dim)
         kcount = q_tok.shape[1]
@@ -153,8 +169,14 @@ class CrossAttentionFusion(nn.Module):
             out = torch.einsum("bkhwn,bhdwn->bkhdn", attn, v)  # (B, K, h, d, N)
             per_ref = out.reshape(b, kcount, self.dim, n).transpose(2, 3)
         per_ref = per_ref + res_tok
-        weights = mask.to(per_ref.dtype)[:, :, None, None]
-        return (per_ref * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        counts = mask.to(per_ref.dtype)[:, :, None, None]
+        mean = (per_ref * counts).sum(1) / counts.sum(1).clamp_min(1.0)
+        if weights is None:
+            return mean
+        # sum_k w_k per_ref_k written as the mean plus the weights' departure from uniform: uniform weights (an
+        # untrained selection) add exactly 0, so the model computes what it did without selection, bit for bit
+        departure = (weights - _uniform(mask)).to(per_ref.dtype)[:, :, None, None]
+        return mean + (per_ref * departure).sum(1)
 
     # -- which reference the input draws on (only when asked: training never calls this) ----------
     @torch.no_grad()
@@ -214,3 +236,17 @@ class CrossAttentionFusion(nn.Module):
         """(w*w, N) bool: which neighbourhood positions fall inside the image."""
         ones = torch.ones(1, 1, size, size, device=device)
         return F.unfold(ones, self.window, padding=self.window // 2)[0] > 0.5
+
+
+def _uniform(mask: torch.Tensor) -> torch.Tensor:
+    """(B, K) equal weights over each sample's valid references (0 on empty slots and rows)."""
+    m = mask.to(torch.float32)
+    return m / m.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+def _log_ratio_to_uniform(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, K) log(w / uniform) on valid slots, 0 elsewhere: added to a reference's attention logits it scales that
+    reference's attention mass by its weight (up to the softmax's normalisation), and uniform weights add exactly 0."""
+    tiny = torch.finfo(torch.float32).tiny  # a weight that underflowed to 0 gives a large finite bias, not -inf/NaN
+    ratio = weights.float().clamp_min(tiny).log() - _uniform(mask).clamp_min(tiny).log()
+    return ratio * mask

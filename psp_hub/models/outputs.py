@@ -11,14 +11,18 @@ import torch
 class PSPGANOutput:
     """image: restored faces (B, 3, S, S) in about [-1, 1]; unet_images: the E_LR decoder's RGB at each
     scale (smallest first; inputs of the paper's U-Net reconstruction loss), empty unless the model was called
-    with `return_unet_images=True`; latents: the W+ codes; contributions: (B, K) share of the fusion's attention
-    mass each reference slot received (averaged over the fusion scales, summing to 1 over a sample's valid
-    references, 0 for empty slots), only when called with `return_contributions=True`."""
+    with `return_unet_images=True`; latents: the W+ codes; contributions: (B, K) share each reference slot had
+    (summing to 1 over a sample's valid references, 0 for empty slots), only when called with
+    `return_contributions=True`: with `reference_selection` the weights the model mixed the references by,
+    otherwise the fusion's attention mass per reference averaged over the fusion scales;
+    reference_weights: with `reference_selection`, those same (B, K) weights with their gradients, always
+    filled ((B, 0) without references) so that training can put a loss on them (None without selection)."""
 
     image: torch.Tensor
     unet_images: tuple[torch.Tensor, ...] = ()
     latents: torch.Tensor | None = None
     contributions: torch.Tensor | None = None
+    reference_weights: torch.Tensor | None = None
 
 
 @dataclass

@@ -5,6 +5,9 @@
                               └─E_LR decoder: at each scale, fuse F_p ─► SFT (scale, shift) ─► StyleGAN2 ─► image
     refs ──E_p (per reference)──► F_p at each fusion scale ──(cacheable)──┘
 
+With `reference_selection`, the input's and the references' bottleneck features also give one weight per reference
+(selection.py), and every fusion scale mixes the references by those weights.
+
 Packaged as a Hugging Face Hub model: `save_pretrained` / `from_pretrained` / `push_to_hub`, with
 `config.json` from `PSPGANConfig`, `model.safetensors`, and a model card from `model_card.md`.
 """
@@ -23,6 +26,7 @@ from .fusion import CrossAttentionFusion
 from .hub_loading import HubLoadingMixin
 from .outputs import PSPGANOutput, ReferenceCache
 from .prior_loading import load_stylegan2_weights
+from .selection import SELECTION_KEY, ReferenceSelection
 from .stylegan2 import StyleGAN2Generator
 from .unet import UNetExtractor
 
@@ -80,6 +84,10 @@ class PSPGAN(
             }
         )
         b = c.bottleneck_size
+        # one selection per forward, at the lowest fusion scale (the bottleneck): see selection.py
+        self.selection = (
+            ReferenceSelection(c.unet_channels(b), c.fusion_dim(b)) if c.reference_selection else None
+        )
         self.latent_reduce = nn.Conv2d(c.unet_channels(b), c.latent_channels, 1)
         self.latent_head = nn.Linear(c.latent_channels * b * b, c.num_latent * c.style_dim)
         self.generator = StyleGAN2Generator(
@@ -123,6 +131,9 @@ class PSPGAN(
         for r in self.config.fusion_resolutions:
             f = feats[r].unflatten(0, (b, k))
             prepared[r] = self.fusion[str(r)].prepare(f)
+        if self.selection is not None:
+            r = self.config.bottleneck_size
+            prepared[r] = {**prepared[r], **self.selection.prepare(feats[r].unflatten(0, (b, k)))}
         return ReferenceCache(prepared, mask)
 
     def reference_features(self, photos: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -146,33 +157,41 @@ class PSPGAN(
         behaviour). Noise is random in training and fixed (the stored buffers) in eval mode.
         `return_unet_images` also runs the E_LR decoder's RGB heads (only the U-Net loss needs them; skipped
         otherwise so that inference does no extra work and DDP does not wait for gradients they never get).
-        `return_contributions` also measures each reference's share of the fusion's attention (see
-        `PSPGANOutput.contributions`); it does extra attention work, so it is off unless asked.
+        `return_contributions` also reports each reference's share (see `PSPGANOutput.contributions`): with
+        reference selection the weights the model mixed by, otherwise a measure of the fusion's attention that does
+        extra attention work, so it is off unless asked.
         """
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq must be (B, 3, H, W), got {tuple(lq.shape)}")
         randomize_noise = self.training if randomize_noise is None else randomize_noise
         x = self._resized(lq, self.config.out_size)
         cache = cache.for_batch(x.shape[0]) if cache is not None else None
-        masses = [] if return_contributions else None
         feat, skips = self.lr_unet.encode(x)
-        feat = self._fuse(feat, cache, strength, masses)
+        weights = self._selection_weights(feat, cache)
+        masses = [] if return_contributions and weights is None else None
+        feat = self._fuse(feat, cache, strength, masses, weights)
         latents = self.latent_head(self.latent_reduce(feat).flatten(1)).view(
             -1, self.config.num_latent, self.config.style_dim
         )
         conditions, unet_images = {}, []
         for i in range(len(self.lr_unet.up)):
-            feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength, masses)
+            feat = self._fuse(self.lr_unet.up_step(i, feat, skips), cache, strength, masses, weights)
             r = feat.shape[-1]
             conditions[r] = self.sft[str(r)](feat)
             if return_unet_images:
                 unet_images.append(self.lr_unet.rgb(i, feat))
         image = self.generator.synthesis(latents, conditions, randomize_noise=randomize_noise)
+        if weights is None and self.selection is not None:  # selection on, no references
+            weights = x.new_zeros(x.shape[0], 0)
+        contributions = self._contributions(masses, cache, x)
+        if return_contributions and weights is not None:
+            contributions = weights.detach()
         return PSPGANOutput(
             image=image,
             unet_images=tuple(unet_images),
             latents=latents,
-            contributions=self._contributions(masses, cache, x),
+            contributions=contributions,
+            reference_weights=weights,
         )
 
     def forward(
@@ -202,6 +221,7 @@ class PSPGAN(
         cache: ReferenceCache | None,
         strength: float,
         masses: list[torch.Tensor] | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         key = str(feat.shape[-1])
         if cache is None or key not in self.fusion:
@@ -209,7 +229,16 @@ class PSPGAN(
         prepared = cache.features[feat.shape[-1]]
         if masses is not None:
             masses.append(self.fusion[key].reference_mass(feat, prepared, cache.mask))
-        return self.fusion[key](feat, prepared, cache.mask, strength)
+        return self.fusion[key](feat, prepared, cache.mask, strength, weights)
+
+    def _selection_weights(self, feat: torch.Tensor, cache: ReferenceCache | None) -> torch.Tensor | None:
+        """(B, K) reference weights from the bottleneck features; None without selection or references."""
+        if self.selection is None or cache is None:
+            return None
+        prepared = cache.features[feat.shape[-1]]
+        if SELECTION_KEY not in prepared:
+            raise ValueError("this reference cache was encoded without reference selection: encode it with this model")
+        return self.selection(feat, prepared, cache.mask)
 
     @staticmethod
     def _contributions(
