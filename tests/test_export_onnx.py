@@ -1,4 +1,8 @@
-"""ONNX export: a tiny seeded PSP-GAN exported with the dynamo exporter runs in onnxruntime like PyTorch."""
+"""ONNX export: a tiny seeded PSP-GAN exported with the dynamo exporter runs in onnxruntime like PyTorch.
+
+Every test runs on two models: references encoded at the output size, and at half of it (`reference_size`, as the
+256 px release recipe's 128 px E_p), exported through the CLI from a `save_pretrained` folder.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,33 @@ import torch
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.models import ReferenceCache
 from psp_hub.onnx.backend import OnnxBackend, RawReferences
-from psp_hub.onnx.export import OPSET, export_model, main
+from psp_hub.onnx.export import OPSET, ExportedFiles, main, sibling_paths
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import model_fingerprint
 from tests.model_helpers import make_live, random_batch
 
 # fp32 graphs, same weights: onnxruntime's kernels differ from PyTorch's only in summation order
-# (measured 1.3e-6 on the tiny 64 px model); the bound leaves room for other CPUs' SIMD paths.
+# (measured at most 1.5e-6 on the tiny 64 px model, 2.2e-6 with its references at 32 px); the bound leaves room for other
+# CPUs' SIMD paths.
 MAX_ABS_DIFF = 1e-4
 K = 3
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[None, 32], ids=["refs_at_out_size", "reference_size_32"])
+def model(request):
     torch.manual_seed(0)
-    return make_live(PSPGAN(tiny_config(64)), seed=1).eval()
+    return make_live(PSPGAN(tiny_config(64, reference_size=request.param)), seed=1).eval()
 
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    return export_model(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", K, cached=True)
+    """`python -m psp_hub.export_onnx --refs K --cached` on the model's save_pretrained folder (config.json +
+    model.safetensors, the layout training exports)."""
+    tmp = tmp_path_factory.mktemp("onnx")
+    model.save_pretrained(tmp / "model")
+    out = tmp / "tiny.onnx"
+    assert main(["--model", str(tmp / "model"), "--out", str(out), "--refs", str(K), "--cached"]) == 0
+    return ExportedFiles(out, *sibling_paths(out))
 
 
 def _diff(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
@@ -46,14 +57,28 @@ def test_files_opset_and_dynamic_batch(model, exported):
         assert not list(path.parent.glob(path.name + ".data")), "weights must be inside the .onnx file"
         first = proto.graph.input[0].type.tensor_type.shape.dim[0]
         assert first.dim_param and not first.dim_value, f"{path.name}: batch dimension is not dynamic"
-    assert OnnxBackend(exported.restore).fingerprint == model_fingerprint(model)  # profiles' caches carry over
+    backend = OnnxBackend(exported.restore)
+    assert backend.fingerprint == model_fingerprint(model)  # profiles' caches carry over
+    rs = model.config.reference_input_size
+    assert backend.config.reference_input_size == rs
+    for session in (backend.full, backend.encoder):
+        refs = {i.name: i.shape for i in session.get_inputs()}["refs"]
+        assert refs[1:] == [K, 3, rs, rs], f"references enter at E_p's size, got {refs}"
+    with torch.no_grad():
+        cache = model.encode_references(torch.zeros(1, K, 3, rs, rs))
+    cached_inputs = {i.name: i.shape[1:] for i in backend.cached.get_inputs()}
+    for r, d in cache.features.items():
+        for key, t in d.items():
+            assert cached_inputs[f"cache_{r}_{key}"] == list(t.shape[1:])
 
 
 @torch.no_grad()
 def test_full_graph_matches_pytorch_at_another_batch_size(model, exported):
     backend = OnnxBackend(exported.restore)
     backend.encoder = backend.cached = None  # only the full graph
-    lq, refs = random_batch(64, 3, K, seed=2, lq_size=64)  # exported with batch 2: batch 3 checks the dynamic axis
+    # exported with batch 2: batch 3 checks the dynamic axis; references at 48 px are resized in one step to the
+    # graph's reference size, as PyTorch does (resizing to 64 and then 32 differed by 0.0125 at reference_size 32)
+    lq, refs = random_batch(48, 3, K, seed=2, lq_size=64)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
     ref = model(lq, refs, mask, strength=0.6).image
     assert _diff(backend(lq, refs, mask, strength=0.6).image, ref, "full graph, batch 3") < MAX_ABS_DIFF
@@ -74,6 +99,7 @@ def test_cached_graphs_match_pytorch_and_blind(model, exported):
     torch_cache = model.encode_references(refs[:1])
     for r, d in torch_cache.features.items():
         for key, t in d.items():
+            assert cache.features[r][key].shape == t.shape
             assert _diff(cache.features[r][key], t, f"cache {r}/{key}") < MAX_ABS_DIFF
     ref = model.restore(lq, torch_cache).image
     assert _diff(backend.restore(lq, cache).image, ref, "cached restore, cache broadcast to batch 4") < MAX_ABS_DIFF
@@ -84,6 +110,7 @@ def test_cached_graphs_match_pytorch_and_blind(model, exported):
 def test_no_reference_export_and_cli(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     assert main(["--model", str(tmp_path / "m"), "--out", str(tmp_path / "blind.onnx"), "--refs", "0"]) == 0
+    assert not any(p.is_file() for p in sibling_paths(tmp_path / "blind.onnx")), "no --cached: one graph"
     backend = OnnxBackend(tmp_path / "blind.onnx")
     assert backend.config.max_references == 0
     lq, _ = random_batch(64, 2, 0, seed=4, lq_size=64)
