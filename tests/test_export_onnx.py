@@ -20,8 +20,8 @@ from psp_hub.profiles import model_fingerprint
 from tests.model_helpers import make_live, random_batch
 
 # fp32 graphs, same weights: onnxruntime's kernels differ from PyTorch's only in summation order
-# (measured at most 1.5e-6 on the tiny 64 px model, 2.2e-6 with its references at 32 px); the bound leaves room for other
-# CPUs' SIMD paths.
+# (measured at most 1.5e-6 on the tiny 64 px model, 2.2e-6 with its references at 32 px); the bound leaves room
+# for other CPUs' SIMD paths.
 MAX_ABS_DIFF = 1e-4
 K = 3
 
