@@ -47,7 +47,8 @@ class ExportedFiles:
 
 
 def sibling_paths(out: Path) -> tuple[Path, Path]:
-    """Where the encoder and cached-restore graphs of `out` live: model.onnx -> model.encoder.onnx, model.cached.onnx."""
+    """Where the encoder and cached-restore graphs of `out` live: model.onnx -> model.encoder.onnx and
+    model.cached.onnx."""
     stem = out.with_suffix("") if out.suffix == ".onnx" else out
     return stem.with_name(stem.name + ".encoder.onnx"), stem.with_name(stem.name + ".cached.onnx")
 
