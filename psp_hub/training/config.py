@@ -40,6 +40,9 @@ class LossWeights:
     # discriminators otherwise push a trained generator around before they know real from fake (round 3 at 256 px:
     # perceptual and identity losses fell for ~500 steps, then rose as the component terms grew)
     adversarial_warmup: int = 0
+    # -log(weight on a sample's own references) for samples given a distractor (training/distractors.py): the reason
+    # for a model with `model.reference_selection` to prefer the right person's photo; needs distractor_references
+    reference_selection: float = 0.0
 
 
 @dataclass
@@ -95,6 +98,9 @@ class TrainConfig:
     # (e.g. a 256 px prior from the 128 px one: training/warm_start.py); the rest starts fresh, and the log says which
     init_from: str | None = None
     style_mixing_prob: float = 0.9  # stage 'prior'
+    # stage 'pspgan': probability that a sample with >= 2 valid references gets one replaced by another person's from
+    # the batch (training/distractors.py), for the reference selection loss (losses.reference_selection)
+    distractor_references: float = 0.0
     d_narrow: float = 1.0  # width of the global StyleGAN2 discriminator (1.0 = StyleGAN2's channels)
     component_d_channels: int = 64  # first-layer width of the eye/mouth discriminators (GFPGAN: 64)
     checkpoint_every: int = 500
@@ -123,6 +129,7 @@ class TrainConfig:
             parse_policy(cfg.losses.diffaug)  # an unknown name fails here, not at the first step
         except ValueError as err:
             raise ConfigError(f"losses.diffaug: {err}") from None
+        _check_reference_selection(cfg)
         if cfg.init_from and cfg.prior_path:
             raise ConfigError(
                 "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "
@@ -137,3 +144,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_reference_selection(cfg: TrainConfig) -> None:
+    """The selection loss needs a model with selection and batches with distractors; a probability is in [0, 1]."""
+    if not 0.0 <= cfg.distractor_references <= 1.0:
+        raise ConfigError(f"distractor_references must be a probability in [0, 1], got {cfg.distractor_references}")
+    if cfg.losses.reference_selection < 0:
+        raise ConfigError(f"losses.reference_selection must be >= 0, got {cfg.losses.reference_selection}")
+    if cfg.losses.reference_selection > 0 and not cfg.model.reference_selection:
+        raise ConfigError("losses.reference_selection needs model.reference_selection: true")
+    if cfg.losses.reference_selection > 0 and cfg.distractor_references <= 0:
+        raise ConfigError("losses.reference_selection needs distractor_references > 0 (it trains on distractors)")

@@ -4,6 +4,7 @@ Generator: L1 + perceptual (VGG) + identity (ArcFace-trained embedding) + U-Net 
 (decoder RGB at every scale vs the downsampled target) + global GAN + left-eye/right-eye/mouth GAN
 (+ GFPGAN's gram-matrix style loss on the component discriminators' features).
 Discriminators: logistic loss with lazy R1 on the global one.
+Optionally: the reference selection term (losses.reference_selection, on batches with distractors: distractors.py).
 Options: DiffAugment on everything the global discriminator sees (`losses.diffaug`), and the mixed-resolution rule
 (reconstruction terms at each sample's native size, only native faces as reals; mixed_resolution.py).
 """
@@ -32,6 +33,7 @@ from psp_hub.losses import (
 
 from .config import LossWeights
 from .diffaugment import DiffAugment
+from .distractors import DISTRACTOR_KEY, reference_selection_loss
 from .mixed_resolution import at_native, sharp_mean, sharp_only
 
 GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two component-D feature maps weighted 0.5 and 1
@@ -143,7 +145,21 @@ class PSPGANObjective(nn.Module):
             losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(self.augment(fake)))
         if w.component_gan > 0 or w.component_style > 0:
             losses |= self._component_terms(fake, target, batch, discs, native)
+        if w.reference_selection > 0:
+            losses["reference_selection"] = w.reference_selection * self._selection_term(out, batch)
         return losses
+
+    @staticmethod
+    def _selection_term(out, batch) -> torch.Tensor:
+        """The reference selection loss, refusing what would silently train without it."""
+        if out.reference_weights is None:
+            raise ValueError("losses.reference_selection needs a model with reference_selection: true")
+        if DISTRACTOR_KEY not in batch:
+            raise ValueError(
+                "losses.reference_selection needs batches with distractors: pass the batch through "
+                "training.distractors.add_distractors before the generator's forward"
+            )
+        return reference_selection_loss(out.reference_weights, batch["ref_mask"], batch[DISTRACTOR_KEY])
 
     def _component_terms(self, fake, target, batch, discs: DiscView, native) -> dict[str, torch.Tensor]:
         """The eye/mouth discriminators' generator terms: the GAN term, and the gram style loss against the target's
