@@ -20,14 +20,22 @@ from tests.model_helpers import make_live, random_batch
 FIXTURES = Path(__file__).parent / "fixtures" / "release_faces"
 
 
+@pytest.mark.parametrize("selection", [False, True], ids=["attention", "selection"])
 @pytest.mark.parametrize("direction", ["reference_query", "input_query"])
 @torch.no_grad()
-def test_shares_are_a_distribution_over_valid_references_and_cost_nothing_unasked(direction):
+def test_shares_are_a_distribution_over_valid_references_and_cost_nothing_unasked(direction, selection):
+    """Without reference selection the shares are the fusion's attention mass; with it, the selection's weights."""
     torch.manual_seed(0)
-    model = make_live(PSPGAN(tiny_config(64, fusion_direction=direction)), seed=2).eval()
+    model = make_live(PSPGAN(tiny_config(64, fusion_direction=direction, reference_selection=selection)), seed=2)
+    model.eval()
     for fusion in model.fusion.values():  # sharpen the random init's near-uniform attention (logit std ~0.1)
         fusion.q.weight.mul_(8)
         fusion.k.weight.mul_(8)
+    if selection:  # the untrained selection is uniform: give it random weights, sharpened the same way
+        gen = torch.Generator().manual_seed(3)
+        for p in model.selection.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+        model.selection.q.weight.mul_(8)
     lq, refs = random_batch(64, 3, 3, seed=5)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=torch.bool)
     plain = model(lq, refs, mask)
@@ -44,6 +52,8 @@ def test_shares_are_a_distribution_over_valid_references_and_cost_nothing_unaske
     twice = model(lq[:1], refs[:1, [0, 0, 1]], return_contributions=True).contributions[0]
     assert torch.allclose(twice[0], twice[1], atol=1e-6)
     assert model.restore(lq, None, return_contributions=True).contributions.shape == (3, 0)
+    if selection:  # the share reported is the weight the model mixed by
+        assert torch.equal(c, asked.reference_weights)
 
 
 def _lookalike(identity: str, target: np.ndarray, faces: Path, scorer: IdentityScorer, pool: int = 120) -> np.ndarray:
