@@ -85,9 +85,7 @@ class PSPGAN(
         )
         b = c.bottleneck_size
         # one selection per forward, at the lowest fusion scale (the bottleneck): see selection.py
-        self.selection = (
-            ReferenceSelection(c.unet_channels(b), c.fusion_dim(b)) if c.reference_selection else None
-        )
+        self.selection = ReferenceSelection(c.unet_channels(b), c.fusion_dim(b)) if c.reference_selection else None
         self.latent_reduce = nn.Conv2d(c.unet_channels(b), c.latent_channels, 1)
         self.latent_head = nn.Linear(c.latent_channels * b * b, c.num_latent * c.style_dim)
         self.generator = StyleGAN2Generator(
