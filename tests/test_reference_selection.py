@@ -169,6 +169,7 @@ def test_distractors_replace_one_own_reference_with_another_persons():
     assert torch.equal(batch["refs"], refs)  # the input batch is left alone
     again = add_distractors(batch, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(again["refs"], out["refs"])
+    assert add_distractors(out, 1.0, gen) is out  # once per batch
     none = add_distractors(batch, 0.0, gen)
     assert not none[DISTRACTOR_KEY].any() and none["refs"] is refs
     some = [add_distractors(batch, 0.5, step_generator(0, s, "cpu"))[DISTRACTOR_KEY].any(1) for s in range(40)]
@@ -226,7 +227,8 @@ def dataset(tmp_path_factory, faces):
 
 def test_two_real_training_steps_with_distractors_train_the_selection(dataset, tmp_path):
     """The tiny training config with selection, distractors and its loss on: the step logs the term and the
-    selection's zero-initialised query moves. The batch passes through add_distractors as the step's caller does."""
+    selection's zero-initialised query moves. The batch passes through add_distractors here, which a step that
+    applies them itself leaves as it is."""
     cfg = TrainConfig.from_yaml(
         TINY,
         [
@@ -266,6 +268,7 @@ def test_a_selection_model_grown_from_one_without_starts_with_its_output(tmp_pat
 
 @pytest.mark.xfail(
     strict=True,
+    raises=ValueError,
     reason="warm_start.init_pspgan refuses any config difference but sizes; adding reference_selection only adds "
     "zero-initialised tensors (see the test above), so init_pspgan should allow it (warm_start.py, not this change)",
 )
@@ -274,4 +277,7 @@ def test_init_from_a_model_without_selection(tmp_path):
     off.save_pretrained(tmp_path / "off")
     on = PSPGAN(tiny_config(64, reference_selection=True))
     report = init_pspgan(on, str(tmp_path / "off"))
-    assert report.missing and all(k.startswith("selection.") for k in report.missing)
+    assert sorted(report.missing) == sorted(k for k in on.state_dict() if k.startswith("selection."))
+    lq, refs = random_batch(64, 3, 3, seed=5)
+    with torch.no_grad():
+        assert torch.equal(on.eval()(lq, refs, MASK).image, off(lq, refs, MASK).image)

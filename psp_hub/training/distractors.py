@@ -44,8 +44,11 @@ def add_distractors(batch: dict, probability: float, generator: torch.Generator)
     """A copy of `batch` in which some samples have one reference replaced by another person's, plus the mask.
 
     Samples with fewer than two valid references keep theirs (one of their own must stay), as do samples for which
-    the batch holds no one else with a reference. `probability` 0 still adds the (all False) mask.
+    the batch holds no one else with a reference. `probability` 0 still adds the (all False) mask. A batch that
+    already has its distractor mask is returned as it is (a second pass would relabel the first one's distractors).
     """
+    if DISTRACTOR_KEY in batch:
+        return batch
     refs, mask = batch["refs"], batch["ref_mask"].to(torch.bool)
     b, k = mask.shape
     device = mask.device
