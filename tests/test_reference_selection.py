@@ -228,8 +228,7 @@ def dataset(tmp_path_factory, faces):
 
 def test_two_real_training_steps_with_distractors_train_the_selection(dataset, tmp_path):
     """The tiny training config with selection, distractors and its loss on: the step logs the term and the
-    selection's zero-initialised query moves. The batch passes through add_distractors here, which a step that
-    applies them itself leaves as it is."""
+    selection's zero-initialised query moves. The step itself swaps in the distractors."""
     cfg = TrainConfig.from_yaml(
         TINY,
         [
@@ -245,10 +244,8 @@ def test_two_real_training_steps_with_distractors_train_the_selection(dataset, t
     stage = make_stage(cfg, Accelerator(cpu=True))
     batch = batch_to_device(next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size))), "cpu")
     logs = []
-    for step in range(2):
-        with_distractors = add_distractors(batch, cfg.distractor_references, step_generator(cfg.seed, step, "cpu"))
-        assert with_distractors[DISTRACTOR_KEY].any(dim=1).all()
-        logs.append(stage.step(with_distractors, step))
+    for step in range(2):  # the raw batch: the step adds the distractors (the objective refuses a batch without)
+        logs.append(stage.step(batch, step))
     for log in logs:
         assert "reference_selection" in log and 0 < float(log["reference_selection"]) < 10
         assert all(torch.isfinite(v) for v in log.values())
@@ -267,12 +264,6 @@ def test_a_selection_model_grown_from_one_without_starts_with_its_output(tmp_pat
         assert torch.equal(on(lq, refs, MASK).image, off(lq, refs, MASK).image)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="warm_start.init_pspgan refuses any config difference but sizes; adding reference_selection only adds "
-    "zero-initialised tensors (see the test above), so init_pspgan should allow it (warm_start.py, not this change)",
-)
 def test_init_from_a_model_without_selection(tmp_path):
     off, _ = _pair("reference_query")
     off.save_pretrained(tmp_path / "off")

@@ -22,6 +22,7 @@ from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view
 from .config import TrainConfig
 from .diffaugment import DiffAugment
+from .distractors import add_distractors, step_generator
 from .objectives import Discriminators, DiscView, PSPGANObjective
 from .param_groups import equalized_lr_groups
 from .scaling import scaled_for_batch
@@ -245,6 +246,10 @@ class PSPGANStage(Stage):
         # the RGB heads run only while their loss does: DDP (find_unused_parameters) would otherwise see them in the
         # forward outputs and wait forever for their gradients ("Expected to have finished reduction ...")
         use_unet = self.objective.unet_active(step, cfg.max_steps)
+        if cfg.distractor_references > 0:  # another person's reference in some slots: what selection learns from
+            batch = add_distractors(
+                batch, cfg.distractor_references, step_generator(cfg.seed, step, batch["lq"].device)
+            )
         with acc.autocast():
             out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=use_unet)
             g_losses = self.objective.ramped(self.objective.generator_losses(out, batch, self.discs, use_unet), step)

@@ -151,16 +151,23 @@ def grow_pspgan(model: PSPGAN, source: PSPGAN, label: str) -> WarmStart:
     return report
 
 
+# options a run may switch on over a trained model that lacks them: they only add zero-initialised tensors, so the
+# grown model starts from the trained one's output exactly (tests/test_reference_selection.py)
+ADDED_OPTIONS = ("reference_selection",)
+
+
 def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
     """Initialise `model` from a trained PSP-GAN (Hub id or folder): the same architecture, or one grown in size.
 
-    Any config difference other than a larger `out_size` (and a reference size at least the source's) is refused:
+    Any config difference other than a larger `out_size` (and a reference size at least the source's) or an added
+    option (ADDED_OPTIONS: its tensors start at zero) is refused:
     weights of another architecture would load partly and silently change what the run trains.
     """
     trained = PSPGAN.from_pretrained(source)
     have, want = trained.config.to_dict(), model.config.to_dict()
     sizes = grown_sizes(model, trained)
-    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k not in sizes)
+    adds = [k for k in ADDED_OPTIONS if want.get(k) and not have.get(k)]
+    differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k) and k not in sizes and k not in adds)
     shrinks = [k for k, (big, small) in sizes.items() if big < small]
     if differ or shrinks:
         raise ValueError(
@@ -168,7 +175,7 @@ def init_pspgan(model: PSPGAN, source: str) -> WarmStart:
             + ", ".join(f"{k} ({have.get(k)!r} vs {want.get(k)!r})" for k in differ + shrinks)
         )
     grows = any(big > small for big, small in sizes.values())
-    if grows:
+    if grows or adds:
         return grow_pspgan(model, trained, source)
     model.load_state_dict(trained.state_dict())
     return WarmStart(source, loaded=list(model.state_dict()))
