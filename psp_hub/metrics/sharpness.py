@@ -52,3 +52,21 @@ def geometric_mean(ratios: Sequence[float]) -> float:
     """Mean of ratios on a log scale: x2 and x0.5 cancel, as the aim band 0.8..1.25 (= 1/0.8) asks."""
     values = np.asarray(ratios, dtype=np.float64)
     return float(np.exp(np.mean(np.log(np.maximum(values, EPS)))))
+
+
+def component_detail(image: np.ndarray, boxes: Sequence[Sequence[float]]) -> float:
+    """Mean Laplacian variance inside the eye and mouth boxes (common.geometry.component_boxes) of one RGB uint8
+    crop: where speckle hides when the whole face measures about right. Each box counts the same, whatever its size."""
+    return float(np.mean([laplacian_variance(image, box) for box in boxes]))
+
+
+def component_sharpness_ratio(
+    pred: Sequence[np.ndarray], target: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
+) -> np.ndarray:
+    """(N,) detail inside each face's eye and mouth boxes (N, 3, 4), output over target; 1 = as much as the target."""
+    if not len(pred) == len(target) == len(boxes):
+        raise ValueError(f"got {len(pred)} predictions, {len(target)} targets and {len(boxes)} box sets")
+    return np.array(
+        [component_detail(p, b) / max(component_detail(t, b), EPS) for p, t, b in zip(pred, target, boxes)],
+        dtype=np.float64,
+    )
