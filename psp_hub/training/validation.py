@@ -26,7 +26,8 @@ def validation_native_px(data: DataConfig, rows: list[dict]) -> list[int]:
     The faces are the first `val_samples` rows of `data.path`'s validation split in stored order, at data.out_size,
     with the training degradation drawn once per face (build_eval_dataset); `extra_path` plays no part. For
     psp-256.yaml (sharp256, sharp_threshold 224) 67 of the first 128 measure sharp_px >= 224 and are native at
-    256; the other 61 are native at 128, upsampled, with no real 256 px detail to compare against.
+    256; the other 61 are native at 128, upsampled, with no real 256 px detail to compare against. With the rule
+    off (sharp_threshold 0) every face counts as native at out_size, as training then treats them.
     """
     sharp = np.full(len(rows), np.nan)
     if data.sharp_threshold > 0:
