@@ -355,6 +355,19 @@ def test_fused_adam_takes_the_same_steps(dataset, tmp_path):
     _assert_updates_agree("fused vs default", [weights[True]], [weights[False]], 2 * 2 * cfg.optim.lr)
 
 
+def test_a_config_mistake_is_one_line_not_a_traceback(tmp_path):
+    """train.py names the bad key and exits 2; YAML's unquoted `no` (a boolean) gets a hint to quote it."""
+    base = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), f"output_dir={tmp_path}"]
+    for override, expected in [
+        ("mixed_precision=no", "mixed_precision must be one of ['no', 'bf16', 'fp16'], got False (YAML reads"),
+        ("losses.l2=1.0", "l2"),
+    ]:
+        run = subprocess.run(base + [override], capture_output=True, text=True, timeout=600, check=False)
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr and expected in run.stderr, run.stderr[-3000:]
+        assert run.stderr.strip().splitlines()[-1].startswith("config error: ")
+
+
 def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_good_checkpoint(dataset, tmp_path):
     """Non-finite losses end the run (exit code 3, one line) before they can overwrite the last good checkpoint."""
     out = tmp_path / "run"

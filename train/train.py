@@ -14,6 +14,7 @@ import sys
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from psp_hub.common import ConfigError
 from psp_hub.training import TrainConfig, train
 from psp_hub.training.divergence import TrainingDiverged
 
@@ -30,7 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--push-to-hub", action="store_true", help="push the exported model to hub_repo_id at the end")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML")
     args = p.parse_args(argv)
-    cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    try:
+        cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:  # a user's typo: one line, not a traceback
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     try:
         result = train(
             cfg,

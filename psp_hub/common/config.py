@@ -82,7 +82,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return _coerce_union(value, args, where, hint)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+            # YAML 1.1 reads unquoted no/yes/off/on as booleans: mixed_precision=no arrives as False
+            hint_yaml = (
+                " (YAML reads an unquoted no/yes/off/on as a boolean: quote it)" if isinstance(value, bool) else ""
+            )
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}{hint_yaml}")
         return value
     if origin in (tuple, list):
         return _coerce_sequence(value, origin, args, where, hint)
