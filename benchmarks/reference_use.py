@@ -57,13 +57,18 @@ def reference_use(model: PSPGAN, batch: dict) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_and_face_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of the scripts that run models on `test_batch`'s faces (this one and synthesis_levels)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="Hub ids or folders")
     parser.add_argument("--data", default="data/sharp256")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--size", type=int, default=256, help="the size the test faces are loaded at")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = model_and_face_arguments(__doc__).parse_args()
     torch.manual_seed(0)
     batch = test_batch(args.data, args.size, args.samples)
     for name in args.models:

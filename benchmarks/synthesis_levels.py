@@ -12,7 +12,6 @@ inherited, or one it learned fresh). `--grid` writes target, output and each lev
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference_use import test_batch  # a sibling script: the same test faces
+from reference_use import model_and_face_arguments, test_batch  # a sibling script: the same faces and options
 
 from psp_hub.common import tensor_to_image
 from psp_hub.models import PSPGAN
@@ -93,11 +92,7 @@ def level_grid(sums: dict[int, torch.Tensor], target: torch.Tensor, path: str, m
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", required=True, help="Hub ids or folders")
-    parser.add_argument("--data", default="data/sharp256")
-    parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--size", type=int, default=256, help="the size the test faces are loaded at")
+    parser = model_and_face_arguments(__doc__)
     parser.add_argument("--grid", help="write the level grid of the last model here")
     args = parser.parse_args()
     torch.manual_seed(0)
