@@ -80,6 +80,8 @@ SLOW_TESTS = {
 # took 42:21 wall for 700 s of CPU (user 670 + sys 30; 27 % of a core on average, load average ~20 on 2 cores).
 # On a quiet 2-core machine (a clean clone of 7f8950d, load average 0.2) the fast lane ran 270 tests in 116.7 s, and
 # the full suite (.ci/run: ruff, then pytest; an evaluation shared the machine for its first minutes) 391 in 648.4 s.
+# Later (bce9f89): the fast lane 294 tests in 133.8 s (`make test-fast`, the development checkout, load ~1), the full
+# suite on a clean clone (.ci/run) 422 in 731.6 s.
 # In the loaded run, its tests over ~20 s wall (above ~5 s of CPU) went to the slow lane, except the core model tests; seconds
 # are those wall times:
 SLOW_TESTS |= {
