@@ -188,11 +188,9 @@ def _status_markdown(result, notes: list[str]) -> str:
         f"{r['timings_s']['total']:.2f} s; output {r['output_size'] or 'faces only'}."
     )
     for f in r["faces"]:
-        mode = (
-            f"personalised with {len(f['references_used'])} reference(s): {', '.join(f['references_used'])}"
-            if f["references_used"]
-            else "blind (no references)"
-        )
+        shares = f.get("reference_shares") or {}
+        names = [f"{n} ({shares[n]:.0%})" if n in shares else n for n in f["references_used"]]
+        mode = f"personalised with {len(names)} reference(s): {', '.join(names)}" if names else "blind (no references)"
         lines.append(f"- Face {f['index']}: {mode}")
     warnings = [w for w in notes + r["warnings"] if w != INFO.message]
     if warnings:
@@ -307,6 +305,22 @@ def _faces_caption(face) -> str:
     return f"face {face.index}: input | restored ({mode})"
 
 
+def _reference_caption(name: str, faces) -> str:
+    """Under each reference: used or not, and its share of each face's fusion where the model reports one."""
+    shares = [
+        (f.index, f.reference_shares[f.references_used.index(name)])
+        for f in faces
+        if name in f.references_used and f.reference_shares is not None
+    ]
+    if not any(name in f.references_used for f in faces):
+        return f"{name}: not used"
+    if not shares:
+        return f"{name}: used"
+    if len(faces) == 1:
+        return f"{name}: used, {shares[0][1]:.0%} of the references' weight"
+    return f"{name}: used, " + ", ".join(f"{v:.0%} for face {i}" for i, v in shares)
+
+
 def _write_outputs(result, photo: str, source: np.ndarray, aligned_refs) -> tuple:
     """Every file the page shows, written once into this request's own folder (full-size PNGs, JPEG previews)."""
     out = OUT_ROOT / uuid.uuid4().hex
@@ -333,9 +347,8 @@ def _write_outputs(result, photo: str, source: np.ndarray, aligned_refs) -> tupl
         )
         for f in result.faces
     ]
-    used = {name for f in result.faces for name in f.references_used}
     refs_gallery = [
-        (str(save_image(image, out / f"ref_{i:02d}.png")), f"{name}: {'used' if name in used else 'not used'}")
+        (str(save_image(image, out / f"ref_{i:02d}.png")), _reference_caption(name, result.faces))
         for i, (name, image) in enumerate(aligned_refs)
     ]
     return slider, str(download), faces_gallery, [str(p) for p in faces_png], refs_gallery

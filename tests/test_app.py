@@ -114,6 +114,10 @@ def test_named_endpoint_returns_the_restored_photo(client, samples):
     assert len(slider) == 2 and load_image(slider[1]).shape[2] == 3
     assert len(faces) == 1 and len(references) == 3
     assert report["faces"][0]["references_used"] == [r.name for r in refs]
+    shares = report["faces"][0]["reference_shares"]
+    assert list(shares) == [r.name for r in refs] and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert f"{refs[0].name} ({shares[refs[0].name]:.0%})" in status  # the page names each reference's share
+    assert all("of the references' weight" in item["caption"] for item in references)
     assert "Untrained model" in status  # the test model is untrained and the page says so
     assert [Path(f).suffix for f in face_files] == [".png"]  # the restored face at the model's full size, lossless
     assert load_image(face_files[0]).shape == (64, 64, 3)

@@ -94,6 +94,9 @@ def test_references_of_the_person_are_used_and_a_stranger_is_dropped(pipe, peopl
     result = pipe.restore(a[4], refs)
     face = result.faces[0]
     assert face.references_used == [p.name for p in a[:3]]
+    shares = result.report["faces"][0]["reference_shares"]  # each used photo's share of the fusion
+    assert list(shares) == face.references_used and len(face.reference_shares) == 3
+    assert all(v > 0 for v in shares.values()) and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     stranger = next(n for n in face.reference_notes if n["reference"] == b[0].name)
     assert stranger["status"] == "dropped" and "other references" in stranger["reason"]
     assert any(b[0].name in w and "dropped" in w for w in result.warnings)
@@ -104,7 +107,8 @@ def test_references_of_the_person_are_used_and_a_stranger_is_dropped(pipe, peopl
 
 def test_references_of_someone_else_only_give_blind_restoration(pipe, people):
     result = pipe.restore(people["celeba_7256"][3], people["celeba_7222"][:3])
-    assert result.faces[0].references_used == []
+    assert result.faces[0].references_used == [] and result.faces[0].reference_shares is None
+    assert result.report["faces"][0]["reference_shares"] is None
     assert any("do not look like face 0" in w for w in result.warnings)
 
 

@@ -256,9 +256,11 @@ class RestorationPipeline:
         choices = self._plan_references(emb_in, found, refset, cfg, warnings)
         t["identity"] = time.perf_counter()
         encode_before = refset.encode_count
-        restored = self._run_model(found.aligned, choices, refset, cfg)
+        restored, shares = self._run_model(found.aligned, choices, refset, cfg)
         t["restore"] = time.perf_counter()
         faces = self._restored_faces(found, restored, choices, refset, emb_in, cfg)
+        for face, share in zip(faces, shares):
+            face.reference_shares = share
         t["identity_out"] = time.perf_counter()
         flag_large_faces(faces, cfg, self.size, warnings)
         scale, out_image = float(cfg.upscale), None
@@ -282,22 +284,29 @@ class RestorationPipeline:
 
     def _run_model(
         self, aligned: list[np.ndarray], choices: list[ReferenceChoice], refset: ReferenceSet, cfg: PipelineConfig
-    ) -> list[np.ndarray]:
-        """Restore every aligned face: one model call per distinct reference subset (its encoding is cached)."""
+    ) -> tuple[list[np.ndarray], list[list[float] | None]]:
+        """Restore every aligned face: one model call per distinct reference subset (its encoding is cached).
+        Also each face's reference shares, in its choice's order (None without references or from a backend that
+        does not report them)."""
         restored: list[np.ndarray | None] = [None] * len(aligned)
+        shares: list[list[float] | None] = [None] * len(aligned)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, c in enumerate(choices):
             groups.setdefault(c.indices, []).append(i)
         with self._autocast():
             for key, ids in groups.items():
-                cache = refset.cache_for(self.model, key)
+                cache = refset.cache_for(self.model, key)  # its slots hold sorted(key)
                 lq = image_to_tensor([aligned[i] for i in ids], self.device)
-                out = tensor_to_image(self.model.restore(lq, cache, strength=float(cfg.strength)).image)
+                out = self.model.restore(lq, cache, strength=float(cfg.strength), return_contributions=bool(key))
+                images = tensor_to_image(out.image)
+                slot = {ref: n for n, ref in enumerate(sorted(key))}
                 for j, i in enumerate(ids):
-                    restored[i] = out[j]
+                    restored[i] = images[j]
+                    if out.contributions is not None and key:
+                        shares[i] = [float(out.contributions[j, slot[ref]]) for ref in key]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return restored
+        return restored, shares
 
     def _restored_faces(
         self,

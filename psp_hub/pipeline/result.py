@@ -27,6 +27,9 @@ class RestoredFace:
     output: np.ndarray | None = None  # that region of the output photo, full size (None in only-faces mode)
     pasted: bool = True  # False when left untouched (a large face with large_faces="keep")
     large: bool = False  # far larger than the model's size: its fine detail is the photo's own
+    # each used reference's share of the fusion (PSPGANOutput.contributions, in references_used order; None where the
+    # backend cannot say, e.g. ONNX): how much each photo was drawn on
+    reference_shares: list[float] | None = None
 
     def summary(self) -> dict:
         """This face in the report."""
@@ -36,6 +39,9 @@ class RestoredFace:
             "detection_score": round(float(self.score), 4),
             "mode": "personalized" if self.references_used else "blind",
             "references_used": list(self.references_used),
+            "reference_shares": None
+            if self.reference_shares is None
+            else {name: round(float(v), 4) for name, v in zip(self.references_used, self.reference_shares)},
             "identity_input_vs_references": self.identity_input_vs_references,
             "identity_restored_vs_references": self.identity_restored_vs_references,
             "identity_restored_vs_input": self.identity_restored_vs_input,
