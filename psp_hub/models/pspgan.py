@@ -181,9 +181,10 @@ class PSPGAN(
         image = self.generator.synthesis(latents, conditions, randomize_noise=randomize_noise)
         if weights is None and self.selection is not None:  # selection on, no references
             weights = x.new_zeros(x.shape[0], 0)
-        contributions = self._contributions(masses, cache, x)
-        if return_contributions and weights is not None:
+        if return_contributions and weights is not None:  # the weights the model mixed by
             contributions = weights.detach()
+        else:
+            contributions = self._contributions(masses, cache, x)
         return PSPGANOutput(
             image=image,
             unet_images=tuple(unet_images),

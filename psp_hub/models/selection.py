@@ -21,12 +21,9 @@ import math
 import torch
 from torch import nn
 
+from .fusion import _tokens
+
 SELECTION_KEY = "selection_k"  # the reference side's key in ReferenceCache.features at the lowest fusion scale
-
-
-def _tokens(x: torch.Tensor) -> torch.Tensor:
-    """(..., C, H, W) -> (..., H*W, C)."""
-    return x.flatten(-2).transpose(-1, -2)
 
 
 class ReferenceSelection(nn.Module):
