@@ -103,6 +103,9 @@ def test_references_of_the_person_are_used_and_a_stranger_is_dropped(pipe, peopl
     assert face.identity_input_vs_references is not None and face.identity_input_vs_references > 0.3
     kept = pipe.restore(a[4], refs, mismatched_references="keep").faces[0]
     assert b[0].name in kept.references_used
+    unasked = pipe.restore(a[4], refs, reference_shares=False)  # not measured: the model does no extra work
+    assert unasked.faces[0].reference_shares is None and unasked.report["faces"][0]["reference_shares"] is None
+    assert np.array_equal(unasked.faces[0].restored, face.restored)
 
 
 def test_references_of_someone_else_only_give_blind_restoration(pipe, people):

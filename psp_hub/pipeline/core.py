@@ -286,8 +286,8 @@ class RestorationPipeline:
         self, aligned: list[np.ndarray], choices: list[ReferenceChoice], refset: ReferenceSet, cfg: PipelineConfig
     ) -> tuple[list[np.ndarray], list[list[float] | None]]:
         """Restore every aligned face: one model call per distinct reference subset (its encoding is cached).
-        Also each face's reference shares, in its choice's order (None without references or from a backend that
-        does not report them)."""
+        Also each face's reference shares, in its choice's order (None without references, when not asked for, or
+        from a backend that does not report them)."""
         restored: list[np.ndarray | None] = [None] * len(aligned)
         shares: list[list[float] | None] = [None] * len(aligned)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -297,7 +297,8 @@ class RestorationPipeline:
             for key, ids in groups.items():
                 cache = refset.cache_for(self.model, key)  # its slots hold sorted(key)
                 lq = image_to_tensor([aligned[i] for i in ids], self.device)
-                out = self.model.restore(lq, cache, strength=float(cfg.strength), return_contributions=bool(key))
+                shares_wanted = bool(key) and cfg.reference_shares
+                out = self.model.restore(lq, cache, strength=float(cfg.strength), return_contributions=shares_wanted)
                 images = tensor_to_image(out.image)
                 slot = {ref: n for n, ref in enumerate(sorted(key))}
                 for j, i in enumerate(ids):
