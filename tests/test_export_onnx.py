@@ -1,7 +1,8 @@
 """ONNX export: a tiny seeded PSP-GAN exported with the dynamo exporter runs in onnxruntime like PyTorch.
 
-Every test runs on two models: references encoded at the output size, and at half of it (`reference_size`, as the
-256 px release recipe's 128 px E_p), exported through the CLI from a `save_pretrained` folder.
+Every test runs on three models, exported through the CLI from a `save_pretrained` folder: references encoded at the
+output size, at half of it (`reference_size`, as the 256 px release recipe's 128 px E_p), and with
+`reference_selection` (its shares are the selection's weights; the others' the fusion's attention mass).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.models import ReferenceCache
 from psp_hub.onnx.backend import OnnxBackend, RawReferences
-from psp_hub.onnx.export import OPSET, ExportedFiles, main, sibling_paths
+from psp_hub.onnx.export import OPSET, SHARES_FLAG, SHARES_OUTPUT, ExportedFiles, main, sibling_paths
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import model_fingerprint
 from tests.model_helpers import make_live, random_batch
@@ -26,10 +27,33 @@ MAX_ABS_DIFF = 1e-4
 K = 3
 
 
-@pytest.fixture(scope="module", params=[None, 32], ids=["refs_at_out_size", "reference_size_32"])
+VARIANTS = {
+    "refs_at_out_size": {},
+    "reference_size_32": {"reference_size": 32},
+    "selection": {"reference_selection": True},
+}
+
+
+def _sharpened(model: PSPGAN) -> PSPGAN:
+    """Shares that differ from 1/K, so comparing them can fail: the random init's attention logits (std ~0.1) keep
+    the attention mass near uniform (x 8 on the fusion's q and k), and an untrained selection is uniform (random
+    selection weights, query x 8), as in tests/test_contributions.py."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for fusion in model.fusion.values():
+            fusion.q.weight.mul_(8)
+            fusion.k.weight.mul_(8)
+        if model.selection is not None:
+            for p in model.selection.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+            model.selection.q.weight.mul_(8)
+    return model
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def model(request):
     torch.manual_seed(0)
-    return make_live(PSPGAN(tiny_config(64, reference_size=request.param)), seed=1).eval()
+    return _sharpened(make_live(PSPGAN(tiny_config(64, **VARIANTS[request.param])), seed=1).eval())
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +81,10 @@ def test_files_opset_and_dynamic_batch(model, exported):
         assert not list(path.parent.glob(path.name + ".data")), "weights must be inside the .onnx file"
         first = proto.graph.input[0].type.tensor_type.shape.dim[0]
         assert first.dim_param and not first.dim_value, f"{path.name}: batch dimension is not dynamic"
+        if path != exported.encoder:  # the restore graphs output the shares; their extra work, if any, is gated
+            assert [o.name for o in proto.graph.output] == ["image", SHARES_OUTPUT]
+            gated = SHARES_FLAG in [i.name for i in proto.graph.input]
+            assert gated == (model.selection is None), "selection weights are free; the attention measure is not"
     backend = OnnxBackend(exported.restore)
     assert backend.fingerprint == model_fingerprint(model)  # profiles' caches carry over
     rs = model.config.reference_input_size
@@ -80,8 +108,15 @@ def test_full_graph_matches_pytorch_at_another_batch_size(model, exported):
     # graph's reference size, as PyTorch does (resizing to 64 and then 32 differed by 0.0125 at reference_size 32)
     lq, refs = random_batch(48, 3, K, seed=2, lq_size=64)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
-    ref = model(lq, refs, mask, strength=0.6).image
-    assert _diff(backend(lq, refs, mask, strength=0.6).image, ref, "full graph, batch 3") < MAX_ABS_DIFF
+    ref = model(lq, refs, mask, strength=0.6, return_contributions=True)
+    got = backend(lq, refs, mask, strength=0.6)
+    assert got.contributions is None  # not asked
+    assert _diff(got.image, ref.image, "full graph, batch 3") < MAX_ABS_DIFF
+    asked = backend(lq, refs, mask, strength=0.6, return_contributions=True)
+    assert torch.equal(asked.image, got.image)  # asking changes nothing else
+    assert _diff(asked.contributions, ref.contributions, "full graph, shares") < MAX_ABS_DIFF
+    assert (ref.contributions[0] - 1 / K).abs().max() > 1e-3  # the shares compared are not uniform
+    assert torch.equal(asked.contributions[1:], torch.tensor([[1.0, 0, 0], [0, 0, 0]]))  # one reference, none
     cache = backend.encode_references(refs[:1, :2])  # fewer references than slots: padded and masked
     assert isinstance(cache, RawReferences)
     ref2 = model.restore(lq, model.encode_references(refs[:1, :2])).image
@@ -101,10 +136,19 @@ def test_cached_graphs_match_pytorch_and_blind(model, exported):
         for key, t in d.items():
             assert cache.features[r][key].shape == t.shape
             assert _diff(cache.features[r][key], t, f"cache {r}/{key}") < MAX_ABS_DIFF
-    ref = model.restore(lq, torch_cache).image
-    assert _diff(backend.restore(lq, cache).image, ref, "cached restore, cache broadcast to batch 4") < MAX_ABS_DIFF
-    blind = model.restore(lq, None).image
-    assert _diff(backend.restore(lq, None).image, blind, "blind (all slots masked)") < MAX_ABS_DIFF
+    ref = model.restore(lq, torch_cache, return_contributions=True)
+    got = backend.restore(lq, cache, return_contributions=True)
+    assert _diff(got.image, ref.image, "cached restore, cache broadcast to batch 4") < MAX_ABS_DIFF
+    assert _diff(got.contributions, ref.contributions, "cached restore, shares") < MAX_ABS_DIFF
+    assert (ref.contributions - 1 / K).abs().max() > 1e-3
+    two = backend.restore(lq, backend.encode_references(refs[:1, :2]), return_contributions=True).contributions
+    ref_two = model.restore(lq, model.encode_references(refs[:1, :2]), return_contributions=True).contributions
+    assert two.shape == (4, K) and ref_two.shape == (4, 2)  # the backend's extra slot is padding
+    assert _diff(two[:, :2], ref_two, "cached restore, 2 of 3 slots, shares") < MAX_ABS_DIFF and (two[:, 2] == 0).all()
+    blind = model.restore(lq, None, return_contributions=True)
+    blind_onnx = backend.restore(lq, None, return_contributions=True)
+    assert _diff(blind_onnx.image, blind.image, "blind (all slots masked)") < MAX_ABS_DIFF
+    assert blind_onnx.contributions.shape == blind.contributions.shape == (4, 0)
 
 
 def test_no_reference_export_and_cli(model, tmp_path):
@@ -115,7 +159,9 @@ def test_no_reference_export_and_cli(model, tmp_path):
     assert backend.config.max_references == 0
     lq, _ = random_batch(64, 2, 0, seed=4, lq_size=64)
     with torch.no_grad():
-        assert _diff(backend.restore(lq).image, model.restore(lq).image, "K=0 graph") < MAX_ABS_DIFF
+        out = backend.restore(lq, return_contributions=True)
+        assert _diff(out.image, model.restore(lq).image, "K=0 graph") < MAX_ABS_DIFF
+    assert out.contributions.shape == (2, 0)
     with pytest.raises(ValueError, match="no references"):
         backend.encode_references(torch.zeros(1, 1, 3, 64, 64))
 
@@ -136,6 +182,10 @@ def test_pipeline_runs_on_the_onnx_backend(model, exported, samples):
     print(f"pipeline restored face, uint8 max abs difference = {diff}")
     assert diff <= 1  # rounding of a 1e-6 difference can flip one level
     assert b.report["reference_encodings_computed"] == 1
+    shares = b.faces[0].reference_shares
+    assert shares is not None and len(shares) == 2 and abs(sum(shares) - 1) < 1e-5
+    assert np.abs(np.subtract(shares, a.faces[0].reference_shares)).max() < MAX_ABS_DIFF
+    assert list(b.report["faces"][0]["reference_shares"]) == [p.name for p in photos[:2]]
 
 
 def test_a_profile_built_with_pytorch_runs_on_onnx_without_re_encoding(model, exported, samples):
@@ -153,3 +203,39 @@ def test_a_profile_built_with_pytorch_runs_on_onnx_without_re_encoding(model, ex
     b = onnx_pipe.restore(photos[3], refs)
     assert b.report["reference_encodings_computed"] == 0 and b.faces[0].references_used == a.references_used
     assert np.abs(a.restored.astype(int) - b.faces[0].restored.astype(int)).max() <= 1
+
+
+def _without_shares(src, dst) -> None:
+    """A copy of a restore graph as exported before it had the shares output (no output, no gate, no flag)."""
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    nodes = [n for n in graph.node if not (n.op_type == "If" and SHARES_OUTPUT in n.output)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for field, name in ((graph.output, SHARES_OUTPUT), (graph.input, SHARES_FLAG)):
+        kept = [v for v in field if v.name != name]
+        del field[:]
+        field.extend(kept)
+    read = {name for n in graph.node for name in n.input}  # the weights only the branch read go too
+    weights = [t for t in graph.initializer if t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(weights)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(dst))
+
+
+@torch.no_grad()
+def test_files_exported_before_the_shares_output_still_load(model, exported, tmp_path):
+    old = tmp_path / "old.onnx"
+    _without_shares(exported.restore, old)
+    _without_shares(exported.cached, sibling_paths(old)[1])
+    sibling_paths(old)[0].write_bytes(exported.encoder.read_bytes())
+    backend, new = OnnxBackend(old), OnnxBackend(exported.restore)
+    assert SHARES_OUTPUT not in [o.name for o in backend.full.get_outputs()]
+    lq, refs = random_batch(64, 2, K, seed=6, lq_size=64)
+    for raw in (False, True):  # the cached graph, then the full one
+        if raw:
+            backend.encoder = backend.cached = new.encoder = new.cached = None
+        out = backend.restore(lq, backend.encode_references(refs[:1]), return_contributions=True)
+        assert out.contributions is None  # no shares, no crash
+        assert torch.equal(out.image, new.restore(lq, new.encode_references(refs[:1])).image)

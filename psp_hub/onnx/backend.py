@@ -6,6 +6,8 @@ strength=...)` with torch tensors in and `PSPGANOutput` out, and has the `config
 runs on ONNX. With the `--cached` files the references are encoded once into a ReferenceCache of ONNX outputs;
 without them the cache holds the references themselves and every restore reruns the full graph. References of any
 size are resized once, straight to the size the graphs' `refs` input has (the model's reference_input_size).
+`restore(..., return_contributions=True)` fills `contributions` (B, K), the per-reference shares the pipeline reports,
+from the restore graphs' output of that name (None from files exported before the graphs had it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from psp_hub.models import PSPGANOutput, ReferenceCache
-from psp_hub.onnx.export import META_PREFIX, sibling_paths
+from psp_hub.onnx.export import META_PREFIX, SHARES_FLAG, SHARES_OUTPUT, sibling_paths
 from psp_hub.onnx.graphs import cache_input_names
 
 
@@ -64,6 +66,17 @@ def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+
+
+def _run(session: ort.InferenceSession, feeds: dict, shares: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run a restore graph -> (image, contributions or None). The contributions are fetched when asked and the graph
+    has them; its `return_contributions` input, where it has one, switches their extra work on only then."""
+    names = {i.name for i in session.get_inputs()}
+    shares = shares and SHARES_OUTPUT in {o.name for o in session.get_outputs()}
+    if SHARES_FLAG in names:
+        feeds = {**feeds, SHARES_FLAG: np.asarray(shares)}
+    outs = session.run(["image", SHARES_OUTPUT] if shares else ["image"], feeds)
+    return outs[0], (outs[1] if shares else None)
 
 
 class OnnxBackend:
@@ -133,23 +146,37 @@ class OnnxBackend:
             features.setdefault(int(r), {})[key] = torch.from_numpy(arr)
         return ReferenceCache(features, torch.from_numpy(mask))
 
-    def restore(self, lq: torch.Tensor, cache=None, *, strength: float = 1.0, **_ignored) -> PSPGANOutput:
-        """Degraded aligned faces (B, 3, S, S) in [-1, 1] + a cache from `encode_references` -> PSPGANOutput."""
+    def restore(
+        self,
+        lq: torch.Tensor,
+        cache=None,
+        *,
+        strength: float = 1.0,
+        return_contributions: bool = False,
+        **_ignored,
+    ) -> PSPGANOutput:
+        """Degraded aligned faces (B, 3, S, S) in [-1, 1] + a cache from `encode_references` -> PSPGANOutput, with
+        each reference slot's share in `contributions` when asked (as PyTorch: (B, 0) without references)."""
         x = _np(_model_size(lq, self.config.out_size))
         b = x.shape[0]
         st = np.asarray(strength, np.float32)
         if self.k == 0:
             image = self.full.run(["image"], {"lq": x, "strength": st})[0]
+            shares = np.zeros((b, 0), np.float32) if return_contributions else None
         elif isinstance(cache, ReferenceCache) and self.cached is not None:
             cache = self._pad_cache(cache.for_batch(b))
             feeds = {"lq": x, "ref_mask": _np(cache.mask).astype(bool), "strength": st}
             for name, (r, key) in zip(cache_input_names(self.layout), self.layout):
                 feeds[name] = np.ascontiguousarray(_np(cache.features[int(r)][key]))
-            image = self.cached.run(["image"], feeds)[0]
+            image, shares = _run(self.cached, feeds, return_contributions)
         else:
             refs, mask = self._blind_or_raw(cache, b)
-            image = self.full.run(["image"], {"lq": x, "refs": refs, "ref_mask": mask, "strength": st})[0]
-        return PSPGANOutput(image=torch.from_numpy(image).to(lq.device))
+            feeds = {"lq": x, "refs": refs, "ref_mask": mask, "strength": st}
+            image, shares = _run(self.full, feeds, return_contributions)
+            if cache is None and shares is not None:
+                shares = shares[:, :0]
+        contributions = None if shares is None else torch.from_numpy(np.ascontiguousarray(shares)).to(lq.device)
+        return PSPGANOutput(image=torch.from_numpy(image).to(lq.device), contributions=contributions)
 
     def _pad_cache(self, cache: ReferenceCache) -> ReferenceCache:
         """A cache of k < K references (e.g. a profile's, encoded by PyTorch) -> K slots, the extra ones masked out."""
@@ -182,6 +209,8 @@ class OnnxBackend:
         ref_mask: torch.Tensor | None = None,
         *,
         strength: float = 1.0,
+        return_contributions: bool = False,
         **_ignored,
     ) -> PSPGANOutput:
-        return self.restore(lq, self.encode_references(refs, ref_mask), strength=strength)
+        cache = self.encode_references(refs, ref_mask)
+        return self.restore(lq, cache, strength=strength, return_contributions=return_contributions)

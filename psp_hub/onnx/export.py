@@ -1,7 +1,10 @@
 """Export PSP-GAN to ONNX: `python -m psp_hub.export_onnx --model ID_OR_PATH --out model.onnx [--refs K] [--cached]`.
 
 Writes `model.onnx` (lq + K references + mask -> image); with `--cached` also `model.encoder.onnx` (references ->
-cache tensors) and `model.cached.onnx` (lq + cache tensors -> image). Every graph has a dynamic batch, fixed
+cache tensors) and `model.cached.onnx` (lq + cache tensors -> image). Both restore graphs also output
+`contributions` (B, K), each reference's share as `PSPGAN.restore(..., return_contributions=True)` gives it; where
+that costs extra work (the attention measure of a model without reference selection) it runs only when the bool
+input `return_contributions` is true (optional_output.py). Every graph has a dynamic batch, fixed
 spatial sizes (lq at out_size, references at the model's reference_input_size) and K fixed at export (fewer
 references: mask the unused slots). Uses torch's dynamo
 exporter (needs onnxscript); the TorchScript exporter cannot trace this model, whose stages are keyed by spatial
@@ -30,11 +33,14 @@ from psp_hub.onnx.graphs import (
     cache_input_names,
     cache_layout,
 )
+from psp_hub.onnx.optional_output import gate_output
 from psp_hub.profiles import model_fingerprint
 
 # Opset 18 is the dynamo exporter's native opset in torch 2.14 (no version conversion pass runs).
 OPSET = 18
 META_PREFIX = "psp_gan."
+# the restore graphs' optional output and the input that asks for it (named like PSPGAN.restore's argument)
+SHARES_OUTPUT, SHARES_FLAG = "contributions", "return_contributions"
 
 
 @dataclass
@@ -80,7 +86,8 @@ def _export(
     batch_inputs: list[bool],
     meta: dict,
 ) -> Path:
-    """Export one graph with the dynamo exporter, batch dimension dynamic on the flagged inputs, then tag it."""
+    """Export one graph with the dynamo exporter, batch dimension dynamic on the flagged inputs, then tag it (and
+    gate its contributions output, if it has one, behind the `return_contributions` input)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = _group_like_signature(module, [{0: batch} if b else None for b in batch_inputs])
     with warnings.catch_warnings():
@@ -100,6 +107,8 @@ def _export(
             optimize=True,
         )
     proto = onnx.load(str(path))
+    if SHARES_OUTPUT in output_names:
+        gate_output(proto, SHARES_OUTPUT, SHARES_FLAG, like="ref_mask")
     for key, value in meta.items():
         prop = proto.metadata_props.add()
         prop.key, prop.value = META_PREFIX + key, json.dumps(value)
@@ -136,11 +145,11 @@ def export_model(
         else:
             files = ExportedFiles(
                 _export(
-                    RestoreGraph(model),
+                    RestoreGraph(model, contributions=True),
                     (lq, refs, mask, strength),
                     out,
                     ["lq", "refs", "ref_mask", "strength"],
-                    ["image"],
+                    ["image", SHARES_OUTPUT],
                     [True, True, True, False],
                     {**meta, "graph": "restore"},
                 )
@@ -163,11 +172,11 @@ def _export_cached(model: PSPGAN, out: Path, example: tuple, meta: dict) -> tupl
     )
     tensors = encoder(refs, mask)
     cached_file = _export(
-        CachedRestoreGraph(model, layout),
+        CachedRestoreGraph(model, layout, contributions=True),
         (lq, mask, strength, *tensors),
         cached_path,
         ["lq", "ref_mask", "strength", *names],
-        ["image"],
+        ["image", SHARES_OUTPUT],
         [True, True, False] + [True] * len(names),
         {**meta, "graph": "restore_cached"},
     )
