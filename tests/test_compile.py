@@ -8,6 +8,7 @@ checked on the failing layer, and whole steps under inductor on the device (trai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,17 +72,18 @@ def _style_conv_grads(conv: torch.nn.Module, call, x: torch.Tensor, style: torch
     return {n: p.grad.clone() for n, p in conv.named_parameters()}
 
 
-def test_compile_options_turn_mix_order_off_for_inductor_only(monkeypatch):
+def test_compile_options_are_static_and_turn_mix_order_off_for_inductor_only(monkeypatch):
     monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
     assert training_compile_options(backend="inductor")["options"] == {"triton.mix_order_reduction": False}
     assert training_compile_options()["options"] == {"triton.mix_order_reduction": False}
-    assert training_compile_options(backend="aot_eager") == {"backend": "aot_eager"}
+    assert training_compile_options(backend="aot_eager") == {"backend": "aot_eager", "dynamic": False}
+    assert training_compile_options(backend="eager", dynamic=True)["dynamic"] is True  # static unless asked
     # torch.compile takes a mode or options: the mode's own options come along
     merged = training_compile_options(mode="max-autotune-no-cudagraphs")
     assert "mode" not in merged and merged["options"]["max_autotune"] is True
     assert merged["options"]["triton.mix_order_reduction"] is False
     monkeypatch.setenv(MIX_ORDER_ENV, "1")  # set by hand: inductor's own reading of it stands
-    assert training_compile_options(backend="inductor") == {"backend": "inductor"}
+    assert training_compile_options(backend="inductor") == {"backend": "inductor", "dynamic": False}
 
 
 def test_compiled_style_conv_has_eager_gradients_and_no_mix_order(fresh_dynamo, mix_order_seen, monkeypatch):
@@ -254,3 +256,79 @@ def test_compiled_prior_step_compiles_nothing_after_its_first_step(tmp_path, fre
     assert n in drawn[1:] and len({k for k in drawn[1:] if k < n}) >= 2, drawn  # both branches, several crossovers
     assert first.count >= 4  # G forward and backward, D's two grad states
     assert later.count == 0, later.events
+
+
+def _mixed_resolution_config(dataset, tmp_path, compile_backend: str | None, *overrides: str) -> TrainConfig:
+    """The psp-256 recipe (mixed resolution, DiffAugment, frozen modules, reference selection with distractors) on the
+    tiny network under bf16 autocast, as the device runs it: the bf16 generator output meets the discriminators' fp32
+    reals, and at the two native levels (32 and 64 px here) the perceptual net sees two sizes."""
+    import yaml
+
+    tiny_model = yaml.safe_load(TINY.read_text())["model"]
+    return TrainConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "train" / "configs" / "psp-256.yaml",
+        [f"model.{k}={json.dumps(v)}" for k, v in tiny_model.items()]
+        + [
+            "model.reference_size=32",
+            "data.out_size=64",
+            "data.max_references=2",
+            f"data.path={dataset}",
+            f"data.extra_path={dataset}",
+            "data.sharp_threshold=118",  # the tiny set's median sharpness: both native levels occur
+            f"output_dir={tmp_path / f'psp-{compile_backend}'}",
+            "batch_size=2",
+            "max_steps=100",  # the U-Net term stays on (to step 6) through the steps below
+            "mixed_precision=bf16",
+            "d_narrow=0.0625",
+            "component_d_channels=8",
+            "init_from=null",
+            "prior_path=null",
+            "tracker=none",
+            f"compile={str(compile_backend is not None).lower()}",
+            f"compile_backend={compile_backend or 'inductor'}",
+            *overrides,
+        ],
+    )
+
+
+def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_matches_eager(
+    dataset, tmp_path, fresh_dynamo
+):
+    """The compiled psp-256 step on the tiny network (the eye/mouth discriminators on as well, so every discriminator
+    is in it): every graph compiles in step 0 with static shapes, steps 1-2 (other samples native at each level,
+    other distractors) compile nothing, and the losses are eager's. Before static shapes and one dtype for the
+    discriminators' reals and fakes, the same census counted 38 graphs, 15 of them with symbolic sizes (the perceptual
+    net at 32 px after 64 px, a component discriminator after another) and a second D-step graph per discriminator
+    for the bf16 fakes."""
+    from psp_hub.data import build_train_batches
+    from psp_hub.training.batches import batch_to_device
+    from psp_hub.training.compile_census import CENSUS, register_census_backend
+
+    census = register_census_backend()
+    extra = ("losses.component_gan=1.0", "losses.component_style=200.0")
+    cfg = _mixed_resolution_config(dataset, tmp_path, None, *extra)
+    batches = build_train_batches(cfg.data, batch_size=cfg.batch_size, device=torch.device("cpu"))
+    steps = [batch_to_device(next(batches), "cpu", cfg.channels_last) for _ in range(3)]
+    assert {int(n) for b in steps for n in b["native_px"]} == {32, 64}
+    logs: dict[str | None, list[dict[str, float]]] = {}
+    counts = []
+    CENSUS.graphs.clear()
+    for backend in (None, census):
+        set_seed(0)
+        cfg = _mixed_resolution_config(dataset, tmp_path, backend, *extra)
+        stage = make_stage(cfg, Accelerator(cpu=True, mixed_precision="bf16"))
+        logs[backend] = []
+        for i, batch in enumerate(steps):
+            set_seed(i)
+            with watch_compiles() as tally:
+                logs[backend].append({k: float(v) for k, v in stage.step(batch, i).items()})
+            counts.append(tally.count)
+    assert counts[:3] == [0, 0, 0] and counts[3] >= 20 and counts[4:] == [0, 0], counts
+    assert not CENSUS.dynamic, CENSUS.dynamic
+    # G, VGG at two sizes with and without grad, the identity net with and without; the global D once in the G step
+    # and once in the D step, each component D the same plus its no-grad style features; backward graphs: 30
+    assert len(CENSUS.graphs) == 30, [(g.compile_id, g.kind, g.ops) for g in CENSUS.graphs]
+    for i, (e, c) in enumerate(zip(logs[None], logs[census])):
+        assert set(e) == set(c) and {"reference_selection", "component_gan", "d_components"} <= set(e)
+        for key in e:
+            assert c[key] == pytest.approx(e[key], rel=2e-2, abs=1e-3), (i, key)

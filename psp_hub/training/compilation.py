@@ -14,6 +14,12 @@ meets the noise strength's per-pixel sum over channels of the same gradient; pyt
 `.view` that torch 2.14 has and 2.11 lacks). The same step still rebinds outputs that are views into a shared
 buffer (silently wrong gradients, pytorch/pytorch#193061, not fixed in 2.14.1), so training compiles without it.
 
+Every training shape is fixed by the config (a sample's native size is a tensor, not a shape), yet dynamo's default
+("automatic dynamic") recompiled with symbolic sizes whenever one code object met a second shape: the perceptual
+VGG at 128 px after 256 px, and a component discriminator after another one, since accelerate's forward wrapper is
+one code object for all of them (compile_census, psp-256 at 256 px: 8 of 38 graphs had symbolic sizes). Symbolic
+graphs cost inductor more and run slower, so training compiles with `dynamic=False`: one static graph per shape.
+
 A graph compiles the first time its branch runs, not at start-up: `watch_compiles` counts those compilations and their
 seconds, so a benchmark can warm up until they stop and show any that land in its timed window (one did on the
 H200: the prior-256 compiled mean was 46 samples/s against a 148 ms median step, i.e. ~865 samples/s).
@@ -26,6 +32,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import torch
 from torch import nn
@@ -46,11 +53,12 @@ def _allow_recompiles() -> None:
 
 
 def training_compile_options(**options) -> dict:
-    """torch.compile keyword arguments with the training inductor settings merged in (inductor backend only).
+    """torch.compile keyword arguments: static shapes (unless `dynamic` is given), and the training inductor settings
+    merged in (inductor backend only).
 
     A `mode` becomes its inductor options, since torch.compile takes a mode or options, not both.
     """
-    options = dict(options)
+    options = {"dynamic": False, **options}
     if options.get("backend", "inductor") != "inductor" or MIX_ORDER_ENV in os.environ:
         return options
     inductor = dict(options.pop("options", None) or {})
@@ -71,6 +79,13 @@ def compile_in_place(module: nn.Module, **options) -> nn.Module:
     return module
 
 
+def run_eager():
+    """A context in which compiled modules run their eager code: for the rare calls (sample images, validation) whose
+    mode (eval, no_grad) or batch would otherwise compile a generator-sized graph of their own (three such compiles in
+    the first validation cycle of the tiny psp-256 run; on the device, minutes each in the middle of a chunk)."""
+    return torch.compiler.set_stance("force_eager")
+
+
 def compiled_view(module: nn.Module, **options):
     """A compiled wrapper sharing `module`'s parameters; `module` itself stays eager (e.g. for double backward)."""
     _allow_recompiles()
@@ -88,9 +103,10 @@ class CompileTally:
 
 
 @contextmanager
-def watch_compiles() -> Iterator[CompileTally]:
+def watch_compiles(log: TextIO | None = None) -> Iterator[CompileTally]:
     """Tally the compilations that start while the block runs (nested ones once: dynamo's callbacks fire around the
-    outermost compile only)."""
+    outermost compile only). With `log`, each one also writes a line as it starts and ends, so a run killed in its
+    warm-up still shows how far it got."""
     tally, started = CompileTally(), [0.0]
 
     def start(args) -> None:
@@ -98,9 +114,15 @@ def watch_compiles() -> Iterator[CompileTally]:
         lazy = args.callback_trigger == torch._dynamo.callback.CallbackTrigger.LAZY_BACKWARD
         tally.events.append(f"{args.compile_id} {'backward' if lazy else 'forward'}")
         tally.count += 1
+        if log is not None:
+            print(f"compile {tally.count}: {tally.events[-1]} ...", file=log, flush=True)
 
     def end(args) -> None:
-        tally.seconds += time.perf_counter() - started[0]
+        seconds = time.perf_counter() - started[0]
+        tally.seconds += seconds
+        if log is not None:
+            line = f"compile {tally.count}: {tally.events[-1]} {seconds:.1f} s (all {tally.seconds:.0f} s)"
+            print(line, file=log, flush=True)
 
     handler = torch._dynamo.callback_handler
     handler.register_start_callback(start)

@@ -192,8 +192,9 @@ class PSPGANObjective(nn.Module):
         The reals are the batch's `gan_real` faces where it has them (the mixed-resolution rule), else its targets;
         the global discriminator sees both through DiffAugment, and R1 is taken through it (D composed with T).
         """
-        fake, aug = fake.detach(), self.augment
         real, real_boxes = batch.get("gan_real", batch["target"]), batch.get("gan_real_boxes", batch["boxes"])
+        # a bf16 output in the reals' dtype: one compiled graph per discriminator for both, not one per dtype
+        fake, aug = fake.detach().to(real.dtype), self.augment
         losses = {"d_global": d_logistic_loss(discs.global_d(aug(real)), discs.global_d(aug(fake)))}
         if self.w.component_gan > 0 or self.w.component_style > 0:
             fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)

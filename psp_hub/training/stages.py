@@ -19,7 +19,7 @@ from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.models.stylegan2 import draw_mixing_index
 
 from .batches import to_channels_last
-from .compilation import compile_in_place, compiled_view
+from .compilation import compile_in_place, compiled_view, run_eager
 from .config import TrainConfig
 from .diffaugment import DiffAugment
 from .distractors import add_distractors, step_generator
@@ -159,7 +159,9 @@ class PriorStage(Stage):
     def sample_images(self, batch):
         g = self.raw_generator
         z = torch.randn(min(8, batch["target"].shape[0]), g.style_dim, device=self.acc.device, generator=None)
-        return {"samples": g(z, randomize_noise=False), "real": batch["target"][:8]}
+        with run_eager():
+            samples = g(z, randomize_noise=False)
+        return {"samples": samples, "real": batch["target"][:8]}
 
     def export(self, folder: str | Path, **_) -> Path:
         """EMA generator weights as safetensors plus the generator's settings."""
@@ -275,7 +277,8 @@ class PSPGANStage(Stage):
         was = g.training
         g.eval()
         n = min(4, batch["lq"].shape[0])
-        out = g(batch["lq"][:n], batch["refs"][:n], batch["ref_mask"][:n]).image
+        with run_eager():
+            out = g(batch["lq"][:n], batch["refs"][:n], batch["ref_mask"][:n]).image
         g.train(was)
         refs = batch["refs"][:n] * batch["ref_mask"][:n, :, None, None, None]
         return {"lq": batch["lq"][:n], "refs": refs, "output": out, "target": batch["target"][:n]}

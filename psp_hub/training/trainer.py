@@ -21,6 +21,7 @@ from psp_hub.data import build_train_batches, phase_at
 
 from .batches import batch_to_device
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .compilation import run_eager
 from .config import TrainConfig
 from .divergence import TrainingDiverged, nonfinite_terms
 from .schedule import ema_weights
@@ -311,7 +312,7 @@ def _log_images(stage, batch, accelerator, out_dir: Path, step: int) -> None:
 
 
 def _validate(stage, validator, accelerator, step: int) -> None:
-    with ema_weights(stage.ema, stage.raw_generator) as g:
+    with ema_weights(stage.ema, stage.raw_generator) as g, run_eager():
         metrics = validator(g)
     accelerator.log(metrics, step=step)
     _append_jsonl(Path(accelerator.project_dir) / "metrics.jsonl", {"step": step, **metrics}, accelerator)
