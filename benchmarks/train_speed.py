@@ -104,7 +104,7 @@ def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, rule: Warm
     the compilations during warm-up and during timing."""
     step_s, wait_s, t_warm = [], [], time.perf_counter()
     first_step_s, warmup_s, compile_free, i = 0.0, 0.0, 0, 0
-    with watch_compiles() as watch:
+    with watch_compiles(log=sys.stderr) as watch:  # a line per compile: a run killed in its warm-up shows where
         while not rule.done(i, compile_free):
             compiles = watch.count
             t0 = time.perf_counter()

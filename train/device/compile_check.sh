@@ -17,12 +17,19 @@
 #   CONFIGS=prior-256 bash train/device/compile_check.sh          # <= 450 s, + 75 s with the repro (REPRO=0: none)
 #   CONFIGS=psp-256 REPRO=0 bash train/device/compile_check.sh    # <= 570 s
 # Both in one call (CONFIGS="prior-256 psp-256", the default) can run past 10 minutes.
+# The compiled process writes a line per compilation to its .err as it starts and ends (and TORCH_LOGS, default
+# recompiles,graph_breaks), so a run killed in its warm-up shows how far it got. Its inductor cache is
+# $INDUCTOR_CACHE/ic-<config> (default /tmp: a fresh compile each machine); INDUCTOR_CACHE=runs/inductor-cache keeps
+# it in the repo's ignored runs/, which the device keeps between calls on a warm machine, so a second call finds the
+# graphs the first one compiled (psp-256's step: 15 graphs of 9,203 operators, 2.7x the prior's; docs/speed.md).
 #   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, a table
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
 py=${PYTHON:-python3}
 args=(--steps "${STEPS:-16}" --warmup "${WARMUP:-3}")
+cache=${INDUCTOR_CACHE:-/tmp}
+mkdir -p "$cache"
 init=""  # prior-256 warm-starts from a 128 px prior export; without one here, from scratch (the same speed)
 [ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
@@ -36,7 +43,8 @@ pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the
   ( timeout $((limit + 30)) "$py" benchmarks/train_speed.py "${args[@]}" "$@" compile=false \
       --ready "$sig.eager.ready" --wait-for "$sig.compiled.done" >"$out/eager-$name.json" 2>"$out/eager-$name.err"
     echo $? >"$out/eager-$name.rc"; touch "$sig.eager.ready" ) &
-  ( TORCHINDUCTOR_CACHE_DIR=/tmp/ic-$name timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "$@" \
+  ( TORCHINDUCTOR_CACHE_DIR=$cache/ic-$name TORCH_LOGS=${TORCH_LOGS-recompiles,graph_breaks} \
+      timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "$@" \
       compile=true --ready "$sig.compiled.ready" --wait-for "$sig.eager.ready" --done "$sig.compiled.done" \
       >"$out/compiled-$name.json" 2>"$out/compiled-$name.err"
     echo $? >"$out/compiled-$name.rc"; touch "$sig.compiled.done" )
@@ -78,7 +86,8 @@ for name in ("prior-256", "psp-256", "repro-prior-256"):
         if rc not in ("0", "-"):
             err = (out / f"{stem}.err").read_text().splitlines() if (out / f"{stem}.err").exists() else []
             hits = [l for l in err if "Error" in l or "invalid gradient" in l or "hit config" in l]
-            print("    ", (hits or err or ["(no stderr)"])[-1][:300])
+            compiles = [l for l in err if l.startswith("compile ")]  # where a killed warm-up was
+            print("    ", (hits or compiles or err or ["(no stderr)"])[-1][:300])
         if r.get("timed_compiles"):
             print("     compiled in the timed window:", r.get("timed_compile_events"))
 EOF
