@@ -15,7 +15,7 @@ from psp_hub import PSPGAN, default_model_dir, tiny_config
 from psp_hub.common import image_to_tensor
 from psp_hub.data import DegradationConfig, degrade, sample_degradation
 from psp_hub.pipeline import IdentityScorer
-from tests.model_helpers import make_live, random_batch
+from tests.model_helpers import make_live, random_batch, sharpened
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_faces"
 
@@ -28,14 +28,7 @@ def test_shares_are_a_distribution_over_valid_references_and_cost_nothing_unaske
     torch.manual_seed(0)
     model = make_live(PSPGAN(tiny_config(64, fusion_direction=direction, reference_selection=selection)), seed=2)
     model.eval()
-    for fusion in model.fusion.values():  # sharpen the random init's near-uniform attention (logit std ~0.1)
-        fusion.q.weight.mul_(8)
-        fusion.k.weight.mul_(8)
-    if selection:  # the untrained selection is uniform: give it random weights, sharpened the same way
-        gen = torch.Generator().manual_seed(3)
-        for p in model.selection.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-        model.selection.q.weight.mul_(8)
+    sharpened(model)  # shares away from 1/K: the random init's attention and an untrained selection are uniform
     lq, refs = random_batch(64, 3, 3, seed=5)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=torch.bool)
     plain = model(lq, refs, mask)

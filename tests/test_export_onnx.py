@@ -18,7 +18,7 @@ from psp_hub.onnx.backend import OnnxBackend, RawReferences
 from psp_hub.onnx.export import OPSET, SHARES_FLAG, SHARES_OUTPUT, ExportedFiles, main, sibling_paths
 from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import model_fingerprint
-from tests.model_helpers import make_live, random_batch
+from tests.model_helpers import make_live, random_batch, sharpened
 
 # fp32 graphs, same weights: onnxruntime's kernels differ from PyTorch's only in summation order. Measured on the
 # tiny 64 px model: images at most 1.6e-6 (2.3e-6 with its references at 32 px, 3.3e-6 with selection); shares 6e-7
@@ -35,26 +35,10 @@ VARIANTS = {
 }
 
 
-def _sharpened(model: PSPGAN) -> PSPGAN:
-    """Shares that differ from 1/K, so comparing them can fail: the random init's attention logits (std ~0.1) keep
-    the attention mass near uniform (x 8 on the fusion's q and k), and an untrained selection is uniform (random
-    selection weights, query x 8), as in tests/test_contributions.py."""
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for fusion in model.fusion.values():
-            fusion.q.weight.mul_(8)
-            fusion.k.weight.mul_(8)
-        if model.selection is not None:
-            for p in model.selection.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-            model.selection.q.weight.mul_(8)
-    return model
-
-
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def model(request):
     torch.manual_seed(0)
-    return _sharpened(make_live(PSPGAN(tiny_config(64, **VARIANTS[request.param])), seed=1).eval())
+    return sharpened(make_live(PSPGAN(tiny_config(64, **VARIANTS[request.param])), seed=1).eval())
 
 
 @pytest.fixture(scope="module")

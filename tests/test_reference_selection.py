@@ -23,7 +23,7 @@ from psp_hub.training.distractors import DISTRACTOR_KEY, add_distractors, refere
 from psp_hub.training.objectives import PSPGANObjective
 from psp_hub.training.stages import make_stage
 from psp_hub.training.warm_start import grow_pspgan, init_pspgan
-from tests.model_helpers import make_live, random_batch
+from tests.model_helpers import make_live, random_batch, random_selection
 
 TINY = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny-cpu.yaml"
 DIRECTIONS = ["reference_query", "input_query"]
@@ -38,17 +38,6 @@ def _pair(direction: str, seed: int = 2) -> tuple[PSPGAN, PSPGAN]:
     result = on.load_state_dict(off.state_dict(), strict=False)
     assert not result.unexpected_keys and all(k.startswith("selection.") for k in result.missing_keys)
     return off, on
-
-
-def _trained_selection(model: PSPGAN, seed: int = 3) -> PSPGAN:
-    """Random (non-zero) selection weights, so references get different weights; the query x 8 sharpens the scores
-    of random references (which otherwise stay within ~0.02 of uniform)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.selection.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-        model.selection.q.weight.mul_(8)
-    return model
 
 
 def test_config_round_trips_and_configs_without_the_key_load_as_before():
@@ -78,7 +67,7 @@ def test_an_untrained_selection_computes_exactly_the_model_without_it(direction)
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_weights_are_a_distribution_over_valid_references_that_follows_them(direction):
     _, model = _pair(direction)
-    _trained_selection(model)
+    random_selection(model)
     lq, refs = random_batch(64, 3, 3, seed=5)
     out = model(lq, refs, MASK, return_contributions=True)
     w = out.reference_weights
@@ -102,7 +91,7 @@ def test_weights_are_a_distribution_over_valid_references_that_follows_them(dire
 @torch.no_grad()
 def test_the_cached_path_equals_the_uncached_one():
     _, model = _pair("reference_query")
-    _trained_selection(model)
+    random_selection(model)
     lq, refs = random_batch(64, 3, 3, seed=5)
     direct = model(lq, refs, MASK, return_contributions=True)
     cache = model.encode_references(refs, MASK)
