@@ -31,9 +31,11 @@ from accelerate.utils import set_seed
 
 import psp_hub
 from psp_hub.data import build_train_batches
+from psp_hub.data.mixing import native_levels
 from psp_hub.training import TrainConfig
 from psp_hub.training.batches import batch_to_device
 from psp_hub.training.compilation import watch_compiles
+from psp_hub.training.compile_census import CENSUS, register_census_backend
 from psp_hub.training.stages import make_stage
 
 
@@ -56,6 +58,10 @@ def synthetic_batches(cfg: TrainConfig):
         "ref_mask": torch.ones(b, k, dtype=torch.bool),
         "boxes": boxes,
     }
+    levels = native_levels(cfg.data.out_size, cfg.data.sharp_threshold)
+    if levels and cfg.stage == "pspgan":  # the mixed-resolution rule: both native sizes, and the GAN's own reals
+        native = torch.tensor(levels).repeat(b)[:b]
+        batch |= {"native_px": native, "gan_real": batch["target"].clone(), "gan_real_boxes": boxes.clone()}
     if cfg.data.pin_memory and torch.cuda.is_available():  # as the real loader with pin_memory=True hands them over
         batch = {k: v.pin_memory() for k, v in batch.items()}
     while True:
@@ -157,13 +163,15 @@ def measure(
     done: str | None = None,
     count_syncs: bool = False,
     max_warmup: int = 100,
+    census: bool = False,
 ) -> dict:
     """Time `steps` optimisation steps (G and D) after at least `warmup` ones (more while graphs still compile, up
     to `max_warmup`); data wait is time blocked on the loader. compile_s is all compilation, warm-up and timed;
     timed_compiles > 0 means the timed mean includes compiling (the median is then the steady step's measure).
     """
     t_start = time.perf_counter()
-    acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    # a census keeps the config's precision on the CPU too: bf16 autocast decides some graphs' input dtypes
+    acc = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() or census else "no")
     set_seed(cfg.seed)
     stage = make_stage(cfg, acc)
     device = acc.device
@@ -234,6 +242,17 @@ def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
         "channels_last": cfg.channels_last,
         "fused_adam": cfg.optim.fused,
         "loss_nets_bf16": cfg.loss_nets_bf16,
+    }
+
+
+def census_summary(largest: int = 4) -> dict:
+    """The census of the compiled regions (graphs, operators, those with symbolic sizes, the largest graphs)."""
+    ranked = sorted(CENSUS.graphs, key=lambda g: -g.ops)[:largest]
+    return {
+        "census_graphs": len(CENSUS.graphs),
+        "census_ops": CENSUS.ops,
+        "census_dynamic_graphs": len(CENSUS.dynamic),
+        "census_largest": [f"{g.compile_id} {g.kind} {g.ops}" for g in ranked],
     }
 
 
@@ -318,10 +337,17 @@ def main(argv=None) -> int:
     p.add_argument("--wait-for", action="append", default=[], help="after warm-up, wait until this file exists")
     p.add_argument("--done", help="touch this file when timing (and profiling) is done")
     p.add_argument("--count-syncs", action="store_true", help="count the host-device syncs of one step (GPU only)")
+    p.add_argument(
+        "--census",
+        action="store_true",
+        help="compile with the census backend (CPU is enough): the graphs and operators inductor would get",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = p.parse_args(argv)
+    census = ["compile=true", f"compile_backend={register_census_backend()}"] if args.census else []
     for path in args.config:
-        cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides])
+        cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides, *census])
+        CENSUS.graphs.clear()
         result = measure(
             cfg,
             args.steps,
@@ -333,7 +359,10 @@ def main(argv=None) -> int:
             args.done,
             args.count_syncs,
             args.max_warmup,
+            args.census,
         )
+        if args.census:
+            result |= census_summary()
         print(json.dumps({"config_file": path, **result}), flush=True)
     return 0
 
