@@ -242,6 +242,18 @@ def test_crop_components_exact_on_integer_boxes_and_sizes():
     }
 
 
+def test_crop_components_keep_bf16_boxes_where_fp32_puts_them():
+    """bf16 images (the training's autocast output) are cropped at the fp32 boxes: a box edge at 200.3 px would round
+    to 200 in bf16, a shift the crops of a smooth ramp show at once."""
+    ramp = torch.arange(256, dtype=torch.float32).expand(1, 3, 256, 256).contiguous()  # value = x coordinate
+    boxes = torch.tensor([[[200.3, 20.0, 232.3, 52.0], [100.6, 20.0, 132.6, 52.0], [60.2, 150.0, 124.2, 214.0]]])
+    fp32 = crop_components(ramp, boxes, 8)
+    bf16 = crop_components(ramp.bfloat16(), boxes, 8)
+    assert all(bf16[k].dtype == torch.bfloat16 for k in COMPONENTS)
+    for k in COMPONENTS:  # the bf16 crop is the fp32 crop rounded to bf16, not a crop at a rounded box
+        torch.testing.assert_close(bf16[k].float(), fp32[k].bfloat16().float(), atol=0, rtol=0)
+
+
 def test_crop_components_real_face_flip_consistency_and_grad(people):
     """Flipping the face and swapping eye landmarks gives the mirrored left/right crops."""
     size = 128

@@ -129,7 +129,8 @@ def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train
         ["tracker=none", f"output_dir={tmp_path / 'run'}", f"data.path={dataset}", "data.loader=resident"],
     )
     result = train_speed.measure(cfg, steps=2, warmup=1)
-    assert result["loader"] == "resident" and not result["synthetic"] and result["samples_per_s"] > 0
+    # samples/s is rounded to 0.1 and reads 0.0 when a tiny step takes over 40 s on a loaded machine: check the step
+    assert result["loader"] == "resident" and not result["synthetic"] and result["ms_per_step_median"] > 0
     assert result["data_setup_s"] >= 0 and result["compile_s"] >= 0 and result["first_step_s"] > 0
     assert 0 <= result["data_wait_share"] < 1 and result["host_syncs_per_step"] is None  # counted on a GPU only
 

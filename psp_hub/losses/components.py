@@ -32,7 +32,11 @@ def crop_components(
     if out_size is None:
         out_size = default_component_sizes(images.shape[-1])
     sizes = out_size if isinstance(out_size, dict) else {name: int(out_size) for name in COMPONENTS}
-    boxes = boxes.to(device=images.device, dtype=images.dtype if images.is_floating_point() else torch.float32)
+    # boxes stay fp32: in bf16 a coordinate of 64-255 px rounds by 0.25-1 px, misaligning the crops; roi_align needs
+    # one dtype for both, so bf16 images are cropped in fp32 and the crops cast back
+    boxes = boxes.to(device=images.device, dtype=torch.float32)
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    images = images.float()
     b = images.shape[0]
     index = torch.arange(b, device=images.device, dtype=boxes.dtype)[:, None]
     by_size: dict[int, list[int]] = {}  # the two eyes share a size: one roi_align call for both
@@ -43,5 +47,5 @@ def crop_components(
         rois = torch.cat([torch.cat([index, boxes[:, i]], dim=1) for i in parts])  # (len(parts) * B, 5)
         out = roi_align(images, rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
         for j, i in enumerate(parts):
-            crops[COMPONENTS[i]] = out[j * b : (j + 1) * b]
+            crops[COMPONENTS[i]] = out[j * b : (j + 1) * b].to(dtype)
     return {name: crops[name] for name in COMPONENTS}
