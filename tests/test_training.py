@@ -502,13 +502,18 @@ def test_loss_nets_go_bf16_under_bf16_mixed_precision(dataset, tmp_path):
         AcceleratorState._reset_state(reset_partial_state=True)  # later tests' Accelerator() must not inherit bf16
 
 
-def _tiny_overrides(dataset, out: Path, refs: int) -> list[str]:
-    """A 256 px config shrunk to the tiny CPU network (64 px, narrow channels), two steps, no extras."""
+def _tiny_overrides(dataset, out: Path, refs: int, recipe: Path) -> list[str]:
+    """A 256 px config shrunk to the tiny CPU network (64 px, narrow channels; the recipe's reference selection kept,
+    since its losses need it), two steps, no extras, its export kept inside the test's folder."""
     import yaml
 
     model = yaml.safe_load(TINY.read_text())["model"]
+    selection = (yaml.safe_load(recipe.read_text()).get("model") or {}).get("reference_selection")
+    if selection is not None:
+        model["reference_selection"] = selection
     return [
         f"model={json.dumps(model)}",
+        f"export_dir={out / 'export'}",
         "data.out_size=64",
         f"data.max_references={refs}",
         f"data.path={dataset}",
@@ -532,9 +537,8 @@ def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_pa
     """Both 256 px configs as the device runs them, shrunk: psp-256 with its second (here the same) dataset and the
     mixed-resolution threshold at the tiny set's median sharpness (118 of 88-128 px), so both levels occur."""
     mixed = ["data.extra_path=" + str(dataset), "data.sharp_threshold=118"] if name == "psp-256" else []
-    cfg = TrainConfig.from_yaml(
-        ROOT / "train" / "configs" / f"{name}.yaml", _tiny_overrides(dataset, tmp_path / name, refs) + mixed
-    )
+    recipe = ROOT / "train" / "configs" / f"{name}.yaml"
+    cfg = TrainConfig.from_yaml(recipe, _tiny_overrides(dataset, tmp_path / name, refs, recipe) + mixed)
     assert cfg.data.loader == "resident" and cfg.channels_last and cfg.optim.fused
     assert cfg.losses.diffaug == "color,translation,cutout"
     result = train(cfg)
