@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch._functorch import config as functorch_config
 from torch._inductor import config as inductor_config
@@ -47,6 +48,15 @@ def fresh_dynamo():
     with inductor_config.patch(fallback_random=True):
         yield
     torch._dynamo.reset()
+
+
+@pytest.fixture
+def bf16_accelerator():
+    """A bf16 Accelerator for this test only: accelerate's state is process-wide, so forget an earlier test's plain
+    one before and this one after (later tests' Accelerator() would otherwise inherit bf16)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield lambda: Accelerator(cpu=True, mixed_precision="bf16")
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture
@@ -292,7 +302,7 @@ def _mixed_resolution_config(dataset, tmp_path, compile_backend: str | None, *ov
 
 
 def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_matches_eager(
-    dataset, tmp_path, fresh_dynamo
+    dataset, tmp_path, fresh_dynamo, bf16_accelerator
 ):
     """The compiled psp-256 step on the tiny network (the eye/mouth discriminators on as well, so every discriminator
     is in it): every graph compiles in step 0 with static shapes, steps 1-2 (other samples native at each level,
@@ -316,7 +326,7 @@ def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_ma
     for backend in (None, census):
         set_seed(0)
         cfg = _mixed_resolution_config(dataset, tmp_path, backend, *extra)
-        stage = make_stage(cfg, Accelerator(cpu=True, mixed_precision="bf16"))
+        stage = make_stage(cfg, bf16_accelerator())
         logs[backend] = []
         for i, batch in enumerate(steps):
             set_seed(i)

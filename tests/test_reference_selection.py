@@ -44,7 +44,9 @@ def test_config_round_trips_and_configs_without_the_key_load_as_before():
     cfg = tiny_config(64, reference_selection=True)
     assert PSPGANConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     shipped = json.loads((default_model_dir() / "config.json").read_text())
-    assert "reference_selection" not in shipped and PSPGANConfig.from_dict(shipped).reference_selection is False
+    assert PSPGANConfig.from_dict(shipped).reference_selection is True  # the bundled model has it
+    legacy = {k: v for k, v in shipped.items() if k != "reference_selection"}  # every config.json written before
+    assert PSPGANConfig.from_dict(legacy).reference_selection is False
     with pytest.raises(ConfigError, match="reference_selection"):
         PSPGANConfig.from_dict({**shipped, "reference_selection": "yes"})
     assert not any(k.startswith("selection.") for k in PSPGAN(tiny_config(64)).state_dict())
