@@ -190,7 +190,7 @@ def _config(args):
         max_references=args.max_references,
         mismatched_references="keep" if args.keep_mismatched else "drop",
         reference_faces=args.reference_faces,
-        reference_shares=args.report,  # only a written report shows them, and they cost model time
+        reference_shares=args.report,  # only a written report shows them (and without selection they cost model time)
         **{k: v for k, v in optional.items() if v is not None},  # unset: the pipeline's defaults
     )
 

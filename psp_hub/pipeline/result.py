@@ -27,8 +27,8 @@ class RestoredFace:
     output: np.ndarray | None = None  # that region of the output photo, full size (None in only-faces mode)
     pasted: bool = True  # False when left untouched (a large face with large_faces="keep")
     large: bool = False  # far larger than the model's size: its fine detail is the photo's own
-    # each used reference's share of the fusion (PSPGANOutput.contributions, in references_used order; None where the
-    # backend cannot say, e.g. ONNX): how much each photo was drawn on
+    # each used reference's share of the fusion (PSPGANOutput.contributions, in references_used order; None when not
+    # asked for, or from an ONNX file exported before the graphs had them): how much each photo was drawn on
     reference_shares: list[float] | None = None
 
     def summary(self) -> dict:
