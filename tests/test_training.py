@@ -508,9 +508,7 @@ def _tiny_overrides(dataset, out: Path, refs: int, recipe: Path) -> list[str]:
     import yaml
 
     model = yaml.safe_load(TINY.read_text())["model"]
-    selection = (yaml.safe_load(recipe.read_text()).get("model") or {}).get("reference_selection")
-    if selection is not None:
-        model["reference_selection"] = selection
+    model["reference_selection"] = TrainConfig.from_yaml(recipe).model.reference_selection
     return [
         f"model={json.dumps(model)}",
         f"export_dir={out / 'export'}",
