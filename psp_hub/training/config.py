@@ -40,6 +40,10 @@ class LossWeights:
     # discriminators otherwise push a trained generator around before they know real from fake (round 3 at 256 px:
     # perceptual and identity losses fell for ~500 steps, then rose as the component terms grew)
     adversarial_warmup: int = 0
+    # the step from which the eye/mouth terms (component_gan, component_style) count and their discriminators train,
+    # ramping in over adversarial_warmup steps from there (the global GAN keeps its ramp from step 0): from step 0
+    # they made speckle at 256 px (docs/release-model.md, round 5), so a fallback brings them back after the warm-up
+    component_from: int = 0
     # -log(weight on a sample's own references) for samples given a distractor (training/distractors.py): the reason
     # for a model with `model.reference_selection` to prefer the right person's photo; needs distractor_references
     reference_selection: float = 0.0
@@ -97,6 +101,15 @@ class TrainConfig:
     # stage 'prior': start from a prior export or a PSP-GAN's decoder, every tensor whose name and shape match
     # (e.g. a 256 px prior from the 128 px one: training/warm_start.py); the rest starts fresh, and the log says which
     init_from: str | None = None
+    # continue a run on another machine (training/handover.py): the hand-over folder an earlier run's export wrote
+    # (handover_dir) holds its discriminators and step; they load, the step counter starts at that step so every
+    # step-driven schedule (warm-ups, unet_until, lr decay, R1 cadence, distractor draws, data phase and position)
+    # goes on where it was. The generator comes from init_from (that run's EMA export), the EMA restarts from it,
+    # and the optimizers' moments restart. Under --resume a checkpoint in output_dir wins (it is this continuation
+    # carried further on this machine) when it is at or past the hand-over's step.
+    continue_from: str | None = None
+    # where an export also writes the hand-over (fp16 discriminators + handover.json) for continue_from
+    handover_dir: str | None = None
     style_mixing_prob: float = 0.9  # stage 'prior'
     # stage 'pspgan': probability that a sample with >= 2 valid references gets one replaced by another person's from
     # the batch (training/distractors.py), for the reference selection loss (losses.reference_selection)
@@ -130,6 +143,7 @@ class TrainConfig:
         except ValueError as err:
             raise ConfigError(f"losses.diffaug: {err}") from None
         _check_reference_selection(cfg)
+        _check_continuation(cfg)
         if cfg.init_from and cfg.prior_path:
             raise ConfigError(
                 "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "
@@ -156,3 +170,17 @@ def _check_reference_selection(cfg: TrainConfig) -> None:
         raise ConfigError("losses.reference_selection needs model.reference_selection: true")
     if cfg.losses.reference_selection > 0 and cfg.distractor_references <= 0:
         raise ConfigError("losses.reference_selection needs distractor_references > 0 (it trains on distractors)")
+
+
+def _check_continuation(cfg: TrainConfig) -> None:
+    """A continued run needs the generator its hand-over was written with; component_from is a step of the run."""
+    if cfg.continue_from and not cfg.init_from:
+        raise ConfigError("continue_from needs init_from: the EMA export written together with that hand-over")
+    if cfg.losses.component_from < 0:
+        raise ConfigError(f"losses.component_from must be >= 0, got {cfg.losses.component_from}")
+    if cfg.losses.component_from > 0 and cfg.losses.component_gan <= 0 and cfg.losses.component_style <= 0:
+        raise ConfigError("losses.component_from needs losses.component_gan or losses.component_style > 0")
+    if cfg.continue_from:  # a hand-over that cannot continue this run fails here, in one line, not at a step
+        from .handover import check_handover
+
+        check_handover(cfg)

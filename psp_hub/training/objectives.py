@@ -40,6 +40,7 @@ GFPGAN_STYLE_LAYER_WEIGHTS = (0.5, 1.0)  # GFPGAN: gram loss on the two componen
 
 
 ADVERSARIAL_TERMS = ("gan", "component_gan", "component_style")  # what the discriminators' judgement drives
+COMPONENT_TERMS = ("component_gan", "component_style")  # the eye/mouth discriminators' part of them
 
 
 def component_crop_sizes(size: int) -> dict[str, int]:
@@ -76,13 +77,21 @@ class PSPGANObjective(nn.Module):
 
     The loss networks (VGG, identity encoder) are frozen and stay in eval mode whatever `train()` is called with.
     `levels` (data/mixing.native_levels) turns on the mixed-resolution rule for batches that carry `native_px`.
+    `adversarial_from`: the step the discriminators started learning at (0; a continued run's first step when its
+    hand-over brought none), where the adversarial warm-up starts.
     """
 
     def __init__(
-        self, weights: LossWeights, size: int, identity: IdentityEncoder | None = None, levels: tuple[int, ...] = ()
+        self,
+        weights: LossWeights,
+        size: int,
+        identity: IdentityEncoder | None = None,
+        levels: tuple[int, ...] = (),
+        adversarial_from: int = 0,
     ):
         super().__init__()
         self.w, self.size, self.levels = weights, size, tuple(levels)
+        self.adversarial_from = adversarial_from
         self.augment = DiffAugment(weights.diffaug)
         self.crop_sizes = component_crop_sizes(size)
         self.perceptual = (
@@ -99,23 +108,40 @@ class PSPGANObjective(nn.Module):
         )
         self.requires_grad_(False)  # its networks keep themselves in eval mode (FrozenEval: train() means eval)
 
-    def ramped(self, losses: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        """`losses` with the adversarial terms scaled by the warm-up ramp (step / adversarial_warmup, at most 1)."""
+    @property
+    def component_origin(self) -> int:
+        """The step from which the eye/mouth terms count and their discriminators train."""
+        return max(self.w.component_from, self.adversarial_from)
+
+    def components_active(self, step: int) -> bool:
+        """Whether the eye/mouth terms are weighted and their discriminators train at this step."""
+        return (self.w.component_gan > 0 or self.w.component_style > 0) and step >= self.component_origin
+
+    def _ramp(self, step: int, origin: int) -> float:
         warmup = self.w.adversarial_warmup
-        if warmup <= 0 or step >= warmup:
+        return 1.0 if warmup <= 0 else min(1.0, max(0.0, (step - origin) / warmup))
+
+    def ramped(self, losses: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """`losses` with the adversarial terms scaled by their warm-up ramps ((step - origin) / adversarial_warmup,
+        in [0, 1]): the global GAN's from `adversarial_from`, the eye/mouth terms' from `component_origin`."""
+        gan, comp = self._ramp(step, self.adversarial_from), self._ramp(step, self.component_origin)
+        if gan == 1.0 and comp == 1.0:
             return losses
-        scale = step / warmup
-        return {k: v * scale if k in ADVERSARIAL_TERMS else v for k, v in losses.items()}
+        scales = {"gan": gan} | dict.fromkeys(COMPONENT_TERMS, comp)
+        return {k: v * scales[k] if k in scales else v for k, v in losses.items()}
 
     def unet_active(self, step: int, max_steps: int) -> bool:
         """Whether the U-Net reconstruction term counts at this step (weighted, and before `unet_until`)."""
         return self.w.unet > 0 and step < self.w.unet_until * max_steps
 
-    def generator_losses(self, out, batch, discs: DiscView, use_unet: bool) -> dict[str, torch.Tensor]:
+    def generator_losses(
+        self, out, batch, discs: DiscView, use_unet: bool, components: bool = True
+    ) -> dict[str, torch.Tensor]:
         """Weighted generator terms (each already multiplied by its weight), by name.
 
         `use_unet` (from `unet_active`) adds the U-Net reconstruction term, so `out` must then hold `unet_images`
-        (the model called with `return_unet_images=True`); otherwise they are not needed.
+        (the model called with `return_unet_images=True`); otherwise they are not needed. `components=False` (from
+        `components_active`) logs the eye/mouth terms as zeros without running their discriminators.
         """
         target, fake = batch["target"], out.image
         losses: dict[str, torch.Tensor] = {}
@@ -143,8 +169,11 @@ class PSPGANObjective(nn.Module):
             losses["unet"] = w.unet * torch.stack(terms).sum()
         if w.gan > 0:
             losses["gan"] = w.gan * g_nonsaturating_loss(discs.global_d(self.augment(fake)))
-        if w.component_gan > 0 or w.component_style > 0:
+        if (w.component_gan > 0 or w.component_style > 0) and components:
             losses |= self._component_terms(fake, target, batch, discs, native)
+        elif w.component_gan > 0 or w.component_style > 0:
+            zero = fake.new_zeros((), dtype=torch.float32)
+            losses |= {k: zero for k in COMPONENT_TERMS if getattr(w, k) > 0}
         if w.reference_selection > 0:
             losses["reference_selection"] = w.reference_selection * self._selection_term(out, batch)
         return losses
@@ -185,9 +214,12 @@ class PSPGANObjective(nn.Module):
         return terms
 
     def discriminator_losses(
-        self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool
+        self, fake: torch.Tensor, batch, discs: DiscView, with_r1: bool, components: bool = True
     ) -> dict[str, torch.Tensor]:
         """Logistic losses of the global and component discriminators, plus lazy R1 (scaled by its interval).
+
+        `components=False`: the eye/mouth discriminators do not run (no gradient, so Adam leaves them and their
+        moments as they are) and their loss is logged as zero.
 
         The reals are the batch's `gan_real` faces where it has them (the mixed-resolution rule), else its targets;
         the global discriminator sees both through DiffAugment, and R1 is taken through it (D composed with T).
@@ -196,7 +228,9 @@ class PSPGANObjective(nn.Module):
         # a bf16 output in the reals' dtype: one compiled graph per discriminator for both, not one per dtype
         fake, aug = fake.detach().to(real.dtype), self.augment
         losses = {"d_global": d_logistic_loss(discs.global_d(aug(real)), discs.global_d(aug(fake)))}
-        if self.w.component_gan > 0 or self.w.component_style > 0:
+        if (self.w.component_gan > 0 or self.w.component_style > 0) and not components:
+            losses["d_components"] = fake.new_zeros((), dtype=torch.float32)
+        elif self.w.component_gan > 0 or self.w.component_style > 0:
             fake_parts = crop_components(fake, batch["boxes"], self.crop_sizes)
             real_parts = crop_components(real, real_boxes, self.crop_sizes)
             losses["d_components"] = sum(

@@ -23,6 +23,7 @@ from .compilation import compile_in_place, compiled_view, run_eager
 from .config import TrainConfig
 from .diffaugment import DiffAugment
 from .distractors import add_distractors, step_generator
+from .handover import adversarial_origin, discriminator_names, load_discriminators, read_handover
 from .objectives import Discriminators, DiscView, PSPGANObjective
 from .param_groups import equalized_lr_groups
 from .scaling import scaled_for_batch
@@ -52,7 +53,11 @@ def freeze_modules(model: torch.nn.Module, names) -> None:
 
 
 class Stage:
-    """Common wiring: optimizers with the step-decay schedule, EMA of the generator, accelerate.prepare."""
+    """Common wiring: optimizers with the step-decay schedule, EMA of the generator, accelerate.prepare.
+
+    With `continue_from` (training/handover.py) the discriminators load from the hand-over and the lr schedules
+    start at its step; the optimizers' moments start fresh, and the EMA starts from the loaded generator.
+    """
 
     generator: torch.nn.Module
     ema = None
@@ -60,16 +65,21 @@ class Stage:
     def __init__(self, cfg: TrainConfig, accelerator):
         self.cfg, self.acc = cfg, accelerator
         self.optim = scaled_for_batch(cfg.optim, cfg.batch_size * cfg.grad_accum * accelerator.num_processes)
+        self.handover = read_handover(cfg.continue_from) if cfg.continue_from else None
+        self.start_step = self.handover.step if self.handover else 0
 
     def _finish_build(self, generator, discriminators: list[torch.nn.Module]):
         cfg, optim = self.cfg, self.optim
+        if self.handover is not None and self.handover.has_discriminators:
+            named = dict(zip(discriminator_names(cfg.stage), discriminators, strict=True))
+            load_discriminators(cfg.continue_from, named)
         if cfg.channels_last:
             for module in (generator, *discriminators):
                 to_channels_last(module)
         opt_g = _generator_adam(generator, optim.lr, optim.betas, optim.fused)
         opt_d = _adam([p for d in discriminators for p in d.parameters()], optim.d_lr, optim.betas, optim.fused)
-        sched_g = step_decay_scheduler(opt_g, cfg.max_steps, optim.decay_at, optim.decay_factor)
-        sched_d = step_decay_scheduler(opt_d, cfg.max_steps, optim.decay_at, optim.decay_factor)
+        sched_g = step_decay_scheduler(opt_g, cfg.max_steps, optim.decay_at, optim.decay_factor, self.start_step)
+        sched_d = step_decay_scheduler(opt_d, cfg.max_steps, optim.decay_at, optim.decay_factor, self.start_step)
         prepared = self.acc.prepare(generator, *discriminators, opt_g, opt_d, sched_g, sched_d)
         n = len(discriminators)
         self.generator, self.discriminators = prepared[0], list(prepared[1 : 1 + n])
@@ -83,6 +93,11 @@ class Stage:
     @property
     def raw_generator(self):
         return self.acc.unwrap_model(self.generator)
+
+    def discriminator_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each discriminator's weights by its hand-over name (training/handover.py)."""
+        names = discriminator_names(self.cfg.stage)
+        return {n: self.acc.unwrap_model(d).state_dict() for n, d in zip(names, self.discriminators, strict=True)}
 
     def _set_requires_grad(self, modules, flag: bool):
         for m in modules:
@@ -197,7 +212,9 @@ class PSPGANStage(Stage):
         freeze_modules(model, cfg.frozen_modules)
         discs = Discriminators(cfg.model.out_size, narrow=cfg.d_narrow, component_channels=cfg.component_d_channels)
         levels = native_levels(cfg.data.out_size, cfg.data.sharp_threshold)
-        self.objective = PSPGANObjective(cfg.losses, cfg.model.out_size, levels=levels).to(self.acc.device)
+        self.objective = PSPGANObjective(
+            cfg.losses, cfg.model.out_size, levels=levels, adversarial_from=adversarial_origin(self.handover)
+        ).to(self.acc.device)
         self._prepare_loss_nets()
         self._finish_build(model, [discs.global_d, *discs.components.values()])
         global_d, components = self.discriminators[0], dict(zip(discs.components.keys(), self.discriminators[1:]))
@@ -248,19 +265,22 @@ class PSPGANStage(Stage):
         # the RGB heads run only while their loss does: DDP (find_unused_parameters) would otherwise see them in the
         # forward outputs and wait forever for their gradients ("Expected to have finished reduction ...")
         use_unet = self.objective.unet_active(step, cfg.max_steps)
+        components = self.objective.components_active(step)  # before component_from their Ds neither run nor learn
         if cfg.distractor_references > 0:  # another person's reference in some slots: what selection learns from
             batch = add_distractors(
                 batch, cfg.distractor_references, step_generator(cfg.seed, step, batch["lq"].device)
             )
         with acc.autocast():
             out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=use_unet)
-            g_losses = self.objective.ramped(self.objective.generator_losses(out, batch, self.discs, use_unet), step)
+            g_losses = self.objective.ramped(
+                self.objective.generator_losses(out, batch, self.discs, use_unet, components), step
+            )
             g_total = sum(g_losses.values())
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)
         with acc.autocast():
             d_losses = self.objective.discriminator_losses(
-                out.image.detach(), batch, self.discs, with_r1=self._r1_due(step)
+                out.image.detach(), batch, self.discs, with_r1=self._r1_due(step), components=components
             )
             d_total = sum(d_losses.values())
         self._optimizer_step(

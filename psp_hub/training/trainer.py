@@ -24,6 +24,7 @@ from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_che
 from .compilation import run_eager
 from .config import TrainConfig
 from .divergence import TrainingDiverged, nonfinite_terms
+from .handover import Handover, adversarial_origin, components_trained, signature, write_handover
 from .schedule import ema_weights
 from .stages import make_stage
 from .visuals import restoration_grid, save_grid
@@ -168,6 +169,33 @@ def _resume(accelerator, stage, out_dir: Path, state: TrainState) -> Path | None
     return ckpt
 
 
+def _continue(accelerator, cfg: TrainConfig, handover, state: TrainState, ckpt: Path | None) -> None:
+    """Start the counters at the hand-over's step (the data stream where an unbroken run of this config would be);
+    a resumed checkpoint wins when it is at or past that step, and one behind it is refused."""
+    if ckpt is not None:
+        if state.step < handover.step:
+            raise ValueError(
+                f"--resume found {ckpt} at step {state.step}, behind continue_from's step {handover.step}: "
+                f"move {cfg.output_dir} aside, or drop continue_from to resume it"
+            )
+        accelerator.print(f"continue_from {cfg.continue_from}: the checkpoint carries it further; not reloaded")
+        return
+    state.step, state.samples_seen = handover.step, handover.step * cfg.batch_size * cfg.grad_accum
+    accelerator.print(
+        f"continued from {cfg.continue_from} at step {state.step} "
+        + ("(its discriminators; optimizers restart)" if handover.has_discriminators else "(discriminators fresh)")
+    )
+
+
+def _write_handover(cfg: TrainConfig, stage, step: int, export: Path | None) -> Path:
+    """The hand-over a later run continues from (continue_from): discriminators, step, warm-up origin."""
+    previous = stage.handover
+    handover = Handover(
+        step, signature(cfg), True, adversarial_origin(previous), components_trained(cfg, step, previous)
+    )
+    return write_handover(cfg.handover_dir, handover, stage.discriminator_states(), export)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -186,6 +214,8 @@ def train(
     state = TrainState()
     accelerator.register_for_checkpointing(stage.ema, state)
     ckpt = _resume(accelerator, stage, out_dir, state) if resume else None
+    if stage.handover is not None:
+        _continue(accelerator, cfg, stage.handover, state, ckpt)
     end_step = cfg.max_steps if max_steps_this_run is None else min(cfg.max_steps, state.step + max_steps_this_run)
     loop = _Loop(cfg, accelerator, stage, state, validator, out_dir)
     reason, last_ckpt = loop.run(end_step, ckpt, deadline=None if max_minutes is None else t_start + max_minutes * 60)
@@ -196,6 +226,8 @@ def train(
             target, push_to_hub=push_to_hub, summary=f"{state.step} steps of batch {loop.source.per_step}."
         )
         accelerator.print(f"exported EMA weights to {exported}")
+        if cfg.handover_dir:
+            accelerator.print(f"hand-over for continue_from: {_write_handover(cfg, stage, state.step, exported)}")
     timing = loop.timing.summary(loop.source.per_step, accelerator.num_processes, loop.source.wait_s)
     if torch.cuda.is_available():  # this process's GPU; the processes of a DDP run hold the same replicas
         timing["peak_gpu_gib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**30
