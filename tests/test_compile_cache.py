@@ -1,0 +1,156 @@
+"""The carried compile cache (training/compile_cache.py): a process that compiled a step with inductor leaves a file
+from which a fresh process with an empty inductor cache compiles nothing (all hits, the same numbers), even when the
+first one was killed right after compiling; and the file's save rules (what is written when) on torch's real format."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch._functorch._aot_autograd.autograd_cache import AOTAutogradCacheArtifact
+from torch._inductor.codecache import InductorCacheArtifact
+
+from psp_hub.training.compile_cache import carried_compile_cache, read_artifacts, write_artifacts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A compiled training-style step (training's compile options, forward and backward) inside the carried cache; with
+# "kill" the process ends right after the step, skipping the block's final save (as `timeout -s KILL` would).
+STEP = """
+import json, os, sys, torch
+from psp_hub.training.compilation import compile_in_place
+from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
+with carried_compile_cache(sys.argv[1]):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    compile_in_place(net, backend="inductor")
+    out = net(torch.randn(4, 8))
+    out.square().mean().backward()
+    print(json.dumps({"out": out.tolist(), "grad": net[0].weight.grad.tolist(), **cache_counts()}), flush=True)
+    if sys.argv[2] == "kill":
+        os._exit(0)
+"""
+
+
+def _run_step(cache_file: Path, inductor_dir: Path, how: str) -> tuple[dict, str]:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", STEP, str(cache_file), how], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@pytest.mark.slow
+def test_a_fresh_process_loads_the_carried_cache_and_compiles_nothing(tmp_path):
+    """Two real inductor compiles on CPU (~15 s each on an idle 2-core machine): the first process, killed after its
+    step, saved after its forward and again after its backward compile (torch's own blob, saved twice, loads without
+    the forward graph); the second, with another, empty inductor cache dir, hits every graph."""
+    cache_file = tmp_path / "carry" / "step.bin"
+    cold, cold_log = _run_step(cache_file, tmp_path / "ic-cold", "kill")
+    assert cold["fxgraph_miss"] >= 2 and cold["fxgraph_hit"] == 0 and cold["aot_miss"] == 1
+    assert "saved" in cold_log and cache_file.is_file()
+    saved = cache_file.read_bytes()
+    artifacts = read_artifacts(saved)
+    assert len(artifacts["inductor"]) >= 2 and len(artifacts["aot_autograd"]) == 1  # forward, backward; the entry
+    warm, warm_log = _run_step(cache_file, tmp_path / "ic-warm", "exit")
+    assert warm["fxgraph_hit"] >= 2 and warm["fxgraph_miss"] == 0, warm_log
+    assert warm["aot_hit"] == 1 and warm["aot_miss"] == 0, warm_log
+    assert warm["out"] == cold["out"] and warm["grad"] == cold["grad"]
+    assert "loaded" in warm_log and "nothing new" in warm_log
+    assert cache_file.read_bytes() == saved  # all hits: the file is left as it was
+
+
+def _artifacts(*names: str) -> dict:
+    """Artifacts in torch's real classes and format (contents are placeholders: these tests never load them)."""
+    kinds = {"g": InductorCacheArtifact, "a": AOTAutogradCacheArtifact}
+    out: dict = {}
+    for name in names:
+        cls = kinds[name[0]]
+        out.setdefault(cls.type(), {})[name] = cls(name, name.encode() * 8)
+    return out
+
+
+def _names(path: Path) -> set[str]:
+    return {key for by_key in read_artifacts(path.read_bytes()).values() for key in by_key}
+
+
+class _Process:
+    """Stands in for torch's record of what this process compiled or hit (save_cache_artifacts) and for the hot
+    load (load_cache_artifacts), so the save rules can be followed without compiling."""
+
+    def __init__(self, monkeypatch):
+        self.used: dict = {}
+        self.loaded: list[set[str]] = []
+        monkeypatch.setattr(torch.compiler, "save_cache_artifacts", self.save)
+        monkeypatch.setattr(torch.compiler, "load_cache_artifacts", self.load)
+
+    def use(self, *names: str) -> None:
+        for kind, by_key in _artifacts(*names).items():
+            self.used.setdefault(kind, {}).update(by_key)
+
+    def save(self):
+        return (write_artifacts(self.used), None) if self.used else None
+
+    def load(self, data: bytes):
+        self.loaded.append({key for by_key in read_artifacts(data).values() for key in by_key})
+
+
+def test_blobs_with_repeated_records_are_read_whole_and_written_as_one_record_per_kind():
+    from torch.compiler._cache import _deserialize_single_cache, _serialize_single_cache
+    from torch.utils._appending_byte_serializer import AppendingByteSerializer
+
+    twice = AppendingByteSerializer(serialize_fn=_serialize_single_cache)  # what a second save_cache_artifacts makes
+    for name in ("g1", "g2"):
+        twice.extend([(InductorCacheArtifact.type(), list(_artifacts(name)["inductor"].values()))])
+    merged = read_artifacts(twice.to_bytes())
+    assert set(merged["inductor"]) == {"g1", "g2"}
+    records = AppendingByteSerializer.to_list(write_artifacts(merged), deserialize_fn=_deserialize_single_cache)
+    assert [(kind, [a.key for a in arts]) for kind, arts in records] == [("inductor", ["g1", "g2"])]
+
+
+def test_save_rules(tmp_path, monkeypatch):
+    path, log = tmp_path / "c.bin", io.StringIO()
+    proc = _Process(monkeypatch)
+    # a cold run: saves as it compiles; a clean end with nothing new after the last save writes nothing
+    with carried_compile_cache(path, log=log) as cache:
+        proc.use("g1", "a1")
+        assert cache.save("after a compile") > 0 and _names(path) == {"g1", "a1"}
+        assert cache.save("after a cache hit") == 0  # nothing new since
+    # a warm run that hits only part of the file and adds nothing: the file stays whole
+    proc.used = {}
+    with carried_compile_cache(path, log=log) as cache:
+        proc.use("g1")
+    assert proc.loaded[-1] == {"g1", "a1"} and cache.saved_bytes == 0 and _names(path) == {"g1", "a1"}
+    # a changed graph (g2 new): mid-run the loaded graphs stay, a clean end keeps only what the run used
+    proc.used = {}
+    with carried_compile_cache(path, log=log) as cache:
+        proc.use("g2")
+        cache.save("after a compile")
+        assert _names(path) == {"g1", "a1", "g2"}
+        proc.use("a2")
+    assert _names(path) == {"g2", "a2"}
+    # a run that fails after compiling something new keeps the loaded graphs as well
+    proc.used = {}
+    with pytest.raises(RuntimeError), carried_compile_cache(path, log=log):
+        proc.use("g3")
+        raise RuntimeError("out of memory")
+    assert _names(path) == {"g2", "a2", "g3"}
+    # a reader that must not write (another rank), and a file that is not a cache
+    with carried_compile_cache(path, log=log, write=False):
+        proc.use("g4")
+    assert "g4" not in _names(path)
+    path.write_bytes(b"not a cache")
+    with carried_compile_cache(path, log=log):
+        proc.used = {}
+        proc.use("g5")
+    assert _names(path) == {"g5"}
+    text = log.getvalue()
+    assert "not there: a cold compile" in text and "could not be read" in text and "nothing new" in text
+    assert "fxgraph_hit=" in text and "MiB" in text
