@@ -35,6 +35,7 @@ from psp_hub.data.mixing import native_levels
 from psp_hub.training import TrainConfig
 from psp_hub.training.batches import batch_to_device
 from psp_hub.training.compilation import watch_compiles
+from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
 from psp_hub.training.compile_census import CENSUS, register_census_backend
 from psp_hub.training.stages import make_stage
 
@@ -342,29 +343,44 @@ def main(argv=None) -> int:
         action="store_true",
         help="compile with the census backend (CPU is enough): the graphs and operators inductor would get",
     )
+    p.add_argument(
+        "--compile-cache",
+        metavar="PATH",
+        help="a torch.compile mega-cache file: loaded before the first step if there, saved after each compilation",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = p.parse_args(argv)
-    census = ["compile=true", f"compile_backend={register_census_backend()}"] if args.census else []
-    for path in args.config:
-        cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides, *census])
-        CENSUS.graphs.clear()
-        result = measure(
-            cfg,
-            args.steps,
-            args.warmup,
-            args.synthetic,
-            args.profile,
-            args.ready,
-            args.wait_for,
-            args.done,
-            args.count_syncs,
-            args.max_warmup,
-            args.census,
-        )
-        if args.census:
-            result |= census_summary()
-        print(json.dumps({"config_file": path, **result}), flush=True)
+    with carried_compile_cache(args.compile_cache) as cache:
+        for path in args.config:
+            result = _measure_config(path, args)
+            if cache is not None:  # hits and misses of the whole process so far, and the file as it is now
+                size = cache.path.stat().st_size if cache.path.exists() else 0
+                result |= {"compile_cache_MiB": round(size / 2**20, 2), "compile_cache_counts": cache_counts()}
+            print(json.dumps({"config_file": path, **result}), flush=True)
     return 0
+
+
+def _measure_config(path: str, args) -> dict:
+    """`measure` one config file with the command line's options (and the census's result when asked)."""
+    census = ["compile=true", f"compile_backend={register_census_backend()}"] if args.census else []
+    cfg = TrainConfig.from_yaml(path, ["tracker=none", *args.overrides, *census])
+    CENSUS.graphs.clear()
+    result = measure(
+        cfg,
+        args.steps,
+        args.warmup,
+        args.synthetic,
+        args.profile,
+        args.ready,
+        args.wait_for,
+        args.done,
+        args.count_syncs,
+        args.max_warmup,
+        args.census,
+    )
+    if args.census:
+        result |= census_summary()
+    return result
 
 
 if __name__ == "__main__":

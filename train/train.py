@@ -2,7 +2,8 @@
 
 Resumable: `--resume` continues from the newest complete checkpoint in the run's output folder;
 `--max-minutes` ends the run cleanly with a checkpoint inside a time budget (e.g. a 10-minute device
-command); `key=value` overrides change the YAML (e.g. `max_steps=200 data.path=data/psp-faces128`).
+command); `--compile-cache` carries a `compile=true` run's compiled graphs to the next machine;
+`key=value` overrides change the YAML (e.g. `max_steps=200 data.path=data/psp-faces128`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from psp_hub.common import ConfigError
 from psp_hub.training import TrainConfig, train
+from psp_hub.training.compile_cache import carried_compile_cache
 from psp_hub.training.divergence import TrainingDiverged
 
 
@@ -28,6 +30,12 @@ def main(argv=None) -> int:
         "--max-steps-this-run", type=int, default=None, help="stop (with a checkpoint) after this many steps"
     )
     p.add_argument("--export", action="store_true", help="export the EMA weights at the end even before max_steps")
+    p.add_argument(
+        "--compile-cache",
+        metavar="PATH",
+        help="with compile=true: a torch.compile mega-cache file, loaded if there and saved after each compilation "
+        "(a machine's file, like --max-minutes: not a recipe key)",
+    )
     p.add_argument("--push-to-hub", action="store_true", help="push the exported model to hub_repo_id at the end")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML")
     args = p.parse_args(argv)
@@ -36,15 +44,17 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError) as err:  # a user's typo: one line, not a traceback
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    cache = args.compile_cache if cfg.compile else None
     try:
-        result = train(
-            cfg,
-            resume=args.resume,
-            max_minutes=args.max_minutes,
-            push_to_hub=args.push_to_hub,
-            max_steps_this_run=args.max_steps_this_run,
-            export=args.export,
-        )
+        with carried_compile_cache(cache, write=os.environ.get("RANK", "0") == "0"):  # one writer per machine
+            result = train(
+                cfg,
+                resume=args.resume,
+                max_minutes=args.max_minutes,
+                push_to_hub=args.push_to_hub,
+                max_steps_this_run=args.max_steps_this_run,
+                export=args.export,
+            )
     except TrainingDiverged as err:  # a clear message and exit code, not a traceback
         print(f"TRAINING DIVERGED: {err}", file=sys.stderr)
         return 3
