@@ -22,7 +22,19 @@
 # $INDUCTOR_CACHE/ic-<config> (default /tmp: a fresh compile each machine); INDUCTOR_CACHE=runs/inductor-cache keeps
 # it in the repo's ignored runs/, which the device keeps between calls on a warm machine, so a second call finds the
 # graphs the first one compiled (psp-256's step: 15 graphs of 9,203 operators, 2.7x the prior's; docs/speed.md).
-#   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, a table
+# COMPILE_CACHE=.carry/compile-cache carries the compiled graphs from session to session (torch's mega-cache,
+# training/compile_cache.py): the compiled process uses runs/compile-cache/<config>.bin (kept between calls on a warm
+# machine), built first from the carried parts $COMPILE_CACHE/<config>.bin.part-* when it is not there yet; it is
+# saved after every compilation (a process killed by its limit keeps what it finished) and comes back in parts of
+# 14 MiB (the device returns no file over ~15 MB): $OUT/compile-cache/<config>.bin.part-NN + .sha256. To carry
+# them into the next session (its first call; a warm machine's next call has the newer file in runs/ already), keep
+# the parts (this script reassembles them there; the whole file too would count twice against the 64 MiB carry):
+#   mkdir -p .carry/compile-cache && cp <files_at>/compile-cache/psp-256.bin.* .carry/compile-cache/
+# and run with carry [".carry/compile-cache"]. Reassembled by hand (what this script does, with the same check):
+#   cd .carry/compile-cache && cat psp-256.bin.part-* > psp-256.bin && sha256sum -c psp-256.bin.sha256
+# The file is only good for the same torch, Triton, GPU and compiled code, shapes and config: anything else misses
+# (the compiled .err's "compile cache:" lines count hits and misses).
+#   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, compile-cache/*, a table
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
@@ -34,21 +46,52 @@ init=""  # prior-256 warm-starts from a 128 px prior export; without one here, f
 [ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
+carried_cache() {  # NAME: the compiled process's --compile-cache arguments (none without COMPILE_CACHE)
+  [ -n "${COMPILE_CACHE:-}" ] || return 0
+  local live=runs/compile-cache/$1.bin parts=("$COMPILE_CACHE/$1.bin.part-"*)
+  mkdir -p runs/compile-cache
+  if [ ! -f "$live" ] && [ -f "${parts[0]}" ]; then  # the carried parts, once per machine
+    local sum
+    sum=$(readlink -f "$COMPILE_CACHE/$1.bin.sha256")
+    cat "${parts[@]}" >"$live.tmp" && mv "$live.tmp" "$live"
+    if [ -f "$sum" ] && ! (cd runs/compile-cache && sha256sum -c "$sum") >&2; then
+      echo "compile cache $1: the carried parts do not match $sum: compiling cold" >&2
+      rm -f "$live"
+    fi
+  fi
+  echo --compile-cache "$live"
+}
+
+return_cache() {  # NAME: the saved cache back in $OUT in parts the device returns
+  local live=runs/compile-cache/$1.bin
+  [ -n "${COMPILE_CACHE:-}" ] && [ -f "$live" ] || return 0
+  mkdir -p "$out/compile-cache"
+  rm -f "$out/compile-cache/$1.bin".*
+  split -b 14M -d -a 2 "$live" "$out/compile-cache/$1.bin.part-"
+  (cd runs/compile-cache && sha256sum "$1.bin") >"$out/compile-cache/$1.bin.sha256"
+  local n
+  n=$(find "$out/compile-cache" -name "$1.bin.part-*" | wc -l)
+  echo "compile cache $1: $(( $(stat -c %s "$live") / 1048576 )) MiB in $n parts (the device returns 64 MiB a call)"
+}
+
 pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the compiled one timed first
   # (the eager one waits for it after its warm-up, so it gets 30 s more)
   local name=$1 limit=$2
   shift 2
   local sig=${TMPDIR:-/tmp}/compile-check-$name
+  local cache_args
+  read -ra cache_args <<<"$(carried_cache "$name")"
   rm -f "$sig".*
   ( timeout $((limit + 30)) "$py" benchmarks/train_speed.py "${args[@]}" "$@" compile=false \
       --ready "$sig.eager.ready" --wait-for "$sig.compiled.done" >"$out/eager-$name.json" 2>"$out/eager-$name.err"
     echo $? >"$out/eager-$name.rc"; touch "$sig.eager.ready" ) &
   ( TORCHINDUCTOR_CACHE_DIR=$cache/ic-$name TORCH_LOGS=${TORCH_LOGS-recompiles,graph_breaks} \
-      timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "$@" \
+      timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "${cache_args[@]}" "$@" \
       compile=true --ready "$sig.compiled.ready" --wait-for "$sig.eager.ready" --done "$sig.compiled.done" \
       >"$out/compiled-$name.json" 2>"$out/compiled-$name.err"
     echo $? >"$out/compiled-$name.rc"; touch "$sig.compiled.done" )
   wait
+  return_cache "$name"
 }
 
 rm -f "$out"/eager-p*-256.* "$out"/compiled-p*-256.* "$out"/repro-prior-256.*  # no stale rows in the table
