@@ -8,7 +8,9 @@ warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a co
 stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
 against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and kernel launches; the
 busy share under the profiler, which slows the host, is a lower bound), the kernels launched per step and those that
-take the most time. Example (device GPU):
+take the most time. `--compile-cache FILE` loads a compiled step's graphs from an earlier machine and saves them after
+each compilation (training/compile_cache.py): the JSON then has the file's size and the cache hits and misses.
+Example (device GPU):
 
     python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
         --steps 40 data.path=data/psp-faces128

@@ -23,6 +23,8 @@ graphs cost inductor more and run slower, so training compiles with `dynamic=Fal
 A graph compiles the first time its branch runs, not at start-up: `watch_compiles` counts those compilations and their
 seconds, so a benchmark can warm up until they stop and show any that land in its timed window (one did on the
 H200: the prior-256 compiled mean was 46 samples/s against a 148 ms median step, i.e. ~865 samples/s).
+
+The compiled graphs can be carried to the next (fresh) machine instead of compiled again: `compile_cache.py`.
 """
 
 from __future__ import annotations
