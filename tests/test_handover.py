@@ -17,7 +17,8 @@ from psp_hub.common.config import ConfigError
 from psp_hub.data import build_train_dataloader
 from psp_hub.data.build.sample_corpus import build_sample_dataset
 from psp_hub.training import TrainConfig, train
-from psp_hub.training.handover import DISCRIMINATORS_FILE, HANDOVER_FILE, _main, read_handover
+from psp_hub.training.handover import DISCRIMINATORS_FILE, HANDOVER_FILE, read_handover
+from psp_hub.training.make_handover import main as make_handover
 from psp_hub.training.stages import make_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,13 +130,15 @@ def test_hand_overs_from_a_checkpoint_and_step_only(dataset, first, tmp_path):
     """The CLI: from an accelerate checkpoint (the same tensors as the export's hand-over), or a step alone (fresh
     discriminators, so the warm-up starts again there)."""
     base = ["--config", str(TINY), f"data.path={dataset}", *RUN]
-    assert _main([*base, "--out", str(tmp_path / "ck"), "--checkpoint", str(first["checkpoint"])]) == 0
+    assert make_handover([*base, "--out", str(tmp_path / "ck"), "--checkpoint", str(first["checkpoint"])]) == 0
     a, b = load_file(tmp_path / "ck" / DISCRIMINATORS_FILE), load_file(first["handover"] / DISCRIMINATORS_FILE)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(v.dtype == torch.float16 for v in a.values())
     assert read_handover(tmp_path / "ck").components_trained
 
-    assert _main([*base, "--out", str(tmp_path / "st"), "--step", str(N), "--export", str(first["export"])]) == 0
+    assert (
+        make_handover([*base, "--out", str(tmp_path / "st"), "--step", str(N), "--export", str(first["export"])]) == 0
+    )
     assert not (tmp_path / "st" / DISCRIMINATORS_FILE).exists() and (tmp_path / "st" / HANDOVER_FILE).is_file()
     cfg = continued(dataset, first, tmp_path / "run", f"continue_from={tmp_path / 'st'}")
     set_seed(0)
@@ -147,7 +150,7 @@ def test_hand_overs_from_a_checkpoint_and_step_only(dataset, first, tmp_path):
 
     # eye/mouth discriminators that never trained may not come in at full weight
     off = ("losses.component_gan=0", "losses.component_style=0")
-    assert _main([*base, *off, "--out", str(tmp_path / "off"), "--checkpoint", str(first["checkpoint"])]) == 0
+    assert make_handover([*base, *off, "--out", str(tmp_path / "off"), "--checkpoint", str(first["checkpoint"])]) == 0
     with pytest.raises(ConfigError, match=r"never trained; set losses.component_from >= 3"):
         continued(dataset, first, tmp_path / "x", f"continue_from={tmp_path / 'off'}")
     continued(dataset, first, tmp_path / "x", f"continue_from={tmp_path / 'off'}", "losses.component_from=3")

@@ -7,13 +7,12 @@ it: the discriminators as one fp16 safetensors file (18.7 MB for psp-256's, so t
 `handover.json` with the step, the step the adversarial warm-up started at, and what a run must match to load it.
 Optimizer moments are not handed over: Adam restarts on both players.
 
-`python -m psp_hub.training.handover` writes one from an accelerate checkpoint (a machine still holding one), or a
-step-only one (no discriminators: they start fresh and the adversarial warm-up starts again at that step).
+`python -m psp_hub.training.make_handover` writes one from an accelerate checkpoint (a machine still holding one), or
+a step-only one (no discriminators: they start fresh and the adversarial warm-up starts again at that step).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -185,35 +184,3 @@ def checkpoint_discriminators(ckpt: str | Path, names: list[str]) -> dict[str, d
     the discriminators in `names` order (model_1.safetensors, ...)."""
     ckpt = Path(ckpt)
     return {name: load_file(str(ckpt / f"model_{i}.safetensors")) for i, name in enumerate(names, start=1)}
-
-
-def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="the run's YAML (train/configs/...)")
-    p.add_argument("--out", required=True, help="the hand-over folder to write")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="an accelerate checkpoint folder (runs/<run>/checkpoints/checkpoint-N)")
-    source.add_argument("--step", type=int, help="a step-only hand-over: the discriminators start fresh there")
-    p.add_argument("--export", help="the EMA export to pair it with (init_from of the continuation)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the YAML, as the run had them")
-    args = p.parse_args(argv)
-    from .config import TrainConfig
-
-    cfg = TrainConfig.from_yaml(args.config, args.overrides)
-    if args.checkpoint:  # the run that wrote it may itself have continued one: its warm-up began there
-        step = int(json.loads((Path(args.checkpoint) / "meta.json").read_text())["step"])
-        discs = checkpoint_discriminators(args.checkpoint, discriminator_names(cfg.stage))
-        previous = read_handover(cfg.continue_from) if cfg.continue_from else None
-        handover = Handover(
-            step, signature(cfg), True, adversarial_origin(previous), components_trained(cfg, step, previous)
-        )
-    else:
-        step, discs = args.step, None
-        handover = Handover(step, signature(cfg), False, step)
-    folder = write_handover(args.out, handover, discs, args.export)
-    print(f"hand-over at step {step} in {folder}" + ("" if discs else " (no discriminators)"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())
