@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Run THERE after `source train/device/setup.sh` and `source train/device/setup_256.sh` (data/psp-faces128 and
-# data/sharp256 merged from their carried parts): one chunk of PSP-GAN 256 (train/configs/psp-256.yaml), grown from
-# the bundled 128 px model on the first chunk, resumed from this machine's checkpoint with --resume; the EMA export
-# and the run's metrics and latest sample grid come back in $OUT (export in 15 MB parts).
+# data/sharp256 merged from their carried parts): one chunk of PSP-GAN 256 (train/configs/psp-256.yaml). $OUT gets
+# the EMA export and the hand-over a fresh machine continues from (training/handover.py: the discriminators in fp16
+# and the step, 18.7 MB), each as 15 MB tar parts, and the run's metrics, last_run.json and latest sample grid.
 #   bash train/device/psp256_round.sh MINUTES [--resume] [key=value ...]
-# The 128 px model reaches the machine once: as the tracked checkpoints/psp-gan-128/model.safetensors (do not move
-# it aside in that call) or as .carry/psp128 (its config.json and model.safetensors); it is kept in /tmp/psp-gan-128
-# while the machine stays warm. On a fresh machine, continue from an earlier export instead of the 128 px model with
-# `init_from=<carried export folder>` (the same architecture loads whole; discriminators and optimizers restart).
+# Same machine, next chunk: `bash train/device/psp256_round.sh 8.0 --resume` (the checkpoint holds everything).
+# First chunk of a campaign: grown from the bundled 128 px model, which reaches the machine once as the tracked
+# checkpoints/psp-gan-128/model.safetensors (do not move it aside in that call) or as .carry/psp128 (its config.json
+# and model.safetensors); it is kept in /tmp/psp-gan-128 while the machine stays warm.
+# Fresh machine, continuing an earlier session's run: unpack its parts HERE into two carry folders,
+#   mkdir -p .carry/r7a .carry/r7b
+#   cat psp-256-export.tar.part* | tar -C .carry/r7a -xf -; cat psp-256-handover.tar.part* | tar -C .carry/r7b -xf -
+# (export 54 MiB, hand-over 18 MiB: over one call's 64 MiB together, and the tracked 128 px model (55 MB) must be
+# moved aside in both calls), then carry each in its own call; the first only stages it (MINUTES 0), in
+# /tmp/psp-256-continue, kept while the machine stays warm:
+#   CONTINUE=.carry/r7a bash train/device/psp256_round.sh 0                        # carry .carry/r7a
+#   CONTINUE=.carry/r7b bash train/device/psp256_round.sh 8.4 images_every=250     # carry .carry/r7b: continues
+#   CONTINUE=.carry/r7b bash train/device/psp256_round.sh 8.0 --resume             # later chunks (checkpoint wins)
+# The run goes on at the hand-over's step: warm-up, unet_until, lr decays, R1 cadence and the data stream continue;
+# its discriminators load, Adam's moments restart, the EMA starts from the export. A step-only hand-over (no
+# discriminators, made HERE for an export that came back without one: `python -m psp_hub.training.make_handover --config
+# train/configs/psp-256.yaml --step N --out .carry/r7b/psp-256-handover --export .carry/r7a/psp-256-export`) starts
+# fresh discriminators and a new adversarial warm-up at step N.
 # Sharp faces only (no 128 px corpus carried): `data.extra_path=null data.extra_fraction=0`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,12 +30,26 @@ shift
 out=${OUT:-/tmp/out}
 init=${INIT_DIR:-/tmp/psp-gan-128}  # where the 128 px model is kept on the machine
 run=${RUN:-runs/psp-256}  # the run's folder (output_dir)
+cont=/tmp/psp-256-continue  # what CONTINUE calls carried, gathered across calls
 mkdir -p "$out" "$init"
 for src in checkpoints/psp-gan-128 .carry/psp128; do
   if [ -f "$src/model.safetensors" ] && [ ! -f "$init/model.safetensors" ]; then
     cp "$src/config.json" "$src/model.safetensors" "$init/"
   fi
 done
+if [ -n "${CONTINUE:-}" ]; then
+  mkdir -p "$cont"
+  for part in psp-256-export psp-256-handover; do
+    if [ -d "$CONTINUE/$part" ]; then rm -rf "${cont:?}/$part" && cp -r "$CONTINUE/$part" "$cont/"; fi
+  done
+  if [ "$minutes" = 0 ]; then
+    echo "staged in $cont: $(ls "$cont" | tr '\n' ' ')"
+    exit 0
+  fi
+  for want in psp-256-export/model.safetensors psp-256-handover/handover.json; do
+    [ -f "$cont/$want" ] || { echo "CONTINUE: no $want (carry it in this call or an earlier one)" >&2; exit 2; }
+  done
+fi
 # options (--resume, --max-steps-this-run N) before the key=value overrides: argparse takes the overrides only as
 # one run of positionals
 resume=0 flags=() overrides=()
@@ -34,23 +62,29 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$resume" = 1 ] && ! ls -d "$run"/checkpoints/checkpoint-* >/dev/null 2>&1; then
-  echo "--resume: no checkpoint in $run on this machine (a fresh one): continue with init_from=<last export>" >&2
+if [ "$resume" = 1 ] && [ -z "${CONTINUE:-}" ] && ! ls -d "$run"/checkpoints/checkpoint-* >/dev/null 2>&1; then
+  echo "--resume: no checkpoint in $run on this machine (a fresh one): continue with CONTINUE=<carried hand-over>" >&2
   exit 2
 fi
-if [ -f "$init/model.safetensors" ]; then
-  init_arg="init_from=$init"
+if [ -n "${CONTINUE:-}" ]; then
+  init_args=("init_from=$cont/psp-256-export" "continue_from=$cont/psp-256-handover")
+elif [ -f "$init/model.safetensors" ]; then
+  init_args=("init_from=$init")
 elif [ "$resume" = 1 ]; then
-  init_arg="init_from=null"  # every weight comes from the checkpoint
+  init_args=("init_from=null")  # every weight comes from the checkpoint
 else
   echo "no 128 px model here: carry checkpoints/psp-gan-128/model.safetensors or .carry/psp128 in this call" >&2
   exit 2
 fi
+rm -rf /tmp/psp-256-export /tmp/psp-256-handover  # what comes back is this chunk's, or nothing
 # later key=value arguments win, so a given init_from=... replaces the 128 px model
 python3 train/train.py --config train/configs/psp-256.yaml --max-minutes "$minutes" --export "${flags[@]}" \
-    tracker=none output_dir="$run" export_dir=/tmp/psp-256-export "$init_arg" "${overrides[@]}"
+    tracker=none output_dir="$run" export_dir=/tmp/psp-256-export handover_dir=/tmp/psp-256-handover \
+    "${init_args[@]}" "${overrides[@]}"
 status=$?
-[ -d /tmp/psp-256-export ] && tar -C /tmp -cf - psp-256-export | split -b 15M -d - "$out/psp-256-export.tar.part"
+for part in psp-256-export psp-256-handover; do  # 15 MB parts: a file over 15 MB does not come back
+  [ -d "/tmp/$part" ] && tar -C /tmp -cf - "$part" | split -b 15M -d - "$out/$part.tar.part"
+done
 cp "$run/metrics.jsonl" "$run/last_run.json" "$out/" 2>/dev/null
 grid=$(ls -t "$run"/samples/step_*.png 2>/dev/null | head -1)
 [ -n "$grid" ] && cp "$grid" "$out/latest-samples.png"
