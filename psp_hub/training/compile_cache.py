@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ class CompileCache:
         The file then holds what this process compiled or loaded from a cache, plus (unless `prune`) the loaded
         file's other graphs: a run cut short, or one that has not yet reached a branch, loses none of them. `prune`
         (at a clean end) drops those: after a change to the compiled code they are stale. Logs sizes and counts."""
+        t0 = time.perf_counter()
         result = torch.compiler.save_cache_artifacts()  # None: no cached graph (nothing compiled, or not inductor)
         used = read_artifacts(result[0]) if result is not None else {}
         target = used if prune else _union(self.carried, used)
@@ -144,7 +146,8 @@ class CompileCache:
         tmp.write_bytes(data)
         os.replace(tmp, self.path)  # atomic: a reader (or a kill mid-write) never sees half a file
         self.written, self.saved_bytes = keys, len(data)
-        self._say(f"{when}: saved {_describe(len(data), target)} to {self.path}; {_counts_text()}")
+        seconds = time.perf_counter() - t0  # a save per compilation: this says what they cost
+        self._say(f"{when}: saved {_describe(len(data), target)} to {self.path} in {seconds:.2f} s; {_counts_text()}")
         return len(data)
 
 
