@@ -184,3 +184,26 @@ def test_component_terms_start_at_component_from_and_their_discriminators_idle_b
     )
     with pytest.raises(ConfigError, match="component_from needs"):
         tiny(dataset, tmp_path, "losses.component_from=3", "losses.component_gan=0", "losses.component_style=0")
+
+
+def test_the_prior_stage_hands_over_its_discriminator_too(dataset, tmp_path):
+    prior = ("stage=prior", *RUN)
+    first = train(tiny(dataset, tmp_path / "a", *prior, f"handover_dir={tmp_path / 'h'}"), max_steps_this_run=2)
+    assert first.export is None and not (tmp_path / "h").exists()  # a hand-over comes with an export only
+    first = train(
+        tiny(dataset, tmp_path / "b", *prior, f"handover_dir={tmp_path / 'h'}"), max_steps_this_run=2, export=True
+    )
+    assert read_handover(tmp_path / "h").signature == {
+        "stage": "prior",
+        "out_size": 64,
+        "d_narrow": 0.0625,
+        "channel_multiplier": 1,
+    }
+    cfg = tiny(dataset, tmp_path / "c", *prior, f"init_from={first.export.parent}", f"continue_from={tmp_path / 'h'}")
+    saved = load_file(first.checkpoint / "model_1.safetensors")
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    for key, value in stage.discriminator_states()["global_d"].items():
+        torch.testing.assert_close(value, saved[key], rtol=1e-3, atol=1e-4, msg=key)
+    assert train(cfg).step == 6 and sorted(logged(tmp_path / "c")) == [3, 4, 5, 6]
+    with pytest.raises(ConfigError, match="stage 'prior'"):
+        tiny(dataset, tmp_path / "d", *RUN, f"init_from={first.export.parent}", f"continue_from={tmp_path / 'h'}")
