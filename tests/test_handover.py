@@ -11,7 +11,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from psp_hub.common.config import ConfigError
 from psp_hub.data import build_train_dataloader
@@ -113,6 +113,23 @@ def test_a_hand_over_that_does_not_fit_is_refused_in_one_line(dataset, first, tm
     other = train(tiny(dataset, tmp_path / "other", *RUN, "max_steps=1")).export
     with pytest.raises(ConfigError, match=r"init_from .* is not the export written with it$"):
         continued(dataset, first, tmp_path / "e", f"init_from={other}")
+
+
+def test_an_fp16_export_continues_like_its_fp32_original(dataset, first, tmp_path):
+    """export_dtype=float16 stores the export in half (how it travels beside its hand-over), and the hand-over's
+    export digest (over fp16-rounded weights) accepts an fp16 copy of the fp32 export written with it."""
+    half = train(tiny(dataset, tmp_path / "half", *RUN, "max_steps=1", "export_dtype=float16")).export
+    assert {t.dtype for t in load_file(str(half / "model.safetensors")).values()} == {torch.float16}
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "config.json").write_text((first["export"] / "config.json").read_text())
+    state = load_file(str(first["export"] / "model.safetensors"))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(copy / "model.safetensors"))
+    assert continued(dataset, first, tmp_path / "c", f"init_from={copy}").init_from == str(copy)
+    state[next(iter(state))] += 0.5  # a different generator is still refused
+    save_file(state, str(copy / "model.safetensors"))
+    with pytest.raises(ConfigError, match=r"is not the export written with it$"):
+        continued(dataset, first, tmp_path / "d", f"init_from={copy}")
 
 
 def test_resume_wins_at_or_past_the_hand_over_and_a_checkpoint_behind_it_is_refused(dataset, first, tmp_path):

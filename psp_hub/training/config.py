@@ -124,6 +124,9 @@ class TrainConfig:
     val_samples: int = 64
     tracker: Literal["tensorboard", "none"] = "tensorboard"
     export_dir: str | None = None  # Hub-layout folder for the EMA weights at the end
+    # the export's storage dtype: float16 halves it (a 256 px PSP-GAN: 54 -> 27 MB), so the export and its hand-over
+    # (19 MB) come back from a device call, and go to the next, inside one call's 64 MiB; weights load as float32
+    export_dtype: Literal["float32", "float16"] = "float32"
     hub_repo_id: str | None = None  # pushed there (push_to_hub) when --push-to-hub is given
     model: PSPGANConfig = field(default_factory=PSPGANConfig)
     data: DataConfig = field(default_factory=DataConfig)

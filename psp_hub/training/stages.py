@@ -310,6 +310,7 @@ class PSPGANStage(Stage):
         with ema_weights(self.ema, self.raw_generator) as g:
             export = PSPGAN(g.config)
             export.load_state_dict({k: v.detach().float().cpu() for k, v in g.state_dict().items()})
+        export.to(getattr(torch, self.cfg.export_dtype))
         card = {
             "trained": True,
             "training_summary": summary,

@@ -8,19 +8,18 @@
 # First chunk of a campaign: grown from the bundled 128 px model, which reaches the machine once as the tracked
 # checkpoints/psp-gan-128/model.safetensors (do not move it aside in that call) or as .carry/psp128 (its config.json
 # and model.safetensors); it is kept in /tmp/psp-gan-128 while the machine stays warm.
-# Fresh machine, continuing an earlier session's run: unpack its parts HERE into two carry folders,
-#   mkdir -p .carry/r7a .carry/r7b
-#   cat psp-256-export.tar.part* | tar -C .carry/r7a -xf -; cat psp-256-handover.tar.part* | tar -C .carry/r7b -xf -
-# (export 54 MiB, hand-over 18 MiB: over one call's 64 MiB together, and the tracked 128 px model (55 MB) must be
-# moved aside in both calls), then carry each in its own call; the first only stages it (MINUTES 0), in
-# /tmp/psp-256-continue, kept while the machine stays warm:
-#   CONTINUE=.carry/r7a bash train/device/psp256_round.sh 0                        # carry .carry/r7a
-#   CONTINUE=.carry/r7b bash train/device/psp256_round.sh 8.4 images_every=250     # carry .carry/r7b: continues
-#   CONTINUE=.carry/r7b bash train/device/psp256_round.sh 8.0 --resume             # later chunks (checkpoint wins)
+# Fresh machine, continuing an earlier session's run: unpack its parts HERE into one carry folder (the export comes
+# back in fp16, export_dtype=float16: 28 MB + the hand-over's 19 MB fit one call's 64 MiB; the tracked 128 px model,
+# 55 MB, must be moved aside in that call):
+#   mkdir -p .carry/r7 && for p in psp-256-export psp-256-handover; do cat $p.tar.part* | tar -C .carry/r7 -xf -; done
+#   CONTINUE=.carry/r7 bash train/device/psp256_round.sh 8.4 images_every=250     # carry .carry/r7: continues
+#   CONTINUE=.carry/r7 bash train/device/psp256_round.sh 8.0 --resume             # later chunks (checkpoint wins)
+# What CONTINUE carried is kept in /tmp/psp-256-continue while the machine stays warm; with MINUTES 0 a call only
+# stages it there (export and hand-over may then come in separate calls).
 # The run goes on at the hand-over's step: warm-up, unet_until, lr decays, R1 cadence and the data stream continue;
 # its discriminators load, Adam's moments restart, the EMA starts from the export. A step-only hand-over (no
 # discriminators, made HERE for an export that came back without one: `python -m psp_hub.training.make_handover --config
-# train/configs/psp-256.yaml --step N --out .carry/r7b/psp-256-handover --export .carry/r7a/psp-256-export`) starts
+# train/configs/psp-256.yaml --step N --out .carry/r7/psp-256-handover --export .carry/r7/psp-256-export`) starts
 # fresh discriminators and a new adversarial warm-up at step N.
 # Sharp faces only (no 128 px corpus carried): `data.extra_path=null data.extra_fraction=0`.
 set -uo pipefail
@@ -80,7 +79,7 @@ rm -rf /tmp/psp-256-export /tmp/psp-256-handover  # what comes back is this chun
 # later key=value arguments win, so a given init_from=... replaces the 128 px model
 python3 train/train.py --config train/configs/psp-256.yaml --max-minutes "$minutes" --export "${flags[@]}" \
     tracker=none output_dir="$run" export_dir=/tmp/psp-256-export handover_dir=/tmp/psp-256-handover \
-    "${init_args[@]}" "${overrides[@]}"
+    export_dtype=float16 "${init_args[@]}" "${overrides[@]}"
 status=$?
 for part in psp-256-export psp-256-handover; do  # 15 MB parts: a file over 15 MB does not come back
   [ -d "/tmp/$part" ] && tar -C /tmp -cf - "$part" | split -b 15M -d - "$out/$part.tar.part"
