@@ -138,7 +138,8 @@ class CompileCache:
         keys = _keys(target)
         if not self.write or _keys(used) <= _keys(self.carried) or keys == self.written:
             if when == "end":  # not after each compile: a warm run would log a line per graph
-                self._say(f"{when}: nothing new, {self.path} kept; {_counts_text()}")
+                kept = f"{self.path} kept" if self.path.exists() else "no file written"
+                self._say(f"{when}: nothing new, {kept}; {_counts_text()}")
             return 0
         data = write_artifacts(target)
         tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
