@@ -131,6 +131,8 @@ for name in ("prior-256", "psp-256", "repro-prior-256"):
             hits = [l for l in err if "Error" in l or "invalid gradient" in l or "hit config" in l]
             compiles = [l for l in err if l.startswith("compile ")]  # where a killed warm-up was
             print("    ", (hits or compiles or err or ["(no stderr)"])[-1][:300])
+        if "compile_cache_counts" in r:  # warm start: fxgraph_miss and aot_miss 0
+            print(f"     compile cache: {r['compile_cache_MiB']} MiB,", r["compile_cache_counts"])
         if r.get("timed_compiles"):
             print("     compiled in the timed window:", r.get("timed_compile_events"))
 EOF
