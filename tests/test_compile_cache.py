@@ -26,13 +26,20 @@ STEP = """
 import json, os, sys, torch
 from psp_hub.training.compilation import compile_in_place
 from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
+class Net(torch.nn.Module):  # not an nn.Sequential: torch 2.11's Module.compile traces none of Sequential's frames
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(8, 16), torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.b(torch.nn.functional.gelu(self.a(x)))
+
 with carried_compile_cache(sys.argv[1]):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
-    compile_in_place(net, backend="inductor")
+    net = compile_in_place(Net(), backend="inductor")
     out = net(torch.randn(4, 8))
     out.square().mean().backward()
-    print(json.dumps({"out": out.tolist(), "grad": net[0].weight.grad.tolist(), **cache_counts()}), flush=True)
+    print(json.dumps({"out": out.tolist(), "grad": net.a.weight.grad.tolist(), **cache_counts()}), flush=True)
     if sys.argv[2] == "kill":
         os._exit(0)
 """
