@@ -315,7 +315,7 @@ def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_ma
     from psp_hub.training.compile_census import CENSUS, register_census_backend
 
     census = register_census_backend()
-    extra = ("losses.component_gan=1.0", "losses.component_style=200.0")
+    extra = ("losses.component_gan=1.0", "losses.component_style=200.0", "losses.component_from=0")
     cfg = _mixed_resolution_config(dataset, tmp_path, None, *extra)
     batches = build_train_batches(cfg.data, batch_size=cfg.batch_size, device=torch.device("cpu"))
     steps = [batch_to_device(next(batches), "cpu", cfg.channels_last) for _ in range(3)]

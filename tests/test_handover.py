@@ -5,6 +5,8 @@ refused in one line; the eye/mouth terms start at losses.component_from, their d
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,8 +137,14 @@ def test_an_fp16_export_continues_like_its_fp32_original(dataset, first, tmp_pat
 def test_resume_wins_at_or_past_the_hand_over_and_a_checkpoint_behind_it_is_refused(dataset, first, tmp_path):
     behind = tmp_path / "behind"
     train(tiny(dataset, behind, *RUN), max_steps_this_run=1)
-    with pytest.raises(ValueError, match=r"--resume found .*checkpoint-1 at step 1, behind continue_from's step 3"):
+    with pytest.raises(ConfigError, match=r"--resume found .*checkpoint-1 at step 1, behind continue_from's step 3"):
         train(continued(dataset, first, behind), resume=True)
+    overrides = [f"data.path={dataset}", f"output_dir={behind}", *RUN]
+    overrides += [f"init_from={first['export']}", f"continue_from={first['handover']}"]
+    cli = [sys.executable, str(ROOT / "train" / "train.py"), "--config", str(TINY), "--resume", *overrides]
+    run = subprocess.run(cli, capture_output=True, text=True, check=False)  # train.py says it in one line
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1].startswith("config error: --resume found")
     ahead = tmp_path / "ahead"
     train(continued(dataset, first, ahead, "max_steps=4"))  # continued to step 4 on this machine
     result = train(continued(dataset, first, ahead, "max_steps=5"), resume=True)

@@ -55,6 +55,9 @@ def main(argv=None) -> int:
                 max_steps_this_run=args.max_steps_this_run,
                 export=args.export,
             )
+    except ConfigError as err:  # e.g. a hand-over the run's checkpoint is behind: one line, not a traceback
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     except TrainingDiverged as err:  # a clear message and exit code, not a traceback
         print(f"TRAINING DIVERGED: {err}", file=sys.stderr)
         return 3

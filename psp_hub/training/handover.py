@@ -174,14 +174,14 @@ def load_discriminators(folder: str | Path, modules: dict[str, torch.nn.Module])
     flat = load_file(str(Path(folder) / DISCRIMINATORS_FILE))
     extra = sorted({k.split(".", 1)[0] for k in flat} - set(modules))
     if extra:
-        raise ValueError(f"continue_from {folder}: discriminators {extra} are not in this run")
+        raise ConfigError(f"continue_from {folder}: discriminators {extra} are not in this run")
     for name, module in modules.items():
         state = {k[len(name) + 1 :]: v for k, v in flat.items() if k.startswith(name + ".")}
         try:
             module.load_state_dict(state)  # copy_ casts fp16 to the module's dtype
         except RuntimeError as err:
             first = str(err).strip().splitlines()
-            raise ValueError(f"continue_from {folder}: {name} does not fit: {' '.join(first[1:2] or first)}") from None
+            raise ConfigError(f"continue_from {folder}: {name} does not fit: {' '.join(first[1:2] or first)}") from None
 
 
 def checkpoint_discriminators(ckpt: str | Path, names: list[str]) -> dict[str, dict[str, torch.Tensor]]:

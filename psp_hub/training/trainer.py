@@ -17,6 +17,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from psp_hub.common.config import ConfigError
 from psp_hub.data import build_train_batches, phase_at
 
 from .batches import batch_to_device
@@ -174,7 +175,7 @@ def _continue(accelerator, cfg: TrainConfig, handover, state: TrainState, ckpt: 
     a resumed checkpoint wins when it is at or past that step, and one behind it is refused."""
     if ckpt is not None:
         if state.step < handover.step:
-            raise ValueError(
+            raise ConfigError(
                 f"--resume found {ckpt} at step {state.step}, behind continue_from's step {handover.step}: "
                 f"move {cfg.output_dir} aside, or drop continue_from to resume it"
             )
