@@ -2,10 +2,13 @@
 # Run HERE after building data/sharp256 (docs/data.md, "Sharp faces at 256 px"): cut the built dataset into
 # git-ignored parts .carry/s256A, .carry/s256B, ... of at most 60 MiB each (hard links, no copies), so that each
 # device call can carry one part (64 MiB per call). train/device/setup_256.sh merges them back THERE.
+# Also .carry/psp128: the bundled 128 px model (config.json + model.safetensors in fp16, 26 MiB) that the first chunk
+# of a campaign grows from, in a call of its own, so the tracked 55 MB file can stay out of every call's carry.
 # Wheels and weights: train/device/prepare_carry.sh (.whl/, .carry/weights/), unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-data/sharp256}
+PY=${PY:-.venv/bin/python}
 LIMIT_MIB=${LIMIT_MIB:-60}
 [ -f "$DATA/README.md" ] || { echo "no built dataset at $DATA (see docs/data.md)" >&2; exit 1; }
 rm -rf .carry/s256?
@@ -35,3 +38,16 @@ while read -r part f; do
   ln -f "$DATA/$f" ".carry/$part/$f"
 done < /tmp/carry256.plan
 du -sb --apparent-size .carry/s256? | awk '{printf "%s %.1f MiB\n", $2, $1 / 1048576}'
+
+mkdir -p .carry/psp128
+cp checkpoints/psp-gan-128/config.json .carry/psp128/
+"$PY" - checkpoints/psp-gan-128/model.safetensors .carry/psp128/model.safetensors <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+src, dst = sys.argv[1:]
+metadata = safe_open(src, "pt").metadata()
+tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(src).items()}
+save_file(tensors, dst, metadata=metadata)
+PY
+du -sb --apparent-size .carry/psp128 | awk '{printf "%s %.1f MiB\n", $2, $1 / 1048576}'
