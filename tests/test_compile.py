@@ -268,6 +268,40 @@ def test_compiled_prior_step_compiles_nothing_after_its_first_step(tmp_path, fre
     assert later.count == 0, later.events
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_unet_term_ends_without_a_recompile_when_compiled(dataset, tmp_path, fresh_dynamo, compiled):
+    """At `unet_until` (step 2 of 32 here) the U-Net term stops counting. Eager drops its RGB heads there; compiled,
+    they run to the end with the term times 0, so the generator's graph stays the one step 0 compiled (it compiled
+    a second generator, forward and backward, there before: minutes on the device) and no step after 0 compiles."""
+    cfg = TrainConfig.from_yaml(
+        TINY,
+        [
+            f"data.path={dataset}",
+            f"output_dir={tmp_path / 'psp'}",
+            "tracker=none",
+            "max_steps=32",
+            "losses.unet_until=0.0625",
+            f"compile={str(compiled).lower()}",
+            "compile_backend=aot_eager",
+        ],
+    )
+    batch = next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+    set_seed(0)
+    stage = make_stage(cfg, Accelerator(cpu=True))
+    unet, compiles = [], []
+    for step in range(4):
+        with watch_compiles() as tally:
+            logs = stage.step(batch, step)
+        compiles.append(tally.count)
+        unet.append(float(logs["unet"]) if "unet" in logs else None)
+    assert unet[0] > 0 and unet[1] > 0, unet
+    assert unet[2:] == ([0.0, 0.0] if compiled else [None, None]), unet
+    if compiled:
+        assert compiles[0] >= 4 and compiles[1:] == [0, 0, 0], compiles
+    else:
+        assert compiles == [0, 0, 0, 0], compiles
+
+
 def _mixed_resolution_config(dataset, tmp_path, compile_backend: str | None, *overrides: str) -> TrainConfig:
     """The psp-256 recipe (mixed resolution, DiffAugment, frozen modules, reference selection with distractors) on the
     tiny network under bf16 autocast, as the device runs it: the bf16 generator output meets the discriminators' fp32

@@ -265,16 +265,21 @@ class PSPGANStage(Stage):
         # the RGB heads run only while their loss does: DDP (find_unused_parameters) would otherwise see them in the
         # forward outputs and wait forever for their gradients ("Expected to have finished reduction ...")
         use_unet = self.objective.unet_active(step, cfg.max_steps)
+        # compiled, they run to the end with their term times 0 after unet_until: the generator's graph then never
+        # changes (it recompiled there, forward and backward: minutes on the device, mid-chunk)
+        run_unet = use_unet or (cfg.compile and self.objective.w.unet > 0)
         components = self.objective.components_active(step)  # before component_from their Ds neither run nor learn
         if cfg.distractor_references > 0:  # another person's reference in some slots: what selection learns from
             batch = add_distractors(
                 batch, cfg.distractor_references, step_generator(cfg.seed, step, batch["lq"].device)
             )
         with acc.autocast():
-            out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=use_unet)
+            out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=run_unet)
             g_losses = self.objective.ramped(
-                self.objective.generator_losses(out, batch, self.discs, use_unet, components), step
+                self.objective.generator_losses(out, batch, self.discs, run_unet, components), step
             )
+            if run_unet and not use_unet:
+                g_losses["unet"] = g_losses["unet"] * 0.0
             g_total = sum(g_losses.values())
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)
