@@ -29,7 +29,7 @@ from psp_hub.training.objectives import PSPGANObjective
 from psp_hub.training.scaling import scaled_for_batch
 from psp_hub.training.schedule import ema_weights, make_ema
 from psp_hub.training.stages import PRIOR_FILE, make_stage
-from psp_hub.training.trainer import phase_for
+from psp_hub.training.trainer import _Timing, phase_for
 from psp_hub.training.warm_start import load_matching, prior_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +312,31 @@ def test_compiled_step_matches_eager_and_keeps_checkpoint_names(dataset, tmp_pat
     _assert_updates_agree(
         "compiled vs eager, D", comp_d, eager_d, 2 * _adam_max_travel(cfg.optim.d_lr, cfg.optim.betas, steps=1)
     )
+
+
+def test_step_timing_keeps_compiling_out_of_the_time_budget_and_the_speed():
+    """A compiled run's step 0 is mostly compiling (minutes on the device): the time-budget check and the speeds count
+    the steps without it (before, a 300 s first step ended an 8-minute chunk right after it: twice the longest of
+    the last 20 steps no longer fitted), and compile_s shows it apart."""
+    timing = _Timing()
+    timing.add(300.0, compiling=299.5)
+    for _ in range(5):
+        timing.add(0.5)
+    assert timing.longest_recent_step() == pytest.approx(0.5)
+    summary = timing.summary(per_step=32, processes=1, wait_s=0.3)
+    assert summary["compile_s"] == 299.5 and summary["seconds"] == pytest.approx(302.5)
+    assert summary["it_per_s"] == pytest.approx(2.0) and summary["samples_per_s"] == pytest.approx(64.0)
+    assert summary["data_wait_share"] == pytest.approx(0.1)
+
+
+def test_a_compiled_run_reports_its_compiling_apart(dataset, tmp_path):
+    """A compiled run (aot_eager: seconds on the CPU) counts the compiling inside its steps; an eager one none."""
+    for compiled in (False, True):
+        out = tmp_path / f"run-{compiled}"
+        cfg = tiny(dataset, out, "max_steps=2", f"compile={str(compiled).lower()}", "compile_backend=aot_eager")
+        assert train(cfg).step == 2
+        last = json.loads((out / "last_run.json").read_text())
+        assert (last["compile_s"] > 0) == compiled and last["seconds"] > last["compile_s"], last
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from psp_hub.data import build_train_batches, phase_at
 
 from .batches import batch_to_device
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from .compilation import run_eager
+from .compilation import CompileTally, run_eager, watch_compiles
 from .config import TrainConfig
 from .divergence import TrainingDiverged, nonfinite_terms
 from .handover import Handover, adversarial_origin, components_trained, signature, write_handover
@@ -111,16 +112,34 @@ class BatchSource:
 
 @dataclass
 class _Timing:
-    """Step and checkpoint times of this run."""
+    """Step and checkpoint times of this run, and the compiling seconds inside each step (torch.compile compiles a
+    graph when its branch first runs: step 0 of a compiled psp-256 run is minutes of it, the steps after a fraction
+    of a second)."""
 
     step_s: list[float] = field(default_factory=list)
+    compile_s: list[float] = field(default_factory=list)
     ckpt_s: float = 0.0
 
+    def add(self, seconds: float, compiling: float = 0.0) -> None:
+        self.step_s.append(seconds)
+        self.compile_s.append(compiling)
+
+    def longest_recent_step(self) -> float:
+        """The longest of the last 20 steps without its compiling: what the next steps may take (the time-budget
+        check; a first step's compile would otherwise end the run 20 steps after it)."""
+        return max(s - c for s, c in zip(self.step_s[-20:], self.compile_s[-20:]))
+
+    def training_s(self) -> float:
+        """The steps' seconds without their compiling: what speeds are measured over."""
+        return max(1e-9, sum(self.step_s) - sum(self.compile_s))
+
     def summary(self, per_step: int, processes: int, wait_s: float) -> dict[str, float]:
-        total = max(1e-9, sum(self.step_s))
+        """Speeds over the steps' time without compiling (it shows apart as compile_s)."""
+        total = self.training_s()
         return {
             "steps_this_run": len(self.step_s),
             "seconds": sum(self.step_s),
+            "compile_s": sum(self.compile_s),
             "it_per_s": len(self.step_s) / total,
             "samples_per_s": len(self.step_s) * per_step * processes / total,
             "data_wait_share": wait_s / total,
@@ -271,7 +290,7 @@ class _Loop:
                 if state.step % self.cfg.log_every == 0 or checkpoint_due:  # NaN weights stay NaN: sampling catches it
                     self._check_finite(logs, last_ckpt, bar)
                 budget_hit = deadline is not None and (
-                    time.monotonic() + 2 * max(self.timing.step_s[-20:]) + self.timing.ckpt_s + 30 > deadline
+                    time.monotonic() + 2 * self.timing.longest_recent_step() + self.timing.ckpt_s + 30 > deadline
                 )
                 if checkpoint_due or stop.set or budget_hit:
                     last_ckpt = self._checkpoint()
@@ -284,13 +303,14 @@ class _Loop:
     def _step(self) -> tuple[dict, dict]:
         t0 = time.monotonic()
         logs, batch = {}, None
-        for _ in range(self.cfg.grad_accum):
-            batch = self.source.next()
-            with self.acc.accumulate(self.stage.generator, *self.stage.discriminators):
-                logs = self.stage.step(batch, self.state.step)
-            self.state.samples_seen += self.cfg.batch_size
+        with watch_compiles() if self.cfg.compile else nullcontext(CompileTally()) as compiled:
+            for _ in range(self.cfg.grad_accum):
+                batch = self.source.next()
+                with self.acc.accumulate(self.stage.generator, *self.stage.discriminators):
+                    logs = self.stage.step(batch, self.state.step)
+                self.state.samples_seen += self.cfg.batch_size
         self.state.step += 1
-        self.timing.step_s.append(time.monotonic() - t0)
+        self.timing.add(time.monotonic() - t0, compiled.seconds)
         return logs, batch
 
     def _report(self, logs: dict, batch: dict, bar, end_step: int) -> None:
@@ -299,8 +319,8 @@ class _Loop:
         if step % self.cfg.log_every == 0 or step == end_step:
             scalars = {k: float(v) for k, v in logs.items()}
             scalars["lr"] = self.stage.sched_g.get_last_lr()[0]
-            scalars["data_wait_share"] = self.source.wait_s / max(1e-9, sum(timing.step_s))
-            scalars["it_per_s"] = len(timing.step_s) / max(1e-9, sum(timing.step_s))
+            scalars["data_wait_share"] = self.source.wait_s / timing.training_s()
+            scalars["it_per_s"] = len(timing.step_s) / timing.training_s()
             self.acc.log(scalars, step=step)
             _append_jsonl(self.out_dir / "metrics.jsonl", {"step": step, **scalars}, self.acc)
             bar.set_postfix(
