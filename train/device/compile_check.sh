@@ -46,33 +46,7 @@ init=""  # prior-256 warm-starts from a 128 px prior export; without one here, f
 [ -f runs/prior-128/export/prior_ema.safetensors ] || init="init_from=null"
 "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
-carried_cache() {  # NAME: the compiled process's --compile-cache arguments (none without COMPILE_CACHE)
-  [ -n "${COMPILE_CACHE:-}" ] || return 0
-  local live=runs/compile-cache/$1.bin parts=("$COMPILE_CACHE/$1.bin.part-"*)
-  mkdir -p runs/compile-cache
-  if [ ! -f "$live" ] && [ -f "${parts[0]}" ]; then  # the carried parts, once per machine
-    local sum
-    sum=$(readlink -f "$COMPILE_CACHE/$1.bin.sha256")
-    cat "${parts[@]}" >"$live.tmp" && mv "$live.tmp" "$live"
-    if [ -f "$sum" ] && ! (cd runs/compile-cache && sha256sum -c "$sum") >&2; then
-      echo "compile cache $1: the carried parts do not match $sum: compiling cold" >&2
-      rm -f "$live"
-    fi
-  fi
-  echo --compile-cache "$live"
-}
-
-return_cache() {  # NAME: the saved cache back in $OUT in parts the device returns
-  local live=runs/compile-cache/$1.bin
-  [ -n "${COMPILE_CACHE:-}" ] && [ -f "$live" ] || return 0
-  mkdir -p "$out/compile-cache"
-  rm -f "$out/compile-cache/$1.bin".*
-  split -b 14M -d -a 2 "$live" "$out/compile-cache/$1.bin.part-"
-  (cd runs/compile-cache && sha256sum "$1.bin") >"$out/compile-cache/$1.bin.sha256"
-  local n
-  n=$(find "$out/compile-cache" -name "$1.bin.part-*" | wc -l)
-  echo "compile cache $1: $(( $(stat -c %s "$live") / 1048576 )) MiB in $n parts (the device returns 64 MiB a call)"
-}
+source train/device/compile_cache_parts.sh  # carried_cache, return_cache
 
 pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the compiled one timed first
   # (the eager one waits for it after its warm-up, so it gets 30 s more)
@@ -91,7 +65,7 @@ pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the
       >"$out/compiled-$name.json" 2>"$out/compiled-$name.err"
     echo $? >"$out/compiled-$name.rc"; touch "$sig.compiled.done" )
   wait
-  return_cache "$name"
+  [ -z "${COMPILE_CACHE:-}" ] || return_cache "$name"
 }
 
 rm -f "$out"/eager-p*-256.* "$out"/compiled-p*-256.* "$out"/repro-prior-256.*  # no stale rows in the table

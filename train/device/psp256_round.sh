@@ -22,6 +22,12 @@
 # train/configs/psp-256.yaml --step N --out .carry/r7/psp-256-handover --export .carry/r7/psp-256-export`) starts
 # fresh discriminators and a new adversarial warm-up at step N.
 # Sharp faces only (no 128 px corpus carried): `data.extra_path=null data.extra_fraction=0`.
+# Compiled (compile=true, docs/speed.md): COMPILE_CACHE=.carry/compile-cache trains with torch.compile and keeps its
+# graphs in runs/compile-cache/psp-256.bin (train.py --compile-cache), rebuilt from that folder's carried parts on a
+# fresh machine (train/device/compile_cache_parts.sh). The first chunk then spends minutes of its MINUTES compiling
+# (the time budget and the logged speeds leave the compiling out; last_run.json shows compile_s), later chunks on
+# the warm machine load the graphs in seconds. The export and hand-over fill most of a call's 64 MiB, so the cache
+# comes back in a call of its own: `bash train/device/return_compile_cache.sh psp-256`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 minutes=${1:-8}
@@ -74,6 +80,13 @@ elif [ "$resume" = 1 ]; then
 else
   echo "no 128 px model here: carry checkpoints/psp-gan-128/model.safetensors or .carry/psp128 in this call" >&2
   exit 2
+fi
+if [ -n "${COMPILE_CACHE:-}" ]; then
+  source train/device/compile_cache_parts.sh
+  read -ra cache_args <<<"$(carried_cache psp-256)"
+  flags+=("${cache_args[@]}")
+  overrides=(compile=true "${overrides[@]}")  # a later compile=false still wins
+  export TORCH_LOGS=${TORCH_LOGS:-recompiles,graph_breaks}  # a recompile mid-chunk shows in the log (torch fails on an empty one)
 fi
 rm -rf /tmp/psp-256-export /tmp/psp-256-handover  # what comes back is this chunk's, or nothing
 # later key=value arguments win, so a given init_from=... replaces the 128 px model
