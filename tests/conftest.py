@@ -107,6 +107,8 @@ SLOW_TESTS |= {
     "test_model::test_output_shapes_for_sizes_and_reference_counts[input_query-128]",  # 56.5
     "test_identity::test_net_compiles_as_one_graph_with_the_same_embeddings",  # 37.2: compile
     "test_metrics::test_arcface_identity_similarity_same_vs_different",  # 38.3 (test_identity covers same/different)
+    "test_frechet::test_real_faces_are_closer_to_real_faces_than_blurred_ones",  # 32.0 beside a compile: VGG, 144 faces
+    "test_frechet::test_benchmark_scores_a_prior_export_against_the_reference_rows",  # 12.9: a subprocess, VGG
 }
 
 BROWSER_MODULES = {"test_app_browser"}

@@ -1,6 +1,8 @@
-"""Evaluation metrics: PSNR, SSIM, LPIPS (VGG-16 v0.1), ArcFace and dlib identity, and face detail (sharpness)."""
+"""Evaluation metrics: PSNR, SSIM, LPIPS (VGG-16 v0.1), ArcFace and dlib identity, face detail (sharpness), and the
+Fréchet distance of a set of images to real faces (VGG-16 features)."""
 
 from .dlib_identity import FFHQ_DLIB_BOX, SAME_PERSON_THRESHOLD, DlibIdentity, DlibIdentityConfig
+from .frechet import FeatureMoments, GaussianFit, VGGPoolFeatures, frechet_distance
 from .identity import identity_similarity
 from .lpips import LPIPS
 from .pixel import psnr, ssim
@@ -12,7 +14,11 @@ __all__ = [
     "SAME_PERSON_THRESHOLD",
     "DlibIdentity",
     "DlibIdentityConfig",
+    "FeatureMoments",
+    "GaussianFit",
+    "VGGPoolFeatures",
     "face_detail",
+    "frechet_distance",
     "geometric_mean",
     "identity_similarity",
     "laplacian_variance",

@@ -7,11 +7,18 @@ prefixed (`stylegan_decoder.`, `generator.`, `module.`). Anything else fails wit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .stylegan2 import StyleGAN2Generator
+
+PRIOR_FILE = "prior_ema.safetensors"  # what the prior stage exports (the EMA generator)
+PRIOR_CONFIG_FILE = "prior_config.json"  # beside it: the generator's constructor arguments
+PRIOR_CONFIG_KEYS = ("out_size", "style_dim", "n_mlp", "channel_multiplier", "narrow", "max_channels")
 
 _WRAPPERS = ("params_ema", "g_ema_state", "params", "state_dict", "generator", "g_ema")
 _PREFIXES = ("module.", "stylegan_decoder.", "generator.", "stylegan.")
@@ -92,3 +99,14 @@ def load_stylegan2_weights(generator: nn.Module, source: str | Path | Mapping[st
     check_state_dict(generator, sd, what=f"StyleGAN2 prior {source if not isinstance(source, Mapping) else '(dict)'}")
     generator.load_state_dict(sd, strict=True)
     return generator
+
+
+def load_prior_export(folder: str | Path) -> nn.Module:
+    """The unconditional StyleGAN2 generator a prior stage exported (its settings and EMA weights), in eval mode."""
+    folder = Path(folder)
+    config_path = folder / PRIOR_CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no prior export at {folder}: {PRIOR_CONFIG_FILE} and {PRIOR_FILE} expected")
+    settings = json.loads(config_path.read_text())
+    generator = StyleGAN2Generator(**{k: settings[k] for k in PRIOR_CONFIG_KEYS})
+    return load_stylegan2_weights(generator, folder / PRIOR_FILE).eval()

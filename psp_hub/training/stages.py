@@ -16,6 +16,7 @@ from psp_hub.data.mixing import native_levels
 from psp_hub.discriminators import StyleGAN2Discriminator
 from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from psp_hub.models import PSPGAN, StyleGAN2Generator
+from psp_hub.models.prior_loading import PRIOR_CONFIG_FILE, PRIOR_CONFIG_KEYS
 from psp_hub.models.stylegan2 import draw_mixing_index
 
 from .batches import to_channels_last
@@ -186,15 +187,7 @@ class PriorStage(Stage):
             state = {k: v.detach().float().cpu().contiguous() for k, v in g.state_dict().items()}
         save_file(state, str(folder / PRIOR_FILE))
         m = self.cfg.model
-        (folder / "prior_config.json").write_text(
-            json.dumps(
-                {
-                    k: getattr(m, k)
-                    for k in ("out_size", "style_dim", "n_mlp", "channel_multiplier", "narrow", "max_channels")
-                },
-                indent=2,
-            )
-        )
+        (folder / PRIOR_CONFIG_FILE).write_text(json.dumps({k: getattr(m, k) for k in PRIOR_CONFIG_KEYS}, indent=2))
         return folder / PRIOR_FILE
 
 

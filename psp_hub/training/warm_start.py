@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from psp_hub.models import PSPGAN
-from psp_hub.models.prior_loading import read_state_dict
+from psp_hub.models.prior_loading import PRIOR_FILE, read_state_dict
 
-PRIOR_FILE = "prior_ema.safetensors"  # what the prior stage exports (the EMA generator)
 PSPGAN_DECODER_PREFIX = "generator."  # PSP-GAN's StyleGAN2 decoder, the prior it was trained from
 
 
