@@ -31,16 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from psp_hub.common.images import signed_to_unit
 from psp_hub.data import DataConfig, build_eval_dataset
-from psp_hub.metrics import FeatureMoments, GaussianFit, VGGPoolFeatures, frechet_distance
+from psp_hub.metrics import GaussianFit, VGGPoolFeatures, fit_features, frechet_distance
 from psp_hub.models import PSPGAN
 from psp_hub.models.prior_loading import PRIOR_CONFIG_FILE, load_prior_export
-
-
-def real_batches(data: str, split: str, size: int, indices: np.ndarray, batch: int):
-    """The faces at `indices` of the split, as (B, 3, size, size) batches in [-1, 1]."""
-    dataset = build_eval_dataset(DataConfig(path=data, out_size=size, max_references=0), split, num_references=0)
-    for start in range(0, len(indices), batch):
-        yield torch.stack([dataset[int(i)]["target"] for i in indices[start : start + batch]])
+from psp_hub.training.prior_validation import fixed_code_samples, reference_draw
 
 
 def down_up(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -57,33 +51,27 @@ def load_generator(source: str) -> torch.nn.Module:
     return PSPGAN.from_pretrained(source).generator.eval()
 
 
-@torch.no_grad()
 def sample_batches(generator, count: int, batch: int, size: int, seed: int):
-    """`count` unconditional samples at `size`, from fixed codes."""
-    codes = torch.Generator().manual_seed(seed)
-    for start in range(0, count, batch):
-        z = torch.randn(min(batch, count - start), generator.style_dim, generator=codes)
-        out = generator(z).clamp(-1, 1)
+    """`count` unconditional samples at `size`, from fixed codes (the prior validation's)."""
+    for out in fixed_code_samples(generator, count, batch, seed):
         yield F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
-def fit(batches, net: VGGPoolFeatures, keep: list | None = None) -> GaussianFit:
-    """The Gaussian fit of the batches' features; the first batch is kept in `keep` (for a grid)."""
-    moments = FeatureMoments()
+def first_kept(batches, keep: list):
+    """The batches unchanged; the first one's first 16 images go into `keep` (for a grid)."""
     for images in batches:
-        if keep is not None and not keep:
+        if not keep:
             keep.append(images[:16])
-        moments.update(net(images))
-    return moments.fit()
+        yield images
 
 
-def reference_fit(args, net, indices: np.ndarray) -> GaussianFit:
+def reference_fit(args, net, faces, indices: np.ndarray) -> GaussianFit:
     """The reference set's fit, from the cache when it is there."""
     name = f"{Path(args.data).name}-{args.split}-{args.size}px-n{args.samples}-seed{args.seed}.npz"
     path = Path(args.cache) / name
     if path.is_file():
         return GaussianFit.load(path)
-    reference = fit(real_batches(args.data, args.split, args.size, indices, args.batch), net)
+    reference = fit_features(faces.face_batches(indices, args.batch), net)
     path.parent.mkdir(parents=True, exist_ok=True)
     reference.save(path)
     return reference
@@ -104,26 +92,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     net = VGGPoolFeatures()
-    total = len(build_eval_dataset(DataConfig(path=args.data, max_references=0), args.split, num_references=0))
-    if total < 2 * args.samples:
-        sys.exit(f"{args.data} {args.split} has {total} faces: --samples {args.samples} needs {2 * args.samples}")
-    draw = np.random.default_rng(args.seed).permutation(total)
-    reference = reference_fit(args, net, draw[: args.samples])
-    others = draw[args.samples : 2 * args.samples]
+    faces = build_eval_dataset(DataConfig(path=args.data, out_size=args.size, max_references=0), args.split)
+    if len(faces) < 2 * args.samples:
+        sys.exit(f"{args.data} {args.split} has {len(faces)} faces: --samples {args.samples} needs {2 * args.samples}")
+    drawn, others = reference_draw(len(faces), args.samples, args.seed)
+    reference = reference_fit(args, net, faces, drawn)
     rows = []
 
     def row(name: str, batches, grid: str | None = None) -> None:
         t0, keep = time.perf_counter(), []
-        fd = frechet_distance(reference, fit(batches, net, keep))
+        fd = frechet_distance(reference, fit_features(first_kept(batches, keep), net))
         rows.append({"set": name, "fd_vgg16": round(fd, 3), "images": args.samples})
         print(f"{name}: FD-VGG16 {fd:.3f} ({args.samples} images, {time.perf_counter() - t0:.0f} s)", flush=True)
         if grid:
             save_image(signed_to_unit(keep[0]), grid, nrow=4)
 
-    row("real, other faces", real_batches(args.data, args.split, args.size, others, args.batch))
+    row("real, other faces", faces.face_batches(others, args.batch))
     for factor in (4, 8):
-        batches = real_batches(args.data, args.split, args.size, others, args.batch)
-        row(f"real, x{factor} down-up", (down_up(b, factor) for b in batches))
+        row(f"real, x{factor} down-up", (down_up(b, factor) for b in faces.face_batches(others, args.batch)))
     for source in args.prior:
         grid = f"{args.grid}-{source.strip('/').replace('/', '_')}.png" if args.grid else None
         batches = sample_batches(load_generator(source), args.samples, args.batch, args.size, args.seed)

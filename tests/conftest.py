@@ -109,6 +109,7 @@ SLOW_TESTS |= {
     "test_metrics::test_arcface_identity_similarity_same_vs_different",  # 38.3 (test_identity covers same/different)
     "test_frechet::test_real_faces_are_closer_to_real_faces_than_blurred_ones",  # 32.0 beside a compile: VGG, 144 faces
     "test_frechet::test_benchmark_scores_a_prior_export_against_the_reference_rows",  # 12.9: a subprocess, VGG
+    "test_frechet::test_a_prior_run_validates_by_frechet_distance",  # 34.4 under load: a prior run, VGG
 }
 
 BROWSER_MODULES = {"test_app_browser"}

@@ -121,6 +121,40 @@ def test_benchmark_scores_a_prior_export_against_the_reference_rows(dataset_for_
     assert list((tmp_path / "cache").glob("*.npz")) and list(tmp_path.glob("grid-*.png"))
 
 
+def test_a_face_alone_is_the_samples_target(dataset_for_fd):
+    """EvalDataset.face (what the reference sets read: decode and resize only) gives the pixels a sample's target
+    has (the 'moderate' preset never turns a face grey)."""
+    from psp_hub.data import DataConfig, build_eval_dataset
+
+    faces = build_eval_dataset(DataConfig(path=str(dataset_for_fd), out_size=96), "train", degradation="moderate")
+    for i in (0, 5):
+        torch.testing.assert_close(faces.face(i), faces[i]["target"], rtol=0, atol=0)
+    batches = list(faces.face_batches(np.array([3, 1, 4]), batch_size=2))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 96, 96), (1, 3, 96, 96)]
+    torch.testing.assert_close(batches[1][0], faces.face(4), rtol=0, atol=0)
+
+
+def test_a_prior_run_validates_by_frechet_distance(dataset_for_fd, tmp_path):
+    """The prior stage with validate_every logs val/fd_vgg16 (its EMA samples against a fixed draw of training
+    faces) to metrics.jsonl, and fixed codes give the same distance twice for the same weights."""
+    from psp_hub.training import train
+    from psp_hub.training.prior_validation import PriorValidator
+
+    overrides = [f"data.path={dataset_for_fd}", f"output_dir={tmp_path / 'run'}", "stage=prior", "tracker=none"]
+    overrides += ["max_steps=2", "validate_every=1", "val_samples=12", "images_every=0"]
+    cfg = TrainConfig.from_yaml(ROOT / "train" / "configs" / "tiny-cpu.yaml", overrides)
+    assert train(cfg).step == 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    fds = [r["val/fd_vgg16"] for r in records if "val/fd_vgg16" in r]
+    assert len(fds) == 2 and all(np.isfinite(v) and v > 0 for v in fds), records
+    validator = PriorValidator(cfg.data, 12, "cpu", seed=cfg.seed)
+    generator = make_stage(cfg, Accelerator(cpu=True)).raw_generator
+    torch.manual_seed(0)
+    first = validator(generator)["val/fd_vgg16"]
+    torch.manual_seed(0)  # the noise inputs
+    assert validator(generator)["val/fd_vgg16"] == pytest.approx(first, rel=1e-9)
+
+
 @pytest.fixture(scope="module")
 def dataset_for_fd(tmp_path_factory, faces):
     from psp_hub.data.build.sample_corpus import build_sample_dataset

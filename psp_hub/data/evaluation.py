@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 from torch.utils.data import Dataset
 
+from ..common.images import image_to_tensor
 from .config import DataConfig, DegradationConfig
+from .images import decode_rgb, resize_square
 from .references import ReferenceStore
 from .sample import SampleOptions, make_sample
 from .sources import data_files, open_stream
@@ -27,6 +30,15 @@ class EvalDataset(Dataset):
     def __iter__(self):
         """Samples in stored order."""
         return (self[i] for i in range(len(self)))
+
+    def face(self, i: int) -> torch.Tensor:
+        """Face i alone, as a sample's target would be before degradation: (3, S, S) in [-1, 1] at cfg.out_size."""
+        return image_to_tensor(resize_square(decode_rgb(self.store.get(self.rows[i]["id"])), self.cfg.out_size))
+
+    def face_batches(self, indices, batch_size: int):
+        """The faces at `indices`, as (B, 3, S, S) batches (no degradation, no references: only the pixels)."""
+        for start in range(0, len(indices), batch_size):
+            yield torch.stack([self.face(int(i)) for i in indices[start : start + batch_size]])
 
     def __getitem__(self, i: int) -> dict:
         """Sample i, keyed by (seed, split, i): identical on every call."""

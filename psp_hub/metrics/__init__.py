@@ -2,7 +2,7 @@
 Fréchet distance of a set of images to real faces (VGG-16 features)."""
 
 from .dlib_identity import FFHQ_DLIB_BOX, SAME_PERSON_THRESHOLD, DlibIdentity, DlibIdentityConfig
-from .frechet import FeatureMoments, GaussianFit, VGGPoolFeatures, frechet_distance
+from .frechet import FeatureMoments, GaussianFit, VGGPoolFeatures, fit_features, frechet_distance
 from .identity import identity_similarity
 from .lpips import LPIPS
 from .pixel import psnr, ssim
@@ -18,6 +18,7 @@ __all__ = [
     "GaussianFit",
     "VGGPoolFeatures",
     "face_detail",
+    "fit_features",
     "frechet_distance",
     "geometric_mean",
     "identity_similarity",

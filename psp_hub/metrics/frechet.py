@@ -9,6 +9,7 @@ Like FID it is biased upward at small sample counts, so sets are compared at equ
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +87,21 @@ class FeatureMoments:
         return GaussianFit(mean, cov, self.count)
 
 
+def fit_features(batches, net: torch.nn.Module) -> GaussianFit:
+    """The Gaussian fit of `net`'s features over an iterable of image batches."""
+    moments = FeatureMoments()
+    for images in batches:
+        moments.update(net(images))
+    return moments.fit()
+
+
 def frechet_distance(a: GaussianFit, b: GaussianFit, eps: float = 1e-6) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), as pytorch-fid computes it: a singular product gets
     `eps` on both diagonals, and the square root's imaginary rounding noise is dropped."""
     diff = a.mean - b.mean
-    covmean = scipy.linalg.sqrtm(a.cov @ b.cov)
+    with warnings.catch_warnings():  # fewer images than features make the product singular: expected, and handled
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(a.cov @ b.cov)
     if not np.isfinite(covmean).all():
         offset = np.eye(a.cov.shape[0]) * eps
         covmean = scipy.linalg.sqrtm((a.cov + offset) @ (b.cov + offset))

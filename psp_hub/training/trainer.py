@@ -173,8 +173,12 @@ def _make_accelerator(cfg: TrainConfig, out_dir: Path) -> Accelerator:
 
 def _make_validator(cfg: TrainConfig, stage, accelerator):
     """The validator, or None; built before a resume, because building it draws from the RNG the checkpoint restores."""
-    if cfg.stage != "pspgan" or cfg.validate_every <= 0 or not accelerator.is_main_process:
+    if cfg.validate_every <= 0 or not accelerator.is_main_process:
         return None
+    if cfg.stage == "prior":
+        from .prior_validation import PriorValidator
+
+        return PriorValidator(cfg.data, cfg.val_samples, accelerator.device, cfg.seed)
     from .validation import Validator
 
     return Validator(cfg.data, cfg.val_samples, accelerator.device, getattr(stage.objective.identity, "encoder", None))
