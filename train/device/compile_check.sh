@@ -59,7 +59,7 @@ pair() {  # NAME LIMIT config overrides...: eager and compiled side by side, the
   ( timeout $((limit + 30)) "$py" benchmarks/train_speed.py "${args[@]}" "$@" compile=false \
       --ready "$sig.eager.ready" --wait-for "$sig.compiled.done" >"$out/eager-$name.json" 2>"$out/eager-$name.err"
     echo $? >"$out/eager-$name.rc"; touch "$sig.eager.ready" ) &
-  ( TORCHINDUCTOR_CACHE_DIR=$cache/ic-$name TORCH_LOGS=${TORCH_LOGS-recompiles,graph_breaks} \
+  ( TORCHINDUCTOR_CACHE_DIR=$cache/ic-$name TORCH_LOGS=${TORCH_LOGS:-recompiles,graph_breaks} \
       timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" "${cache_args[@]}" "$@" \
       compile=true --ready "$sig.compiled.ready" --wait-for "$sig.eager.ready" --done "$sig.compiled.done" \
       >"$out/compiled-$name.json" 2>"$out/compiled-$name.err"
