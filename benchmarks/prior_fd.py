@@ -51,9 +51,9 @@ def load_generator(source: str) -> torch.nn.Module:
     return PSPGAN.from_pretrained(source).generator.eval()
 
 
-def sample_batches(generator, count: int, batch: int, size: int, seed: int):
+def sample_batches(generator, count: int, batch: int, size: int, seed: int, device):
     """`count` unconditional samples at `size`, from fixed codes (the prior validation's)."""
-    for out in fixed_code_samples(generator, count, batch, seed):
+    for out in fixed_code_samples(generator.to(device), count, batch, seed, device):
         yield F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
@@ -71,7 +71,7 @@ def reference_fit(args, net, faces, indices: np.ndarray) -> GaussianFit:
     path = Path(args.cache) / name
     if path.is_file():
         return GaussianFit.load(path)
-    reference = fit_features(faces.face_batches(indices, args.batch), net)
+    reference = fit_features((b.to(args.device) for b in faces.face_batches(indices, args.batch)), net)
     path.parent.mkdir(parents=True, exist_ok=True)
     reference.save(path)
     return reference
@@ -89,9 +89,10 @@ def main() -> None:
     parser.add_argument("--cache", default="outputs/fd-cache")
     parser.add_argument("--grid", default=None, help="prefix of the sample grids")
     parser.add_argument("--json", default=None, help="write the rows here as well")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    net = VGGPoolFeatures()
+    net = VGGPoolFeatures().to(args.device)
     faces = build_eval_dataset(DataConfig(path=args.data, out_size=args.size, max_references=0), args.split)
     if len(faces) < 2 * args.samples:
         sys.exit(f"{args.data} {args.split} has {len(faces)} faces: --samples {args.samples} needs {2 * args.samples}")
@@ -101,18 +102,19 @@ def main() -> None:
 
     def row(name: str, batches, grid: str | None = None) -> None:
         t0, keep = time.perf_counter(), []
-        fd = frechet_distance(reference, fit_features(first_kept(batches, keep), net))
+        fd = frechet_distance(reference, fit_features(first_kept((b.to(args.device) for b in batches), keep), net))
         rows.append({"set": name, "fd_vgg16": round(fd, 3), "images": args.samples})
         print(f"{name}: FD-VGG16 {fd:.3f} ({args.samples} images, {time.perf_counter() - t0:.0f} s)", flush=True)
         if grid:
-            save_image(signed_to_unit(keep[0]), grid, nrow=4)
+            save_image(signed_to_unit(keep[0].cpu()), grid, nrow=4)
 
     row("real, other faces", faces.face_batches(others, args.batch))
     for factor in (4, 8):
         row(f"real, x{factor} down-up", (down_up(b, factor) for b in faces.face_batches(others, args.batch)))
     for source in args.prior:
         grid = f"{args.grid}-{source.strip('/').replace('/', '_')}.png" if args.grid else None
-        batches = sample_batches(load_generator(source), args.samples, args.batch, args.size, args.seed)
+        generator = load_generator(source)
+        batches = sample_batches(generator, args.samples, args.batch, args.size, args.seed, args.device)
         row(f"prior {source}", batches, grid)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
