@@ -39,15 +39,7 @@ while read -r part f; do
 done < /tmp/carry256.plan
 du -sb --apparent-size .carry/s256? | awk '{printf "%s %.1f MiB\n", $2, $1 / 1048576}'
 
-mkdir -p .carry/psp128
-cp checkpoints/psp-gan-128/config.json .carry/psp128/
-"$PY" - checkpoints/psp-gan-128/model.safetensors .carry/psp128/model.safetensors <<'PY'
-import sys
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
-src, dst = sys.argv[1:]
-metadata = safe_open(src, "pt").metadata()
-tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(src).items()}
-save_file(tensors, dst, metadata=metadata)
-PY
+rm -rf .carry/psp128  # the model's own save path, as a training export in fp16 is written (weights and config)
+"$PY" -c "import sys, torch; from psp_hub import PSPGAN
+PSPGAN.from_pretrained(sys.argv[1]).to(torch.float16).save_pretrained(sys.argv[2])" checkpoints/psp-gan-128 .carry/psp128
 du -sb --apparent-size .carry/psp128 | awk '{printf "%s %.1f MiB\n", $2, $1 / 1048576}'

@@ -7,10 +7,10 @@
 # Steps (each skipped when its output is there; measured times in docs/data.md and train/device/README.md):
 #   1. make install                         .venv
 #   2. train/data/extract_sources.sh        data/raw/<source>/       (seconds)
-#   3. build data/psp-faces128               the shared 128 px corpus (under a minute)
-#   4. build data/sharp256                   RetinaFace on ~10k photos (the long step: tens of minutes on 2 cores)
-#   5. train/device/prepare_carry.sh        .whl, .carry/weights, .carry/dsA..D
-#   6. train/device/prepare_carry_256.sh    .carry/s256A..C, .carry/psp128
+#   3. build data/sharp256                   RetinaFace on ~10k photos (the long step: tens of minutes on 2 cores)
+#   4. train/device/prepare_carry.sh        data/psp-faces128 (built there when missing, under a minute), .whl,
+#                                            .carry/weights, .carry/dsA..D
+#   5. train/device/prepare_carry_256.sh    .carry/s256A..C, .carry/psp128
 # What cannot be rebuilt: a run's exports and hand-overs (runs/, .carry/rN). Without them a campaign restarts from
 # the bundled 128 px model (docs/release-model.md).
 set -euo pipefail
@@ -26,16 +26,13 @@ done
 [ -z "$missing" ] || { echo "fetch these first (search tool's fetch):$missing" >&2; exit 1; }
 
 step() { echo "== $(date +%H:%M:%S) $*"; }
-step "1/6 virtual environment"; make install
+step "1/5 virtual environment"; make install
 export PATH="$PWD/.venv/bin:$PATH"  # the prepare scripts call python3
-step "2/6 photos out of the mirrors"; SHARED=$PSP_SHARED_DIR bash train/data/extract_sources.sh
-step "3/6 data/psp-faces128"
-[ -f data/psp-faces128/README.md ] ||
-  python train/build_dataset.py --input "$PSP_SHARED_DIR/data/faces128" --output data/psp-faces128 --seed 0 --workers 2
-step "4/6 data/sharp256"
+step "2/5 photos out of the mirrors"; SHARED=$PSP_SHARED_DIR bash train/data/extract_sources.sh
+step "3/5 data/sharp256"
 [ -f data/sharp256/README.md ] ||
   nice -n 10 python train/build_dataset.py --sources train/data/sharp256.yaml --output data/sharp256 --size 256 \
     --image-format webp --min-native-px 160 --workers 2 --seed 0 --pretty-name "PSP-GAN sharp faces 256"
-step "5/6 wheels, weights, corpus parts"; bash train/device/prepare_carry.sh
-step "6/6 sharp-set parts, the bundled model in fp16"; bash train/device/prepare_carry_256.sh
+step "4/5 the 128 px corpus, wheels, weights, corpus parts"; bash train/device/prepare_carry.sh
+step "5/5 sharp-set parts, the bundled model in fp16"; bash train/device/prepare_carry_256.sh
 step "done"
