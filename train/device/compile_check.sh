@@ -24,14 +24,15 @@
 # graphs the first one compiled (psp-256's step: 15 graphs of 9,203 operators, 2.7x the prior's; docs/speed.md).
 # COMPILE_CACHE=.carry/compile-cache carries the compiled graphs from session to session (torch's mega-cache,
 # training/compile_cache.py): the compiled process uses runs/compile-cache/<config>.bin (kept between calls on a warm
-# machine), built first from the carried parts $COMPILE_CACHE/<config>.bin.part-* when it is not there yet; it is
-# saved after every compilation (a process killed by its limit keeps what it finished) and comes back in parts of
-# 14 MiB (the device returns no file over ~15 MB): $OUT/compile-cache/<config>.bin.part-NN + .sha256. To carry
-# them into the next session (its first call; a warm machine's next call has the newer file in runs/ already), keep
-# the parts (this script reassembles them there; the whole file too would count twice against the 64 MiB carry):
+# machine), built first from the carried parts $COMPILE_CACHE/<config>.bin.gz.part-* when it is not there yet; it is
+# saved after every compilation (a process killed by its limit keeps what it finished) and comes back gzipped in
+# parts of 14 MiB, four a call (psp-256's file was 317 MiB on the H200): $OUT/compile-cache/<config>.bin.gz.part-NN
+# + .sha256; the rest with `bash train/device/return_compile_cache.sh <config> 4` (8, ...) in calls of their own.
+# To carry them into the next session (its first calls; a warm machine has the newer file in runs/ already), keep
+# the parts (compile_cache_parts.sh reassembles them there; the whole file too would count twice against the carry):
 #   mkdir -p .carry/compile-cache && cp <files_at>/compile-cache/psp-256.bin.* .carry/compile-cache/
-# and run with carry [".carry/compile-cache"]. Reassembled by hand (what this script does, with the same check):
-#   cd .carry/compile-cache && cat psp-256.bin.part-* > psp-256.bin && sha256sum -c psp-256.bin.sha256
+# and carry them, 64 MiB a call. Reassembled by hand (what the script does, with the same check):
+#   cd .carry/compile-cache && cat psp-256.bin.gz.part-* | gzip -dc > psp-256.bin && sha256sum -c psp-256.bin.sha256
 # The file is only good for the same torch, Triton, GPU and compiled code, shapes and config: anything else misses
 # (the compiled .err's "compile cache:" lines count hits and misses).
 #   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, compile-cache/*, a table
