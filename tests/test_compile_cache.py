@@ -161,3 +161,43 @@ def test_save_rules(tmp_path, monkeypatch):
     text = log.getvalue()
     assert "not there: a cold compile" in text and "could not be read" in text and "nothing new" in text
     assert "fxgraph_hit=" in text and "MiB" in text
+
+
+def _cache_parts(cwd: Path, call: str) -> subprocess.CompletedProcess:
+    """Run one of train/device/compile_cache_parts.sh's functions in `cwd`, as the device scripts source them."""
+    script = ROOT / "train/device/compile_cache_parts.sh"
+    command = ["bash", "-c", f"set -uo pipefail; source {script}; {call}"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def test_the_cache_file_travels_in_call_sized_gzip_parts_and_comes_back_whole(tmp_path):
+    # 60 MiB that gzip cannot shrink: five 14 MiB parts, more than one call's four; then a fresh machine's rebuild
+    live = tmp_path / "there/runs/compile-cache/psp-256.bin"
+    live.parent.mkdir(parents=True)
+    original = os.urandom(60 << 20)
+    live.write_bytes(original)
+    there, here = tmp_path / "there", tmp_path / "here/.carry/compile-cache"
+    first = _cache_parts(there, "return_cache psp-256 ../out1 0")
+    assert first.returncode == 0, first.stderr
+    assert "in 5 parts; this call returns parts 0..3" in first.stdout
+    assert "next call: bash train/device/return_compile_cache.sh psp-256 4" in first.stdout
+    second = _cache_parts(there, "return_cache psp-256 ../out2 4")
+    assert "returns parts 4..4" in second.stdout and "next call" not in second.stdout
+    returned = [sorted((tmp_path / out / "compile-cache").iterdir()) for out in ("out1", "out2")]
+    assert [p.name for p in returned[0]] == [f"psp-256.bin.gz.part-0{i}" for i in range(4)] + ["psp-256.bin.sha256"]
+    assert [p.name for p in returned[1]] == ["psp-256.bin.gz.part-04", "psp-256.bin.sha256"]
+    assert all(p.stat().st_size <= 15_000_000 for calls in returned for p in calls)  # what the device returns
+    assert sum(p.stat().st_size for p in returned[0]) <= 64 << 20
+    here.mkdir(parents=True)
+    for path in returned[0] + returned[1]:
+        (here / path.name).write_bytes(path.read_bytes())
+    fresh = tmp_path / "here"
+    rebuilt = _cache_parts(fresh, "COMPILE_CACHE=.carry/compile-cache carried_cache psp-256")
+    assert rebuilt.stdout.strip() == "--compile-cache runs/compile-cache/psp-256.bin", rebuilt.stderr
+    assert (fresh / "runs/compile-cache/psp-256.bin").read_bytes() == original
+    # a part left behind: no file is rebuilt, so the run compiles cold instead of loading a truncated cache
+    (fresh / "runs/compile-cache/psp-256.bin").unlink()
+    (here / "psp-256.bin.gz.part-04").unlink()
+    partial = _cache_parts(fresh, "COMPILE_CACHE=.carry/compile-cache carried_cache psp-256")
+    assert "compiling cold" in partial.stderr
+    assert sorted(p.name for p in (fresh / "runs/compile-cache").iterdir()) == []
