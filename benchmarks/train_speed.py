@@ -39,6 +39,7 @@ from psp_hub.training.batches import batch_to_device
 from psp_hub.training.compilation import watch_compiles
 from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
 from psp_hub.training.compile_census import CENSUS, register_census_backend
+from psp_hub.training.kernel_profile import gpu_kernels, kernel_summary
 from psp_hub.training.stages import make_stage
 
 
@@ -286,7 +287,6 @@ def profile_steps(
     stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25
 ) -> dict:
     """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -297,27 +297,7 @@ def profile_steps(
             stage.step(batch_to_device(next(loader), device, channels_last), first_step + i)
         _sync(device)
         wall = time.perf_counter() - t0
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    busy_us = sum(e.device_time_total for e in kernels)
-    by_name: dict[str, list[float]] = {}
-    for e in kernels:
-        by_name.setdefault(e.name, []).append(e.device_time_total)
-    ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
-    return {
-        "profiled_steps": steps,
-        "wall_ms_per_step": round(wall * 1e3 / steps, 1),
-        "gpu_busy_ms_per_step": round(busy_us / 1e3 / steps, 1),
-        "gpu_busy_share": round(busy_us / 1e6 / wall, 3) if kernels else None,
-        "kernels_per_step": round(len(kernels) / steps),
-        "top_kernels": [
-            {
-                "ms_per_step": round(sum(t) / 1e3 / steps, 2),
-                "calls_per_step": round(len(t) / steps, 1),
-                "name": name[:140],
-            }
-            for name, t in ranked
-        ],
-    }
+    return kernel_summary(gpu_kernels(prof), wall, steps, top)
 
 
 def main(argv=None) -> int:

@@ -219,6 +219,19 @@ def test_export_loads_with_from_pretrained_and_matches_the_ema_weights(dataset, 
         assert torch.equal(loaded(lq, refs, mask).image, ema(lq, refs, mask).image)
 
 
+def test_profile_steps_profiles_the_run_steps_after_its_first_20(dataset, tmp_path, capsys):
+    quiet = ("validate_every=0", "images_every=0", "tracker=none", "checkpoint_every=100")
+    cfg = tiny(dataset, tmp_path / "run", "stage=prior", "max_steps=23", "profile_steps=2", *quiet)
+    assert train(cfg).step == 23
+    profile = json.loads((tmp_path / "run" / "profile.json").read_text())
+    assert profile["train_steps"] == [21, 22] and profile["profiled_steps"] == 2 and profile["wall_ms_per_step"] > 0
+    # no GPU here: no kernels to count, and no busy share that would look measured
+    assert profile["kernels_per_step"] == 0 and profile["gpu_busy_share"] is None
+    assert "profile of steps 21-22:" in capsys.readouterr().out
+    train(tiny(dataset, tmp_path / "off", "stage=prior", "max_steps=23", *quiet))  # profile_steps 0: no file
+    assert not (tmp_path / "off" / "profile.json").exists()
+
+
 def test_prior_stage_trains_exports_and_feeds_pspgan(dataset, tmp_path):
     cfg = tiny(
         dataset, tmp_path / "prior", "stage=prior", "max_steps=2", "validate_every=0", "tracker=none", "images_every=2"

@@ -122,6 +122,9 @@ class TrainConfig:
     images_every: int = 500
     validate_every: int = 1000
     val_samples: int = 64
+    # profile this many steps under torch.profiler once the run has 20 steps behind it (training/step_profile.py):
+    # GPU-busy share and time by kernel kind in output_dir/profile.json, from the real loader and compiled graphs
+    profile_steps: int = 0
     tracker: Literal["tensorboard", "none"] = "tensorboard"
     export_dir: str | None = None  # Hub-layout folder for the EMA weights at the end
     # the export's storage dtype: float16 halves it (a 256 px PSP-GAN: 54 -> 27 MB), so the export and its hand-over

@@ -29,6 +29,7 @@ from .divergence import TrainingDiverged, nonfinite_terms
 from .handover import Handover, adversarial_origin, components_trained, signature, write_handover
 from .schedule import ema_weights
 from .stages import make_stage
+from .step_profile import StepProfiler
 from .visuals import restoration_grid, save_grid
 
 
@@ -272,6 +273,7 @@ class _Loop:
         self.validator, self.out_dir = validator, out_dir
         self.source = BatchSource(cfg, accelerator, state)
         self.timing = _Timing()
+        self.profiler = StepProfiler(cfg.profile_steps, out_dir, accelerator.device, accelerator.is_main_process)
 
     def run(self, end_step: int, last_ckpt: Path | None, deadline: float | None) -> tuple[str, Path | None]:
         """Step until `end_step`, a stop signal or the deadline; ('finished' or why not, the newest checkpoint)."""
@@ -287,7 +289,11 @@ class _Loop:
         reason = "finished"
         with _StopFlag() as stop:
             while state.step < end_step:
+                self.profiler.before(len(self.timing.step_s))
                 logs, batch = self._step()
+                profiled = self.profiler.after_step(len(self.timing.step_s) - 1, state.step)
+                if profiled:
+                    self.acc.print(profiled)
                 bar.update(1)
                 self._report(logs, batch, bar, end_step)
                 checkpoint_due = state.step % self.cfg.checkpoint_every == 0 or state.step == end_step

@@ -2,7 +2,8 @@
 # Run THERE after `source train/device/setup.sh` and `source train/device/setup_256.sh` (data/psp-faces128 and
 # data/sharp256 merged from their carried parts): one chunk of PSP-GAN 256 (train/configs/psp-256.yaml). $OUT gets
 # the EMA export and the hand-over a fresh machine continues from (training/handover.py: the discriminators in fp16
-# and the step, 18.7 MB), each as 15 MB tar parts, and the run's metrics, last_run.json and latest sample grid.
+# and the step, 18.7 MB), each as 15 MB tar parts, and the run's metrics, last_run.json and latest sample grid
+# (and profile.json with profile_steps=N: N steps profiled after the run's first 20, training/step_profile.py).
 #   bash train/device/psp256_round.sh MINUTES [--resume] [key=value ...]
 # Same machine, next chunk: `bash train/device/psp256_round.sh 8.0 --resume` (the checkpoint holds everything).
 # First chunk of a campaign: grown from the bundled 128 px model, which reaches the machine once as the tracked
@@ -100,6 +101,7 @@ for part in psp-256-export psp-256-handover; do  # 15 MB parts: a file over 15 M
   [ -d "/tmp/$part" ] && tar -C /tmp -cf - "$part" | split -b 15M -d - "$out/$part.tar.part"
 done
 cp "$run/metrics.jsonl" "$run/last_run.json" "$out/" 2>/dev/null
+[ -f "$run/profile.json" ] && cp "$run/profile.json" "$out/"  # with profile_steps=N
 grid=$(ls -t "$run"/samples/step_*.png 2>/dev/null | head -1)
 [ -n "$grid" ] && cp "$grid" "$out/latest-samples.png"
 exit "$status"
