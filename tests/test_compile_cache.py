@@ -176,7 +176,7 @@ def test_the_cache_file_travels_in_call_sized_gzip_parts_and_comes_back_whole(tm
     live.parent.mkdir(parents=True)
     original = os.urandom(60 << 20)
     live.write_bytes(original)
-    there, here = tmp_path / "there", tmp_path / "here/.carry/compile-cache"
+    there = tmp_path / "there"
     first = _cache_parts(there, "return_cache psp-256 ../out1 0")
     assert first.returncode == 0, first.stderr
     assert "in 5 parts; this call returns parts 0..3" in first.stdout
@@ -186,18 +186,24 @@ def test_the_cache_file_travels_in_call_sized_gzip_parts_and_comes_back_whole(tm
     returned = [sorted((tmp_path / out / "compile-cache").iterdir()) for out in ("out1", "out2")]
     assert [p.name for p in returned[0]] == [f"psp-256.bin.gz.part-0{i}" for i in range(4)] + ["psp-256.bin.sha256"]
     assert [p.name for p in returned[1]] == ["psp-256.bin.gz.part-04", "psp-256.bin.sha256"]
-    assert all(p.stat().st_size <= 15_000_000 for calls in returned for p in calls)  # what the device returns
+    assert all(p.stat().st_size <= 15_000_000 for call in returned for p in call)  # what the device returns
     assert sum(p.stat().st_size for p in returned[0]) <= 64 << 20
-    here.mkdir(parents=True)
-    for path in returned[0] + returned[1]:
-        (here / path.name).write_bytes(path.read_bytes())
-    fresh = tmp_path / "here"
+    # each call's parts in a folder of their own (a carried folder replaces its namesake), reached through a
+    # symlinked .carry as in the device's .gl checkout; "-4" sorts before "/" yet its part comes last
+    carry = tmp_path / "here/.carry"
+    for folder, call in (("compile-cache-0", returned[0]), ("compile-cache-4", returned[1])):
+        (carry / folder).mkdir(parents=True)
+        for path in call:
+            (carry / folder / path.name).write_bytes(path.read_bytes())
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".carry").symlink_to(carry)
     rebuilt = _cache_parts(fresh, "COMPILE_CACHE=.carry/compile-cache carried_cache psp-256")
     assert rebuilt.stdout.strip() == "--compile-cache runs/compile-cache/psp-256.bin", rebuilt.stderr
     assert (fresh / "runs/compile-cache/psp-256.bin").read_bytes() == original
     # a part left behind: no file is rebuilt, so the run compiles cold instead of loading a truncated cache
     (fresh / "runs/compile-cache/psp-256.bin").unlink()
-    (here / "psp-256.bin.gz.part-04").unlink()
+    (carry / "compile-cache-4/psp-256.bin.gz.part-04").unlink()
     partial = _cache_parts(fresh, "COMPILE_CACHE=.carry/compile-cache carried_cache psp-256")
-    assert "compiling cold" in partial.stderr
+    assert "4 carried parts are incomplete or do not match: compiling cold" in partial.stderr
     assert sorted(p.name for p in (fresh / "runs/compile-cache").iterdir()) == []

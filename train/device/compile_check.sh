@@ -28,11 +28,11 @@
 # saved after every compilation (a process killed by its limit keeps what it finished) and comes back gzipped in
 # parts of 14 MiB, four a call (psp-256's file was 317 MiB on the H200): $OUT/compile-cache/<config>.bin.gz.part-NN
 # + .sha256; the rest with `bash train/device/return_compile_cache.sh <config> 4` (8, ...) in calls of their own.
-# To carry them into the next session (its first calls; a warm machine has the newer file in runs/ already), keep
-# the parts (compile_cache_parts.sh reassembles them there; the whole file too would count twice against the carry):
-#   mkdir -p .carry/compile-cache && cp <files_at>/compile-cache/psp-256.bin.* .carry/compile-cache/
-# and carry them, 64 MiB a call. Reassembled by hand (what the script does, with the same check):
-#   cd .carry/compile-cache && cat psp-256.bin.gz.part-* | gzip -dc > psp-256.bin && sha256sum -c psp-256.bin.sha256
+# To carry them into the next session, keep each call's parts in a folder of their own (compile_cache_parts.sh
+# reassembles them there from .carry/compile-cache and .carry/compile-cache-N; a carried folder replaces its namesake):
+#   mkdir -p .carry/compile-cache-FIRST && cp <files_at>/compile-cache/psp-256.bin.* .carry/compile-cache-FIRST/
+# and carry them, one folder a call. Reassembled by hand (what the script does, with the same check):
+#   cat .carry/compile-cache-*/psp-256.bin.gz.part-* | gzip -dc > psp-256.bin && sha256sum -c .carry/compile-cache-0/psp-256.bin.sha256
 # The file is only good for the same torch, Triton, GPU and compiled code, shapes and config: anything else misses
 # (the compiled .err's "compile cache:" lines count hits and misses).
 #   -> $OUT/{eager,compiled}-<config>.json + .err + .rc, repro-prior-256.*, compile-cache/*, a table
