@@ -92,8 +92,8 @@ def compose_photo(
 
 
 def paste_restored(canvas: np.ndarray, face: RestoredFace, scale: tuple[float, float], cfg: PipelineConfig) -> None:
-    """Paste one face in place: inside its feathered face mask, low band from the restoration, fine detail kept from
-    the photo where it has more, and blended toward the photo by cfg.fidelity."""
+    """Paste one face in place: inside its feathered face mask, the photo's coarse structure, the restoration's middle
+    band, fine detail kept from the photo where it has more, and blended toward the photo by cfg.fidelity."""
     size = face.restored.shape[0]
     ratio = output_pixels_per_crop_pixel(face.affine, scale)
     mask = face_mask(size, aligned_landmarks(face), cfg.feather)
@@ -104,5 +104,5 @@ def paste_restored(canvas: np.ndarray, face: RestoredFace, scale: tuple[float, f
         scale,
         mask=mask,
         opacity=1.0 - float(cfg.fidelity),
-        blend=lambda warped, photo: keep_detail(warped, photo, ratio),
+        blend=lambda warped, photo: keep_detail(warped, photo, ratio, math.sqrt(scale[0] * scale[1])),
     )

@@ -2,9 +2,10 @@
 
 The model renders a face at its own size S (its Nyquist frequency is 0.5 cycles per crop pixel). Pasted at r output
 pixels per crop pixel, everything above 0.5 / r cycles per output pixel can only come from the photo itself. The
-restored face gives the coarse structure; in each finer band (octaves, Gaussian differences) every place keeps
-whichever of the two (photo resampled to the output size, restoration) has more local detail: above the model's
-Nyquist that is always the photo, below it the model wins where the photo is blurred and the photo where it is sharp.
+photo keeps its own coarsest structure, the restored face gives the middle band; in each finer band (octaves,
+Gaussian differences) every place keeps whichever of the two (photo resampled to the output size, restoration) has
+more local detail: above the model's Nyquist that is always the photo, below it the model wins where the photo is
+blurred and the photo where it is sharp.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ COMPARED_OCTAVES = 2
 # over invented detail when the two are close, and fewer switches between them (each switch loses a little energy).
 # Minimum detail ratio at 1x over the shared photos: 0.896 with no preference, 0.944 with 1.25.
 PHOTO_PREFERENCE = 1.25
+# The photo's own structure coarser than this many octaves below the photo's Nyquist (Gaussian sigma
+# NYQUIST_SIGMA x upscale x 2^k output px, i.e. 1.5 input px at k = 2) replaces the composite's, never reaching into
+# the compared bands: blur, noise and JPEG of a restorable photo barely touch it, and the model's version of it
+# moved the person (face shape, an open mouth painted from a smiling reference). benchmarks/whole_photo.py, 24 London
+# Set people with the reference, dlib distance to the clean original (bicubic 0.04-0.25): the bundled 128 px model
+# 0.221 -> 0.140 (mild 2x) ... 0.284 -> 0.260 (severe 4x), round 7's 256 px model 0.142 -> 0.081 ... 0.252 -> 0.247;
+# detail vs Lanczos within 0.04 of before. On 8 people k = 1 reached bicubic's identity but left the model only the
+# finest band at 2x; k = 3 gained half as much as k = 2.
+PHOTO_COARSE_OCTAVES = 2
 
 
 def split_sigma(ratio: float) -> float:
@@ -53,10 +63,18 @@ def _energy(band: np.ndarray, sigma: float) -> np.ndarray:
     return _blur(luma * luma, 2 * sigma)
 
 
-def keep_detail(restored: np.ndarray, photo: np.ndarray, ratio: float) -> np.ndarray:
-    """Coarse band of `restored` + per band the stronger of (`photo`, `restored`); float32 (h, w, 3) in and out.
+def photo_coarse_sigma(ratio: float, upscale: float) -> float:
+    """Sigma (output px) above which the photo's own structure is kept: PHOTO_COARSE_OCTAVES below its Nyquist,
+    at least the coarsest compared band."""
+    return max(NYQUIST_SIGMA * float(upscale) * 2.0**PHOTO_COARSE_OCTAVES, band_sigmas(ratio)[-1])
 
-    `restored` is the restored face warped to the output; `photo` the input resampled to the output, same region.
+
+def keep_detail(restored: np.ndarray, photo: np.ndarray, ratio: float, upscale: float) -> np.ndarray:
+    """The photo's coarse structure, the restoration's middle band, per finer band the stronger of the two;
+    float32 (h, w, 3) in and out.
+
+    `restored` is the restored face warped to the output; `photo` the input resampled to the output (`upscale` output
+    px per photo px), same region; `ratio` output px per model px.
     """
     out = np.zeros_like(restored)
     fine_r, fine_p, prev = restored, photo, 0.0
@@ -67,4 +85,6 @@ def keep_detail(restored: np.ndarray, photo: np.ndarray, ratio: float) -> np.nda
         use_photo = _blur(stronger.astype(np.float32), max(sigma, prev))
         out += band_r + use_photo[..., None] * (band_p - band_r)
         fine_r, fine_p, prev = low_r, low_p, sigma
-    return out + fine_r
+    out += fine_r
+    coarse = photo_coarse_sigma(ratio, upscale)
+    return out - _blur(out, coarse) + _blur(photo, coarse)
