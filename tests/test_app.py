@@ -293,7 +293,8 @@ def test_results_and_uploads_are_deleted_after_the_configured_age(tmp_path, tiny
 
 
 def test_fidelity_one_keeps_the_photo_and_the_new_options_reach_the_pipeline(client, samples):
-    """fidelity=1 returns the photo's own face (the untrained test model's face is noise, so 0 differs)."""
+    """fidelity=1 returns the photo's own face (the untrained test model's face is noise, so 0 differs, in the bands
+    where the model's detail wins over a sharp photo's)."""
     photo = samples / "references" / "celeba_7222" / "010582.jpg"
     source = load_image(photo).astype(float)
     diffs = {}
@@ -314,7 +315,7 @@ def test_fidelity_one_keeps_the_photo_and_the_new_options_reach_the_pipeline(cli
             api_name="/restore",
         )
         diffs[fidelity] = abs(load_image(out[1]).astype(float) - source).mean()
-    assert diffs[1.0] < 0.5 < diffs[0.0], diffs
+    assert diffs[1.0] < 0.01 and diffs[0.0] > 0.1, diffs  # 0.0 and 0.2 levels (the photo keeps its coarse band)
     with pytest.raises(Exception, match="greater than maximum"):  # the slider range, checked by Gradio
         client.predict(
             handle_file(str(photo)),
