@@ -39,13 +39,8 @@ from psp_hub.training.batches import batch_to_device
 from psp_hub.training.compilation import watch_compiles
 from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
 from psp_hub.training.compile_census import CENSUS, register_census_backend
-from psp_hub.training.kernel_profile import gpu_kernels, kernel_summary
+from psp_hub.training.kernel_profile import gpu_kernels, kernel_summary, profiler_activities, synchronize
 from psp_hub.training.stages import make_stage
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def synthetic_batches(cfg: TrainConfig):
@@ -147,12 +142,12 @@ def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, rule: Warm
 
 def _one_step(stage, loader, cfg: TrainConfig, device, step: int) -> float:
     """One synchronised step; returns the seconds spent waiting for its batch."""
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     raw = next(loader)
     waited = time.perf_counter() - t0
     stage.step(batch_to_device(raw, device, cfg.channels_last), step)
-    _sync(device)
+    synchronize(device)
     return waited
 
 
@@ -272,7 +267,7 @@ def count_host_syncs(stage, loader, cfg: TrainConfig, device, step: int) -> int 
     import warnings
 
     batch = batch_to_device(next(loader), device, cfg.channels_last)
-    _sync(device)
+    synchronize(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -287,15 +282,14 @@ def profile_steps(
     stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25
 ) -> dict:
     """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    _sync(device)
-    with profile(activities=activities) as prof:
+    synchronize(device)
+    with profile(activities=profiler_activities(device)) as prof:
         t0 = time.perf_counter()
         for i in range(steps):
             stage.step(batch_to_device(next(loader), device, channels_last), first_step + i)
-        _sync(device)
+        synchronize(device)
         wall = time.perf_counter() - t0
     return kernel_summary(gpu_kernels(prof), wall, steps, top)
 

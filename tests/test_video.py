@@ -15,7 +15,7 @@ from PIL import Image
 
 from psp_hub import PSPGAN, tiny_config
 from psp_hub.face.paste import paste_faces
-from psp_hub.pipeline import PipelineConfig, RestorationPipeline
+from psp_hub.pipeline import RestorationPipeline
 from psp_hub.profiles import PersonProfile
 from psp_hub.video import VideoConfig, estimate_seconds, iter_frames, probe, restore_video
 from tests.model_helpers import make_live
@@ -110,11 +110,11 @@ def test_video_keeps_frames_size_and_audio_and_flickers_less_than_per_frame(setu
     assert f_video < f_frames
     # the face really was restored: against the same clip at fidelity 1 (the photo's own face, pasted unchanged) the
     # output moved inside the face square and nowhere else
-    pipe.config.fidelity = 1.0
+    fidelity, pipe.config.fidelity = pipe.config.fidelity, 1.0
     try:
         restore_video(pipe, clip, tmp / "kept.mp4", refs, VideoConfig(progress=False))
     finally:
-        pipe.config.fidelity = PipelineConfig().fidelity
+        pipe.config.fidelity = fidelity  # the module's shared pipeline, as the other tests find it
     change = np.abs(video[0].astype(int) - next(iter_frames(tmp / "kept.mp4")).astype(int)).mean(-1)
     x, y, side = face_square(0)
     inside = np.zeros(change.shape, bool)

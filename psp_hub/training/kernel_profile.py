@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 # Inductor names a fused kernel after every op inside it (`triton_poi_fused_add_convolution_mul_0` is a bias add), so
 # its prefix says the kind: pointwise, reduction / persistent reduction, or a matmul/conv template.
 TRITON_KINDS = {
@@ -42,10 +44,12 @@ def kernel_summary(kernels: list[tuple[str, float]], wall_s: float, steps: int, 
     """
     busy_us = sum(us for _, us in kernels)
     by_name: dict[str, list[float]] = {}
-    shares = dict.fromkeys(KINDS, 0.0)
     for name, us in kernels:
         by_name.setdefault(name, []).append(us)
-        shares[kernel_kind(name)] += us
+    kind = {name: kernel_kind(name) for name in by_name}  # once per distinct name, not per launch
+    shares = dict.fromkeys(KINDS, 0.0)
+    for name, times in by_name.items():
+        shares[kind[name]] += sum(times)
     ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
     return {
         "profiled_steps": steps,
@@ -58,12 +62,25 @@ def kernel_summary(kernels: list[tuple[str, float]], wall_s: float, steps: int, 
             {
                 "ms_per_step": round(sum(t) / 1e3 / steps, 2),
                 "calls_per_step": round(len(t) / steps, 1),
-                "kind": kernel_kind(name),
+                "kind": kind[name],
                 "name": name[:140],
             }
             for name, t in ranked
         ],
     }
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a CPU has none), so a timed or profiled window holds its own steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profiler_activities(device: torch.device) -> list:
+    """torch.profiler's activities for a step on `device`: the host always, the GPU's kernels when there is one."""
+    from torch.profiler import ProfilerActivity
+
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
 
 def gpu_kernels(prof) -> list[tuple[str, float]]:

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import torch
 
-from .kernel_profile import gpu_kernels, kernel_summary
+from .kernel_profile import gpu_kernels, kernel_summary, profiler_activities, synchronize
 
 # Steps of this run before profiling: past torch.compile's graphs (a compiled psp-256 run compiles its last within its
 # first 15 steps), the loader's start and the first sample grid.
 PROFILE_AFTER = 20
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StepProfiler:
@@ -33,11 +28,10 @@ class StepProfiler:
     def before(self, run_step: int) -> None:
         """Call before this run's step `run_step` (0 = its first): starts the profiler at the first profiled one."""
         if self.steps > 0 and run_step == self.after:
-            from torch.profiler import ProfilerActivity, profile
+            from torch.profiler import profile
 
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
-            _sync(self.device)
-            self.prof = profile(activities=activities)
+            synchronize(self.device)
+            self.prof = profile(activities=profiler_activities(self.device))
             self.prof.start()
             self.t0 = time.perf_counter()
 
@@ -45,7 +39,7 @@ class StepProfiler:
         """Call after the step: at the last profiled one, stop, write the summary and return a line for the log."""
         if self.prof is None or run_step != self.after + self.steps - 1:
             return None
-        _sync(self.device)
+        synchronize(self.device)
         wall = time.perf_counter() - self.t0
         self.prof.stop()
         self.summary = {"train_steps": [train_step - self.steps + 1, train_step]}
