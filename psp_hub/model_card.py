@@ -40,13 +40,16 @@ def render_model_card(
     training_summary: str = "",
     metrics_markdown: str = "",
     base_model: str | None = None,
+    datasets: list[str] | None = None,
+    training_data: str = "",
     **extra,
 ) -> ModelCard:
-    """Fill the template with the model's config; `trained=False` makes the card say plainly it is untrained."""
+    """Fill the template with the model's config; `trained=False` makes the card say plainly it is untrained.
+    `datasets` and `training_data` (markdown) replace the 128 px corpus' names and licence text."""
     template = resources.files("psp_hub").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     cfg = model.config
     return ModelCard.from_template(
-        card_data(base_model=base_model),
+        card_data(base_model=base_model, datasets=datasets or DATASETS),
         template_str=template,
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
@@ -57,5 +60,6 @@ def render_model_card(
         trained=trained,
         training_summary=training_summary,
         metrics_markdown=metrics_markdown,
+        training_data=training_data,
         **extra,
     )

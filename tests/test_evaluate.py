@@ -69,6 +69,19 @@ def test_evaluate_writes_every_method_metric_and_group(faces, tmp_path):
     assert (out / "grid.png").stat().st_size > 0
     card = (model_dir / "README.md").read_text()  # --card: the table, the control explained, how to reproduce
     assert "| K=1, other person |" in card and "*K=1, other person*:" in card and "--other-person-refs" in card
-    assert (model_dir / "eval_grid.png").is_file() and json.loads(
+    assert (model_dir / "eval_grid.webp").is_file() and json.loads(
         (model_dir / "eval_results.json").read_text()
     ) == results
+    assert "--refs 0 1" in card and "LFW (research use" in card  # the 128 px corpus' licences by default
+
+    # the card again from the finished run's results, with another data section: nothing is evaluated again
+    (out / "results.json").write_text(json.dumps({**results, "seconds": -1.0}))
+    data_md = tmp_path / "data.md"
+    data_md.write_text("Trained on the sharp set (research use only).")
+    card_args = ["--model", str(model_dir), "--refs", "0", "1", "--other-person-refs", "--card"]
+    card_args += ["--results", str(out / "results.json"), "--training-data", str(data_md), "--datasets", "sharp"]
+    assert main(card_args) == 0
+    card = (model_dir / "README.md").read_text()
+    assert "Trained on the sharp set (research use only)." in card and "LFW (research use" not in card
+    assert "- sharp" in card and "- lfw" not in card
+    assert json.loads((model_dir / "eval_results.json").read_text())["seconds"] == -1.0

@@ -16,7 +16,10 @@ K=0, K=max, target, [other person]).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+from pathlib import Path
 
 from .config import EvalConfig
 from .report import markdown_table, write_card
@@ -43,9 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--card",
         action="store_true",
-        help="write the table and grid into the model folder's model card (README.md, eval_grid.png)",
+        help="write the table and grid into the model folder's model card (README.md, eval_grid.webp)",
     )
     p.add_argument("--summary", default="", help="with --card: the training summary line of the card")
+    p.add_argument(
+        "--training-data",
+        default=None,
+        help="with --card: a markdown file for the card's 'Training data and licences' (default: the 128 px corpus)",
+    )
+    p.add_argument("--datasets", nargs="+", default=None, help="with --card: the card's dataset names")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="with --card: write the card from this earlier run's results.json (its grid.png beside it) instead of "
+        "evaluating again",
+    )
     p.add_argument("--size", type=int, default=None, help="evaluation size (default: the model's output size)")
     p.add_argument(
         "--compare-model",
@@ -91,9 +106,14 @@ def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     cfg = _config(a)
-    results = evaluate(cfg)
-    print(markdown_table(results))
-    print(f"wrote {cfg.out}/results.json, results.md, grid.png in {results['seconds']} s")
+    if a.results:  # the card from a finished run: its folder holds the grid
+        cfg = dataclasses.replace(cfg, out=str(Path(a.results).parent))
+        results = json.loads(Path(a.results).read_text())
+    else:
+        results = evaluate(cfg)
+        print(markdown_table(results))
+        print(f"wrote {cfg.out}/results.json, results.md, grid.png in {results['seconds']} s")
     if a.card:
-        print(f"model card written to {write_card(cfg, results, a.summary)}")
+        data = Path(a.training_data).read_text(encoding="utf-8").strip() if a.training_data else ""
+        print(f"model card written to {write_card(cfg, results, a.summary, data, a.datasets)}")
     return 0

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+
+from PIL import Image
 
 from psp_hub.models import PSPGAN
 
 from .config import LOWER_IS_BETTER, METRICS, RESIZE_MODE, TOWARDS_ONE, EvalConfig
+
+GRID_FILE = "eval_grid.webp"  # the model card's grid, beside README.md in the model folder
 
 
 def _arrow(metric: str) -> str:
@@ -70,6 +73,8 @@ def reproduce_command(cfg: EvalConfig) -> str:
     cmd = f"python -m psp_hub.evaluate --model <this folder> --data {cfg.data} --max-samples {cfg.max_samples}"
     if cfg.size:
         cmd += f" --size {cfg.size}"
+    if tuple(cfg.refs) != EvalConfig.refs:
+        cmd += " --refs " + " ".join(str(k) for k in cfg.refs)
     if cfg.compare_model:
         cmd += f" --compare-model {cfg.compare_model}"
     if cfg.min_sharp_px is not None:
@@ -79,11 +84,15 @@ def reproduce_command(cfg: EvalConfig) -> str:
     return cmd + (" --other-person-refs" if cfg.other_person_refs else "")
 
 
-def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
-    """Render the model card of a local model folder with these results, and put the grid beside it."""
+def write_card(
+    cfg: EvalConfig, results: dict, summary: str, training_data: str = "", datasets: list[str] | None = None
+) -> Path:
+    """Render the model card of a local model folder with these results, and put the grid beside it;
+    `training_data` (markdown) and `datasets` describe data other than the 128 px corpus."""
     folder = Path(cfg.model)
     model = PSPGAN.from_pretrained(str(folder))
-    shutil.copyfile(Path(cfg.out) / "grid.png", folder / "eval_grid.png")
+    # WebP q90: the 256 px grid as PNG was 6.8 MB, a size every clone of the repository would carry
+    Image.open(Path(cfg.out) / "grid.png").save(folder / GRID_FILE, quality=90, method=6)
     (folder / "eval_results.json").write_text(json.dumps(results, indent=2))
     control = (
         f"\n*K={max(cfg.refs)}, other person*: the same faces restored with another test person's references, a "
@@ -96,11 +105,16 @@ def write_card(cfg: EvalConfig, results: dict, summary: str) -> Path:
         markdown_table(results)
         + control
         + f"\n![{', '.join(results['grid_columns'])} on held-out faces ({', then '.join(cfg.levels)})]"
-        f"(eval_grid.png)\n\nReproduce: `{reproduce_command(cfg)}` (test split, identities never seen in "
+        f"({GRID_FILE})\n\nReproduce: `{reproduce_command(cfg)}` (test split, identities never seen in "
         "training)."
     )
     card = model.generate_model_card(
-        repo_id=f"psp-gan/{folder.name}", trained=True, training_summary=summary, metrics_markdown=table
+        repo_id=f"psp-gan/{folder.name}",
+        trained=True,
+        training_summary=summary,
+        metrics_markdown=table,
+        training_data=training_data,
+        datasets=datasets,
     )
     card.save(folder / "README.md")
     return folder / "README.md"
