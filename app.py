@@ -2,7 +2,7 @@
 same person or by a person profile built from them once (downloadable, and uploadable instead of the photos).
 
 Runs unchanged on a ZeroGPU Space (`@spaces.GPU`), on a GPU box and on CPU. The model loads once at start from
-`PSP_MODEL` (Hub id or folder) or the bundled `checkpoints/psp-gan-128`; without trained weights the page says
+`PSP_MODEL` (Hub id or folder) or the bundled `checkpoints/psp-gan-256`; without trained weights the page says
 plainly that it runs an untrained model.
 """
 

@@ -15,7 +15,7 @@ from .models import (
 
 __version__ = "0.1.0"
 # The repository's default weights as an absolute path, so `PSPGAN.from_pretrained(psp_hub.BUNDLED_MODEL)` works from
-# any working directory (a relative "checkpoints/psp-gan-128" elsewhere would be taken for a Hub id).
+# any working directory (a relative "checkpoints/psp-gan-256" elsewhere would be taken for a Hub id).
 BUNDLED_MODEL = str(default_model_dir())
 __all__ = [
     "BUNDLED_MODEL",

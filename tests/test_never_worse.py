@@ -42,10 +42,12 @@ def test_every_face_keeps_the_detail_of_a_lanczos_resize(bench, pipe, samples, p
 
 
 def test_large_faces_are_flagged_and_can_be_left_untouched(pipe, samples):
+    # this crop's face spans ~2x the 256 px model's size (~4x the 128 px one's): "far larger" set to 1.5x here
     path = samples / "photos" / "cropped" / "Paris_Hilton_crop.png"
-    restored = pipe.restore(path, upscale=2)
+    restored = pipe.restore(path, upscale=2, large_face_ratio=1.5)
     assert restored.faces[0].large and any(f"the model's {pipe.size} px" in w for w in restored.warnings)
-    kept = pipe.restore(path, upscale=2, large_faces="keep")
+    assert not pipe.restore(path, upscale=2).faces[0].large  # under the default 3x
+    kept = pipe.restore(path, upscale=2, large_faces="keep", large_face_ratio=1.5)
     image = load_image(path)
     lanczos = ResizeUpscaler("lanczos")(image, output_size(image.shape, 2))
     np.testing.assert_array_equal(kept.image, lanczos)

@@ -274,4 +274,4 @@ class PSPGAN(
 
 def default_model_dir() -> Path:
     """Where the bundled default weights live in the repository (Hub layout)."""
-    return Path(__file__).resolve().parents[2] / "checkpoints" / "psp-gan-128"
+    return Path(__file__).resolve().parents[2] / "checkpoints" / "psp-gan-256"

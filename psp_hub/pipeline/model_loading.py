@@ -112,7 +112,7 @@ def load_restoration_model(
 ):
     """Load the restoration model -> (model, ModelInfo).
 
-    Order: `id_or_path`, else the PSP_MODEL environment variable, else the bundled `checkpoints/psp-gan-128`,
+    Order: `id_or_path`, else the PSP_MODEL environment variable, else the bundled `checkpoints/psp-gan-256`,
     else (if `allow_untrained`) a small untrained model, clearly flagged as such in `info.message`.
     A given id or folder that cannot be loaded raises ModelLoadError; it never falls back silently.
     """
