@@ -73,8 +73,11 @@ def test_evaluate_writes_every_method_metric_and_group(faces, tmp_path):
         (model_dir / "eval_results.json").read_text()
     ) == results
     assert "--refs 0 1" in card and "LFW (research use" in card  # the 128 px corpus' licences by default
+    _check_card_from_results(model_dir, out, results, tmp_path)
 
-    # the card again from the finished run's results, with another data section: nothing is evaluated again
+
+def _check_card_from_results(model_dir, out, results, tmp_path):
+    """The card again from a finished run's results, with another data section: nothing is evaluated again."""
     (out / "results.json").write_text(json.dumps({**results, "seconds": -1.0}))
     data_md = tmp_path / "data.md"
     data_md.write_text("Trained on the sharp set (research use only).")
