@@ -10,9 +10,15 @@ import torch
 from psp_hub.common.images import image_to_tensor
 from psp_hub.identity import IdentityEncoder
 
+# The gate's thresholds (PipelineConfig.identity_*) were measured on the 128 px corpus' crops
+# (benchmarks/identity_gate.py), so larger crops are shrunk to it first: the same photo then embeds the same with the
+# 128 px and the 256 px model. Embedded at 256 instead, a group photo's own face scored just under the 0.53 threshold.
+CALIBRATION_SIZE = 128
+
 
 class IdentityScorer:
-    """Embeds aligned RGB uint8 faces (N, S, S, 3) to L2-normalised vectors with the project's identity network."""
+    """Embeds aligned RGB uint8 faces (N, S, S, 3) to L2-normalised vectors with the project's identity network,
+    crops above 128 px shrunk to 128 first (the size its thresholds were calibrated at)."""
 
     def __init__(self, encoder=None, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
@@ -29,6 +35,9 @@ class IdentityScorer:
         if len(faces) == 0:
             return np.zeros((0, 0), np.float32)
         x = image_to_tensor(faces, self.device)
+        if x.shape[-1] > CALIBRATION_SIZE:
+            size = (CALIBRATION_SIZE, CALIBRATION_SIZE)
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         with self._lock:
             emb = self.encoder(x).float()
         emb = torch.nn.functional.normalize(emb, dim=1)
