@@ -28,7 +28,7 @@ def card_data(**overrides) -> ModelCardData:
         "base_model": None,
         "metrics": ["psnr", "ssim", "lpips", "identity-similarity"],
     }
-    values.update(overrides)
+    values.update({k: v for k, v in overrides.items() if v is not None})  # None keeps the default
     return ModelCardData(**{k: v for k, v in values.items() if v is not None})
 
 
@@ -49,7 +49,7 @@ def render_model_card(
     template = resources.files("psp_hub").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     cfg = model.config
     return ModelCard.from_template(
-        card_data(base_model=base_model, datasets=datasets or DATASETS),
+        card_data(base_model=base_model, datasets=datasets),
         template_str=template,
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
