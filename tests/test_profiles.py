@@ -128,6 +128,6 @@ def test_an_album_with_a_profile_encodes_the_references_once(people, tmp_path):
     )
     assert diff == 0  # the same references, the same model: the same faces
     print(
-        f"album of {len(album)} photos, bundled 128 px model on CPU: {t_profile:.2f} s/photo with a profile "
+        f"album of {len(album)} photos, bundled model on CPU: {t_profile:.2f} s/photo with a profile "
         f"(build + save + load included), {t_plain:.2f} s/photo re-preparing the references for each photo"
     )
