@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from psp_hub.common import (
     ARCFACE_TEMPLATE_112,
@@ -25,6 +26,7 @@ from psp_hub.common import (
     image_to_tensor,
     load_config,
     load_yaml,
+    resize_to,
     round_to_uint8,
     signed_to_unit,
     similarity_scale,
@@ -275,3 +277,13 @@ def test_overrides_and_merge_leave_their_inputs_alone():
         apply_overrides({}, ["no-equals-sign"])
     with pytest.raises(ConfigError, match="not a mapping"):
         apply_overrides({"name": "a"}, ["name.x=1"])
+
+
+def test_resize_to_keeps_leading_dims_and_matches_one_antialiased_step():
+    x = torch.rand(2, 3, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    assert resize_to(x, 40) is x  # already there: untouched
+    out = resize_to(x, 16)
+    assert out.shape == (2, 3, 3, 16, 16)
+    per_photo = F.interpolate(x[1], size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+    assert torch.allclose(out[1], per_photo)
+    assert torch.allclose(resize_to(x[0], 64), F.interpolate(x[0], size=(64, 64), mode="bilinear", antialias=True))

@@ -21,6 +21,7 @@ from .geometry import (
 )
 from .images import (
     image_to_tensor,
+    resize_to,
     round_to_uint8,
     signed_to_unit,
     tensor_to_image,
@@ -48,6 +49,7 @@ __all__ = [
     "image_to_tensor",
     "load_config",
     "load_yaml",
+    "resize_to",
     "round_to_uint8",
     "signed_to_unit",
     "similarity_scale",

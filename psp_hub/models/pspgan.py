@@ -21,6 +21,8 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.nn import functional as F
 
+from psp_hub.common.images import resize_to
+
 from .config import ConfigError, PSPGANConfig
 from .fusion import CrossAttentionFusion
 from .hub_loading import HubLoadingMixin
@@ -136,7 +138,7 @@ class PSPGAN(
 
     def reference_features(self, photos: torch.Tensor) -> dict[int, torch.Tensor]:
         """E_p's features by resolution for reference photos (N, 3, S, S) in [-1, 1], resized to the reference size."""
-        return self.ref_unet(self._resized(photos, self.config.reference_input_size))
+        return self.ref_unet(resize_to(photos, self.config.reference_input_size))
 
     # -- restoration ------------------------------------------------------------------------------
     def restore(
@@ -162,7 +164,7 @@ class PSPGAN(
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq must be (B, 3, H, W), got {tuple(lq.shape)}")
         randomize_noise = self.training if randomize_noise is None else randomize_noise
-        x = self._resized(lq, self.config.out_size)
+        x = resize_to(lq, self.config.out_size)
         cache = cache.for_batch(x.shape[0]) if cache is not None else None
         feat, skips = self.lr_unet.encode(x)
         weights = self._selection_weights(feat, cache)
@@ -250,13 +252,6 @@ class PSPGAN(
             return torch.zeros(x.shape[0], 0, device=x.device)
         mean = torch.stack(masses).mean(dim=0)
         return mean / mean.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-    @staticmethod
-    def _resized(x: torch.Tensor, s: int) -> torch.Tensor:
-        """`x` at s x s px (antialiased bilinear), unchanged when it is already that size."""
-        if x.shape[-2:] == (s, s):
-            return x
-        return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
 
     # -- model card -------------------------------------------------------------------------------
     def generate_model_card(self, *args, **kwargs):

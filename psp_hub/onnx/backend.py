@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from psp_hub.common.images import resize_to
 from psp_hub.models import PSPGANOutput, ReferenceCache
 from psp_hub.onnx.export import META_PREFIX, SHARES_FLAG, SHARES_OUTPUT, sibling_paths
 from psp_hub.onnx.graphs import cache_input_names
@@ -53,15 +54,6 @@ def _reference_size(session: ort.InferenceSession, out_size: int) -> int:
     """The side of the graph's `refs` input (B, K, 3, S, S): what references are resized to; out_size without one."""
     shapes = {i.name: i.shape for i in session.get_inputs()}
     return int(shapes["refs"][-1]) if "refs" in shapes else out_size
-
-
-def _model_size(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to the graph's fixed size the way PSPGAN._resized does (antialiased bilinear, one step from any size)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    flat = x.flatten(0, -4).float()
-    out = torch.nn.functional.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return out.reshape(*x.shape[:-2], size, size)
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -126,7 +118,7 @@ class OnnxBackend:
         mask = np.ones((b, k), bool) if ref_mask is None else _np(ref_mask).astype(bool)
         s = self.config.reference_input_size
         out = np.zeros((b, self.k, 3, s, s), np.float32)
-        out[:, :k] = _np(_model_size(refs, s))
+        out[:, :k] = _np(resize_to(refs.float(), s))
         full_mask = np.zeros((b, self.k), bool)
         full_mask[:, :k] = mask
         return out, full_mask
@@ -157,7 +149,7 @@ class OnnxBackend:
     ) -> PSPGANOutput:
         """Degraded aligned faces (B, 3, S, S) in [-1, 1] + a cache from `encode_references` -> PSPGANOutput, with
         each reference slot's share in `contributions` when asked (as PyTorch: (B, 0) without references)."""
-        x = _np(_model_size(lq, self.config.out_size))
+        x = _np(resize_to(lq.float(), self.config.out_size))
         b = x.shape[0]
         st = np.asarray(strength, np.float32)
         if self.k == 0:

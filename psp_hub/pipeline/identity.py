@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import torch
 
-from psp_hub.common.images import image_to_tensor
+from psp_hub.common.images import image_to_tensor, resize_to
 from psp_hub.identity import IdentityEncoder
 
 # The gate's thresholds (PipelineConfig.identity_*) were measured on the 128 px corpus' crops
@@ -36,8 +36,7 @@ class IdentityScorer:
             return np.zeros((0, 0), np.float32)
         x = image_to_tensor(faces, self.device)
         if x.shape[-1] > CALIBRATION_SIZE:
-            size = (CALIBRATION_SIZE, CALIBRATION_SIZE)
-            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            x = resize_to(x, CALIBRATION_SIZE)
         with self._lock:
             emb = self.encoder(x).float()
         emb = torch.nn.functional.normalize(emb, dim=1)
