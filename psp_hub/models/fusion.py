@@ -145,30 +145,11 @@ class CrossAttentionFusion(nn.Module):
     def _reference_query(self, t, size, prepared, mask, weights=None):
         """Each reference attends to the input; the per-reference results are mixed by `weights` (None: the
         masked mean)."""
-        b, n, _ = t.shape
-        q_tok, res_tok = prepared["q"], prepared["res"]  # (B, K, N, dim)
-        kcount = q_tok.shape[1]
         if self.window is None:
-            k = self._split_heads(self.k(t + self._pe(size, t)))  # (B, h, N, d)
-            v = self._split_heads(self.v(t))
-            q = self._split_heads(q_tok)  # (B, K, h, N, d)
-            kk = k[:, None].expand(-1, kcount, -1, -1, -1)
-            vv = v[:, None].expand(-1, kcount, -1, -1, -1)
-            out = F.scaled_dot_product_attention(q.flatten(0, 1), kk.flatten(0, 1), vv.flatten(0, 1))
-            per_ref = self._merge_heads(out.unflatten(0, (b, kcount)))  # (B, K, N, dim)
+            per_ref = self._per_reference_global(t, size, prepared["q"])
         else:
-            w2 = self.window**2
-            d = self.dim // self.heads
-            k = self._unfold(self.k(t)[:, None], size).reshape(b, self.heads, d, w2, n)
-            v = self._unfold(self.v(t)[:, None], size).reshape(b, self.heads, d, w2, n)
-            q = q_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, n)
-            logits = torch.einsum("bkhdn,bhdwn->bkhwn", q.float(), k.float()) / math.sqrt(d)
-            logits = logits + self.rel_bias.float()[None, None, :, :, None]
-            logits = logits.masked_fill(~self._window_valid(size, t.device)[None, None, None], _MASKED)
-            attn = logits.softmax(dim=3).to(v.dtype)
-            out = torch.einsum("bkhwn,bhdwn->bkhdn", attn, v)  # (B, K, h, d, N)
-            per_ref = out.reshape(b, kcount, self.dim, n).transpose(2, 3)
-        per_ref = per_ref + res_tok
+            per_ref = self._per_reference_windowed(t, size, prepared["q"])
+        per_ref = per_ref + prepared["res"]  # (B, K, N, dim)
         counts = mask.to(per_ref.dtype)[:, :, None, None]
         mean = (per_ref * counts).sum(1) / counts.sum(1).clamp_min(1.0)
         if weights is None:
@@ -177,6 +158,31 @@ class CrossAttentionFusion(nn.Module):
         # untrained selection) add exactly 0, so the model computes what it did without selection, bit for bit
         departure = (weights - _uniform(mask)).to(per_ref.dtype)[:, :, None, None]
         return mean + (per_ref * departure).sum(1)
+
+    def _per_reference_global(self, t, size, q_tok):
+        """Each reference's queries q_tok (B, K, N, dim) attend to all input tokens -> (B, K, N, dim)."""
+        b, kcount = q_tok.shape[:2]
+        k = self._split_heads(self.k(t + self._pe(size, t)))  # (B, h, N, d)
+        v = self._split_heads(self.v(t))
+        q = self._split_heads(q_tok)  # (B, K, h, N, d)
+        kk = k[:, None].expand(-1, kcount, -1, -1, -1)
+        vv = v[:, None].expand(-1, kcount, -1, -1, -1)
+        out = F.scaled_dot_product_attention(q.flatten(0, 1), kk.flatten(0, 1), vv.flatten(0, 1))
+        return self._merge_heads(out.unflatten(0, (b, kcount)))
+
+    def _per_reference_windowed(self, t, size, q_tok):
+        """Each reference position's query attends to the input's w x w neighbourhood around it -> (B, K, N, dim)."""
+        b, n, _ = t.shape
+        kcount, w2, d = q_tok.shape[1], self.window**2, self.dim // self.heads
+        k = self._unfold(self.k(t)[:, None], size).reshape(b, self.heads, d, w2, n)
+        v = self._unfold(self.v(t)[:, None], size).reshape(b, self.heads, d, w2, n)
+        q = q_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, n)
+        logits = torch.einsum("bkhdn,bhdwn->bkhwn", q.float(), k.float()) / math.sqrt(d)
+        logits = logits + self.rel_bias.float()[None, None, :, :, None]
+        logits = logits.masked_fill(~self._window_valid(size, t.device)[None, None, None], _MASKED)
+        attn = logits.softmax(dim=3).to(v.dtype)
+        out = torch.einsum("bkhwn,bhdwn->bkhdn", attn, v)  # (B, K, h, d, N)
+        return out.reshape(b, kcount, self.dim, n).transpose(2, 3)
 
     # -- which reference the input draws on (only when asked: training never calls this) ----------
     @torch.no_grad()

@@ -1,9 +1,16 @@
-"""Small building blocks shared by the U-Nets: a residual block that can resample."""
+"""Small building blocks shared by the U-Nets and the StyleGAN2 decoder: x2 upsampling and a residual block that can
+resample."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class ResBlock(nn.Module):
@@ -21,9 +28,9 @@ class ResBlock(nn.Module):
     def _resample(self, x):
         if self.resample is None:
             return x
-        return F.interpolate(
-            x, scale_factor=0.5 if self.resample == "down" else 2.0, mode="bilinear", align_corners=False
-        )
+        if self.resample == "up":
+            return upsample2x(x)
+        return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
 
     def forward(self, x):
         h = F.leaky_relu(self.conv1(x), 0.2)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from psp_hub.common.channels import stylegan2_channel_table
+from psp_hub.models import layers
 
 
 class NormStyleCode(nn.Module):
@@ -58,7 +59,7 @@ class ModulatedConv2d(nn.Module):
         s = self.modulation(style)  # (B, Cin)
         w = self.weight.squeeze(0)  # (Cout, Cin, k, k); a view, where [0] cost a zero-fill and a copy in backward
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = layers.upsample2x(x)
         x = x * s[:, :, None, None].to(x.dtype)
         # the conv weight cast in the input's layout: cuDNN would otherwise convert it (a copy) forward and backward
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
@@ -108,7 +109,7 @@ class ToRGB(nn.Module):
         out = self.modulated_conv(x, style, bias=self.bias)  # the bias inside the conv
         if skip is not None:
             if self.upsample:
-                skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
+                skip = layers.upsample2x(skip)
             out = out + skip.to(out.dtype)
         return out
 

@@ -1,0 +1,276 @@
+"""Two candidate rewrites of hot spots in the compiled psp-256 training step, timed against today's form.
+
+The round 8 profile (docs/speed.md, "H200, round 8") put ~43 of 162 GPU-busy ms a step in the windowed fusion's
+per-position einsums and ~23 ms in bilinear upsampling's backward (inductor writes `F.interpolate`'s gradient as an
+atomic scatter). This script takes the real shapes from one forward of the config's model (batch, channels_last,
+bf16 autocast, K references), then times forward + backward of each form, eager and compiled, and prints how far
+each candidate's output and gradients are from today's (in fp32, so a wrong rewrite shows as a large difference):
+
+- upsampling: `F.interpolate(x2, bilinear)` against a one-pixel replicate pad + a depthwise transposed convolution
+  with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and against the same sum written as shifted
+  slices and an interleave (its backward is gathers inductor fuses);
+- windowed fusion (`reference_query`): the einsums over unfolded neighbourhoods against nine shifted products
+  summed over the head width (no per-position GEMMs).
+
+    python benchmarks/train_levers.py --config train/configs/psp-256.yaml --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+from torch.nn import functional as F
+
+from psp_hub.models import PSPGAN, layers
+from psp_hub.models.fusion import _MASKED, CrossAttentionFusion
+from psp_hub.training import TrainConfig
+
+_TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
+
+
+def upsample_interpolate(x: torch.Tensor) -> torch.Tensor:
+    """Today's form."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def upsample_transposed(x: torch.Tensor) -> torch.Tensor:
+    """Replicate pad by one, then a stride-2 depthwise transposed conv with the [1,3,3,1]/4 taps, cropped by 3."""
+    c = x.shape[1]
+    k = (_TAPS[:, None] * _TAPS[None, :]).to(device=x.device, dtype=x.dtype)
+    weight = k.expand(c, 1, 4, 4).contiguous(memory_format=torch.channels_last)
+    return F.conv_transpose2d(_replicate_pad1(x), weight, stride=2, padding=3, groups=c)
+
+
+def _replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """F.pad(x, (1, 1, 1, 1), mode="replicate") as concatenated edges: inductor's replication_pad2d_backward
+    fallback fails its stride check on channels_last inputs (torch 2.14, CPU)."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
+    return x
+
+
+def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x2 along `dim`: out[2i] = x[i-1]/4 + 3x[i]/4, out[2i+1] = 3x[i]/4 + x[i+1]/4, edges clamped."""
+    n = x.shape[dim]
+    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+    nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+    even, odd = 0.25 * prev + 0.75 * x, 0.75 * x + 0.25 * nxt
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+
+def upsample_slices(x: torch.Tensor) -> torch.Tensor:
+    """The same sum as shifted slices and an interleave, one axis at a time."""
+    return _upsample_axis(_upsample_axis(x, 2), 3)
+
+
+def per_reference_windowed_shifted(self: CrossAttentionFusion, t, size, q_tok):
+    """`CrossAttentionFusion._per_reference_windowed` with the logits and the weighted sum as nine shifted products
+    summed over the head width instead of einsums over unfolded neighbourhoods."""
+    b, n, _ = t.shape
+    kcount, d, w, r = q_tok.shape[1], self.dim // self.heads, self.window, self.window // 2
+    grid = (b, self.heads, d, size, size)
+    kp = F.pad(self.k(t).transpose(1, 2).reshape(grid), (r, r, r, r))  # zeros outside, as F.unfold's
+    vp = F.pad(self.v(t).transpose(1, 2).reshape(grid), (r, r, r, r))
+    q = q_tok.transpose(2, 3).reshape(b, kcount, self.heads, d, size, size).float()
+    shifts = [(dy, dx) for dy in range(w) for dx in range(w)]  # F.unfold's order: row by row
+    logits = torch.stack(
+        [(q * kp[:, None, :, :, dy : dy + size, dx : dx + size].float()).sum(3) for dy, dx in shifts], dim=3
+    ).flatten(-2) / math.sqrt(d)  # (B, K, h, w2, N)
+    logits = logits + self.rel_bias.float()[None, None, :, :, None]
+    logits = logits.masked_fill(~self._window_valid(size, t.device)[None, None, None], _MASKED)
+    attn = logits.softmax(dim=3).to(vp.dtype).unflatten(-1, (size, size))
+    windows = [vp[:, None, :, :, dy : dy + size, dx : dx + size] for dy, dx in shifts]
+    out = sum(attn[:, :, :, i, None] * v_shift for i, v_shift in enumerate(windows))  # (B, K, h, d, H, W)
+    return out.reshape(b, kcount, self.dim, n).transpose(2, 3)
+
+
+def time_ms(step, device: torch.device, iters: int) -> float:
+    """Mean ms of `step()` (forward + backward) after three warm-up calls."""
+    for _ in range(3):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iters * 1e3
+
+
+def capture_shapes(model: PSPGAN, cfg: TrainConfig, device: torch.device) -> tuple[list, dict]:
+    """One bf16 forward of the model at the training batch: the x2 upsampling inputs' shapes and each windowed
+    fusion's inputs (x, prepared, mask, weights)."""
+    shapes, fusion_inputs = [], {}
+    original = layers.upsample2x
+
+    def recording(x):
+        shapes.append((tuple(x.shape), x.dtype))
+        return original(x)
+
+    def keep(name):
+        def hook(module, args, kwargs):
+            x, prepared, mask, _strength, weights = args
+            fusion_inputs[name] = (x.detach(), {k: v.detach() for k, v in prepared.items()}, mask, weights)
+
+        return hook
+
+    handles = [
+        m.register_forward_pre_hook(keep(n), with_kwargs=True) for n, m in model.fusion.items() if m.window is not None
+    ]
+    layers.upsample2x = recording
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            model(*random_batch(cfg, device))
+    finally:
+        layers.upsample2x = original
+        for h in handles:
+            h.remove()
+    return sorted(set(shapes), key=lambda s: s[0][1] * s[0][2] * s[0][3]), fusion_inputs
+
+
+def random_batch(cfg: TrainConfig, device: torch.device):
+    b, k, s = cfg.batch_size, cfg.data.max_references, cfg.model.reference_size or cfg.model.out_size
+    lq = torch.rand(b, 3, cfg.model.out_size, cfg.model.out_size, device=device) * 2 - 1
+    refs = torch.rand(b, k, 3, s, s, device=device) * 2 - 1
+    return lq.contiguous(memory_format=torch.channels_last), refs, torch.ones(b, k, dtype=torch.bool, device=device)
+
+
+UPSAMPLES = {"interpolate": upsample_interpolate, "transposed": upsample_transposed, "slices": upsample_slices}
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b| over the largest |b|: 1e-6 is fp32 rounding, a wrong rewrite is ~1."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def _grad_of(fn, x: torch.Tensor, gout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().requires_grad_(True)
+    out = fn(x)
+    out.backward(gout)
+    return out.detach(), x.grad
+
+
+def compare_upsample(shape, dtype, device, iters: int) -> None:
+    """One upsampling input shape: each form's distance from today's in fp32, then its ms eager and compiled."""
+    x = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+    gout = torch.randn(shape[0], shape[1], shape[2] * 2, shape[3] * 2, device=device)
+    ref_out, ref_grad = _grad_of(upsample_interpolate, x, gout)
+    xt, gt = x.to(dtype).requires_grad_(True), gout.to(dtype)
+    for name, fn in UPSAMPLES.items():
+        try:
+            _time_upsample(name, fn, (x, gout, ref_out, ref_grad), (xt, gt), device, iters)
+        except Exception as error:  # noqa: BLE001 (a form inductor cannot compile is a result too)
+            print(f"| upsample {tuple(shape)} | {name} | failed: {str(error).splitlines()[0][:120]} | | |", flush=True)
+
+
+def _time_upsample(name, fn, exact, timed, device, iters) -> None:
+    """Print one form's largest fp32 difference from today's (output and gradient) and its ms eager and compiled."""
+    (x, gout, ref_out, ref_grad), (xt, gt) = exact, timed
+    out, grad = _grad_of(fn, x, gout)
+    err = max(_relative(out, ref_out), _relative(grad, ref_grad))
+    compiled = torch.compile(fn, dynamic=False)
+    eager_ms = time_ms(lambda: fn(xt).backward(gt), device, iters)
+    compiled_ms = time_ms(lambda: compiled(xt).backward(gt), device, iters)
+    print(f"| upsample {tuple(x.shape)} | {name} | {err:.1e} | {eager_ms:.3f} | {compiled_ms:.3f} |", flush=True)
+
+
+def _fusion_step(module, inputs, gout):
+    x, prepared, mask, weights = inputs
+    return lambda: module(x, prepared, mask, 1.0, weights).backward(gout)
+
+
+def compare_fusion(name: str, module: CrossAttentionFusion, inputs, device, iters: int) -> None:
+    """One windowed fusion: the shifted-product form's distance from today's in fp32 (output and every input and
+    parameter gradient), then both forms' ms eager and compiled under bf16 autocast."""
+    with torch.no_grad():  # a trained model's projection; the zero init would leave q, k and v without gradient
+        module.out.weight.normal_(0.0, 0.02)
+    x, prepared, mask, weights = inputs
+    results = {}
+    for form in ("einsum", "shifted"):
+        _set_form(module, form)
+        module.zero_grad()
+        xf = x.float().requires_grad_(True)
+        pf = {k: v.float().requires_grad_(True) for k, v in prepared.items()}
+        out = module.float()(xf, pf, mask, 1.0, weights)
+        out.backward(torch.ones_like(out))
+        grads = [xf.grad, *(v.grad for v in pf.values()), *(p.grad for p in module.parameters())]
+        results[form] = [out.detach(), *[g if g is not None else torch.zeros(()) for g in grads]]
+    err = max(_relative(a, b) for a, b in zip(results["shifted"], results["einsum"]))
+    gout = torch.randn_like(x)
+    xt = x.detach().requires_grad_(True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for form in ("einsum", "shifted"):
+            _set_form(module, form)
+            eager_ms = time_ms(_fusion_step(module, (xt, prepared, mask, weights), gout), device, iters)
+            compiled = torch.compile(module, dynamic=False)
+            compiled_ms = time_ms(_fusion_step(compiled, (xt, prepared, mask, weights), gout), device, iters)
+            print(
+                f"| fusion {name} {tuple(x.shape)} | {form} | {err:.1e} | {eager_ms:.3f} | {compiled_ms:.3f} |",
+                flush=True,
+            )
+
+
+def _set_form(module: CrossAttentionFusion, form: str) -> None:
+    if form == "shifted":
+        module._per_reference_windowed = types.MethodType(per_reference_windowed_shifted, module)
+    else:
+        module.__dict__.pop("_per_reference_windowed", None)
+
+
+def whole_model_ms(model: PSPGAN, cfg: TrainConfig, device, iters: int, levers: bool) -> float:
+    """The compiled generator's forward + backward on a random training batch, today's forms or both candidates."""
+    torch._dynamo.reset()
+    layers.upsample2x = upsample_slices if levers else upsample_interpolate
+    for module in model.fusion.values():
+        if module.window is not None:
+            _set_form(module, "shifted" if levers else "einsum")
+    batch = random_batch(cfg, device)
+    compiled = torch.compile(model, dynamic=False)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = compiled(*batch)
+        out.image.float().square().mean().backward()
+
+    return time_ms(step, device, iters)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="train/configs/psp-256.yaml")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--whole", action="store_true", help="also the whole generator, today's forms vs both")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. batch_size=4 on a CPU)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    model = PSPGAN(cfg.model).to(device).train()
+    shapes, fusion_inputs = capture_shapes(model, cfg, device)
+    print(f"{args.config} batch {cfg.batch_size}, {args.device}, {args.iters} timed steps each")
+    print(
+        "| where | form | largest difference to today's, relative (fp32) | eager ms | compiled ms |\n| --- | --- | --- | --- | --- |"
+    )
+    for shape, dtype in shapes:
+        compare_upsample(shape, dtype, device, args.iters)
+    for name, inputs in fusion_inputs.items():
+        compare_fusion(name, model.fusion[name], inputs, device, args.iters)
+    if args.whole:
+        model = PSPGAN(cfg.model).to(device).train()
+        for levers in (False, True):
+            ms = whole_model_ms(model, cfg, device, args.iters, levers)
+            print(f"whole generator fwd+bwd, {'both candidates' if levers else 'today'}: {ms:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
