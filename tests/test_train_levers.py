@@ -1,5 +1,6 @@
-"""The candidate forms `benchmarks/train_levers.py` times must compute what today's forms compute, or its timings
-compare different work: x2 upsampling (transposed conv, shifted slices) and the windowed fusion (shifted products)."""
+"""The forms `benchmarks/train_levers.py` times must compute the same, or its timings compare different work: x2
+upsampling (interpolate, transposed conv, shifted slices) and the windowed fusion's two forms, which the model picks
+between by device (shifted products on CUDA, einsums elsewhere), so CPU and GPU must agree."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_upsampling_forms_match_interpolate(form, shape):
     torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-12)
 
 
-def test_shifted_fusion_matches_einsum():
+def test_windowed_fusion_forms_agree():
     torch.manual_seed(0)
     model = PSPGAN(tiny_config(out_size=64)).double()
     windowed = [m for m in model.fusion.values() if m.window is not None]
