@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -168,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--face-px", type=int, default=256, help="face width of the clean original (photo resized)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the table here")
+    ap.add_argument("--fidelity", type=float, default=None, help="the pipeline's fidelity (default: its own, 0.25)")
     args = ap.parse_args(argv)
     pipe = RestorationPipeline.from_pretrained(args.model, device=args.device)
+    if args.fidelity is not None:
+        pipe.config = replace(pipe.config, fidelity=args.fidelity)
     rows = run(pipe, args.people, args.scales, args.levels, args.face_px)
     table = summary(rows)
     print("\n".join(table))
