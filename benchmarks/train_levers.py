@@ -40,11 +40,6 @@ from psp_hub.training import TrainConfig
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
 
 
-def upsample_interpolate(x: torch.Tensor) -> torch.Tensor:
-    """Today's form."""
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
 def upsample_transposed(x: torch.Tensor) -> torch.Tensor:
     """Replicate pad by one, then a stride-2 depthwise transposed conv with the [1,3,3,1]/4 taps, cropped by 3."""
     c = x.shape[1]
@@ -128,7 +123,8 @@ def random_batch(cfg: TrainConfig, device: torch.device):
     return lq.contiguous(memory_format=torch.channels_last), refs, torch.ones(b, k, dtype=torch.bool, device=device)
 
 
-UPSAMPLES = {"interpolate": upsample_interpolate, "transposed": upsample_transposed, "slices": upsample_slices}
+UPSAMPLES = {"interpolate": layers.upsample2x, "transposed": upsample_transposed, "slices": upsample_slices}
+"""The model's form (`layers.upsample2x`, taken before `capture_shapes` wraps it) and the two rewrites."""
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:
@@ -147,7 +143,7 @@ def compare_upsample(shape, dtype, device, iters: int) -> None:
     """One upsampling input shape: each form's distance from today's in fp32, then its ms eager and compiled."""
     x = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
     gout = torch.randn(shape[0], shape[1], shape[2] * 2, shape[3] * 2, device=device)
-    ref_out, ref_grad = _grad_of(upsample_interpolate, x, gout)
+    ref_out, ref_grad = _grad_of(UPSAMPLES["interpolate"], x, gout)
     xt, gt = x.to(dtype).requires_grad_(True), gout.to(dtype)
     for name, fn in UPSAMPLES.items():
         try:

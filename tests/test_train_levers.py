@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from psp_hub.models import PSPGAN, tiny_config
 from tests.benchmark_scripts import load_benchmark
@@ -19,7 +18,7 @@ levers = load_benchmark("train_levers")
 def test_upsampling_forms_match_interpolate(form, shape):
     x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     gout = torch.randn(shape[0], shape[1], shape[2] * 2, shape[3] * 2, dtype=torch.float64)
-    want_out, want_grad = levers._grad_of(levers.upsample_interpolate, x, gout)
+    want_out, want_grad = levers._grad_of(levers.UPSAMPLES["interpolate"], x, gout)
     out, grad = levers._grad_of(levers.UPSAMPLES[form], x, gout)
     assert out.shape == want_out.shape
     torch.testing.assert_close(out, want_out, rtol=0, atol=1e-12)
@@ -50,4 +49,4 @@ def test_windowed_fusion_forms_agree():
     for want, got in zip(*results):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert not torch.equal(results[0][0], x), "the fusion must change x here, or the comparison shows nothing"
-    assert F.mse_loss(results[0][2], torch.zeros_like(results[0][2])) > 0
+    assert torch.count_nonzero(results[0][2]) > 0, "k must get a gradient, or its comparison shows nothing"
