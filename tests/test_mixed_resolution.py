@@ -225,6 +225,27 @@ def test_both_sets_resident_with_native_sizes_references_and_the_mix(dataset, ex
     assert not {"native_px", "gan_real"} & set(off.batch())
 
 
+def _flat(batch: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
+
+
+def test_one_draw_of_three_batches_is_handed_out_in_turn(dataset, extra):
+    cfg = mixed_data(dataset, extra)
+    whole = _flat(ResidentBatches(cfg, batch_size=12, start_sample=0).batch())  # the same seed: the same draw
+    batches = ResidentBatches(cfg.replace(batches_per_draw=3), batch_size=4, start_sample=0)
+    for i in range(3):
+        handed = _flat(next(batches))
+        assert handed.keys() == whole.keys()
+        for key, value in handed.items():
+            assert torch.equal(value, whole[key][4 * i : 4 * i + 4]), key
+    assert batches.pending == [] and next(batches)["index"].tolist() == [12, 13, 14, 15]  # the next draw
+    with pytest.raises(ValueError, match="batches_per_draw"):
+        DataConfig(path=str(dataset), batches_per_draw=2)  # the streaming loader has no draws
+
+
 @pytest.mark.slow
 def test_tiny_psp_gan_trains_on_both_sets_with_the_rule_and_diffaug(dataset, extra, tmp_path):
     cfg = TrainConfig.from_yaml(

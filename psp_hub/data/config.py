@@ -99,6 +99,9 @@ class DataConfig:
     loader: Literal["workers", "resident"] = "workers"
     resident_on_cpu: bool = False  # resident: keep the decoded faces in RAM, not on the GPU (degradation still there)
     resident_max_rows: int = 0  # resident: decode only the first N rows of the split (0 = all; for quick benchmarks)
+    # resident: make this many steps' batches in one draw and hand them out in turn. A draw launches the same few
+    # hundred kernels whatever its size, and the compiled psp-256 step is bound by the host's launches (docs/speed.md).
+    batches_per_draw: int = 1
     # Mixed resolution (resident loader only; data/mixing.py holds the rule). A face is native at out_size when its
     # measured sharpness (`sharp_px`, else its stored side) reaches sharp_threshold, else at out_size // 2: its pixel,
     # perceptual, identity and U-Net losses compare output and target at that size, and only native faces are the
@@ -126,6 +129,8 @@ class DataConfig:
             raise ValueError("extra_fraction needs extra_path")
         if self.sharp_threshold > 0 and self.loader != "resident":
             raise ValueError("sharp_threshold (mixed resolution) needs loader: resident")
+        if self.batches_per_draw < 1 or (self.batches_per_draw > 1 and self.loader != "resident"):
+            raise ValueError("batches_per_draw must be >= 1, and above 1 only with loader: resident")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> DataConfig:

@@ -27,7 +27,10 @@ def _generator(cfg: DataConfig, phase: str, process_index: int, start_sample: in
 
 
 class ResidentBatches:
-    """Endless batches for one process and phase; `start_sample` only seeds them (a resumed run gets fresh draws)."""
+    """Endless batches for one process and phase; `start_sample` only seeds them (a resumed run gets fresh draws).
+
+    `batch()` is one draw of `batch_size * cfg.batches_per_draw` samples; iterating hands it out `batch_size` at a time.
+    """
 
     def __init__(
         self,
@@ -62,23 +65,27 @@ class ResidentBatches:
             )
         )
         self.next_index = int(start_sample)
+        self.draw_size = self.batch_size * cfg.batches_per_draw
+        self.pending: list[dict] = []
 
     def __iter__(self) -> Iterator[dict]:
         return self
 
     def __next__(self) -> dict:
-        return self.batch()
+        if not self.pending:
+            self.pending = split_batch(self.batch(), self.cfg.batches_per_draw)
+        return self.pending.pop(0)
 
     def _uniform(self, pool: torch.Tensor) -> torch.Tensor:
-        """`batch_size` rows drawn uniformly (with replacement) from `pool` (zeros when it is empty)."""
-        b, g, dev = self.batch_size, self.store_gen, self.faces.images.device
+        """`draw_size` rows drawn uniformly (with replacement) from `pool` (zeros when it is empty)."""
+        b, g, dev = self.draw_size, self.store_gen, self.faces.images.device
         if not len(pool):
             return torch.zeros(b, dtype=torch.int64, device=dev)
         return pool[torch.randint(0, len(pool), (b,), generator=g, device=dev) % len(pool)]
 
     def _draw(self) -> torch.Tensor:
         """Row indices: Bernoulli(older share) per sample, else Bernoulli(extra share) between the general pools."""
-        b, g, dev = self.batch_size, self.store_gen, self.faces.images.device
+        b, g, dev = self.draw_size, self.store_gen, self.faces.images.device
         if self.targets_only and self.mixed:  # the prior's faces are all reals of its discriminator
             return self._uniform(self.sharp_pool)
         general, older_rows = self._uniform(self.pools[0]), self._uniform(self.pools[1])
@@ -159,6 +166,16 @@ class ResidentBatches:
             "degradation": params,
             **batch,
         }
+
+
+def split_batch(batch: dict, parts: int) -> list[dict]:
+    """`parts` equal batches out of one: every tensor (nested dicts too) split along its first, the sample, axis."""
+    out: list[dict] = [{} for _ in range(parts)]
+    for key, value in batch.items():
+        pieces = split_batch(value, parts) if isinstance(value, dict) else torch.tensor_split(value, parts)
+        for piece, into in zip(pieces, out):
+            into[key] = piece
+    return out
 
 
 def _grey_where(mask: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
