@@ -151,6 +151,18 @@ def test_no_reference_export_and_cli(model, tmp_path):
         backend.encode_references(torch.zeros(1, 1, 3, 64, 64))
 
 
+def _assert_same_up_to_rounding(a: np.ndarray, b: np.ndarray) -> None:
+    """Two backends' uint8 restored faces (after the pipeline's colour match) differ only where rounding flipped.
+
+    A 1e-6 difference can flip one level of the model's uint8 output; the colour match then scales that pixel's
+    chroma by up to MAX_CHROMA_GAIN (2) and rounds again, so one flip can become a few levels there (measured with
+    the selection model: one value of 12,288 off by 1 before the colour match, by 2 after it).
+    """
+    diff = np.abs(a.astype(int) - b.astype(int))
+    print(f"restored face: uint8 max abs difference {diff.max()}, {(diff > 0).sum()} of {diff.size} values differ")
+    assert diff.max() <= 4 and (diff > 0).mean() < 1e-3
+
+
 def test_pipeline_runs_on_the_onnx_backend(model, exported, samples):
     people = samples / "references" / "celeba_7222"
     photos = sorted(people.glob("*.jpg"))
@@ -163,9 +175,7 @@ def test_pipeline_runs_on_the_onnx_backend(model, exported, samples):
     a = torch_pipe.restore(photos[3], refs_t, strength=0.8)
     b = onnx_pipe.restore(photos[3], refs_o, strength=0.8)
     assert a.faces[0].references_used == b.faces[0].references_used == [p.name for p in photos[:2]]
-    diff = np.abs(a.faces[0].restored.astype(int) - b.faces[0].restored.astype(int)).max()
-    print(f"pipeline restored face, uint8 max abs difference = {diff}")
-    assert diff <= 1  # rounding of a 1e-6 difference can flip one level
+    _assert_same_up_to_rounding(a.faces[0].restored, b.faces[0].restored)
     assert b.report["reference_encodings_computed"] == 1
     shares = b.faces[0].reference_shares
     assert shares is not None and len(shares) == 2 and abs(sum(shares) - 1) < 1e-5
@@ -187,7 +197,7 @@ def test_a_profile_built_with_pytorch_runs_on_onnx_without_re_encoding(model, ex
     a = torch_pipe.restore(photos[3], profile.reference_set(torch_pipe)).faces[0]
     b = onnx_pipe.restore(photos[3], refs)
     assert b.report["reference_encodings_computed"] == 0 and b.faces[0].references_used == a.references_used
-    assert np.abs(a.restored.astype(int) - b.faces[0].restored.astype(int)).max() <= 1
+    _assert_same_up_to_rounding(a.restored, b.faces[0].restored)
 
 
 def _without_shares(src, dst) -> None:

@@ -170,6 +170,8 @@ class ResidentBatches:
 
 def split_batch(batch: dict, parts: int) -> list[dict]:
     """`parts` equal batches out of one: every tensor (nested dicts too) split along its first, the sample, axis."""
+    if parts == 1:
+        return [batch]  # one step per draw (the default): no views to make
     out: list[dict] = [{} for _ in range(parts)]
     for key, value in batch.items():
         pieces = split_batch(value, parts) if isinstance(value, dict) else torch.tensor_split(value, parts)
