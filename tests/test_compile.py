@@ -115,7 +115,7 @@ def test_compiled_style_conv_has_eager_gradients_and_no_mix_order(fresh_dynamo, 
         torch.testing.assert_close(compiled[name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def _prior_stage(dataset, tmp_path, compiled: bool):
+def _prior_stage(dataset, tmp_path, compiled: bool, *overrides: str):
     cfg = TrainConfig.from_yaml(
         TINY,
         [
@@ -127,6 +127,7 @@ def _prior_stage(dataset, tmp_path, compiled: bool):
             "compile_backend=aot_eager",
             "data.max_references=0",
             "style_mixing_prob=1.0",  # the device failure was in the mixed-styles graph
+            *overrides,
         ],
     )
     set_seed(0)
@@ -376,3 +377,37 @@ def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_ma
         assert set(e) == set(c) and {"reference_selection", "component_gan", "d_components"} <= set(e)
         for key in e:
             assert c[key] == pytest.approx(e[key], rel=2e-2, abs=1e-3), (i, key)
+
+
+def test_compile_mode_reaches_every_compiled_module(dataset, tmp_path, fresh_dynamo, bf16_accelerator, monkeypatch):
+    """compile_mode=reduce-overhead: the generator, the loss nets and every discriminator of the psp-256 recipe are
+    compiled with inductor's CUDA graphs on (built only: compiling them with inductor takes many minutes here)."""
+    from psp_hub.training import compilation
+
+    seen: list[dict] = []
+
+    def recording(**options):
+        seen.append(training_compile_options(**options))
+        return seen[-1]
+
+    monkeypatch.setattr(compilation, "training_compile_options", recording)
+    cfg = _mixed_resolution_config(dataset, tmp_path, "inductor", "compile_mode=reduce-overhead")
+    assert cfg.compile_options == {"backend": "inductor", "mode": "reduce-overhead"}
+    make_stage(cfg, bf16_accelerator())
+    # generator, VGG, identity net, global D, left eye, right eye and mouth Ds
+    assert len(seen) == 7 and all(o["options"]["triton.cudagraphs"] is True for o in seen), seen
+
+
+def test_each_step_under_cuda_graphs_marks_a_new_step(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """With compile_mode=reduce-overhead every training step tells the graph trees that a new step began (their
+    outputs of the step before may then be overwritten); the default mode marks nothing (a prior step, aot_eager)."""
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    cfg, stage = _prior_stage(dataset, tmp_path, True, "compile_mode=reduce-overhead")
+    batch = next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+    for step in (1, 2):
+        stage.step(batch, step)
+    assert len(marks) == 2
+    cfg, stage = _prior_stage(dataset, tmp_path, True)
+    stage.step(batch, 1)
+    assert len(marks) == 2 and cfg.compile_options == {"backend": "aot_eager"}

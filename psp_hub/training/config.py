@@ -89,6 +89,10 @@ class TrainConfig:
     # torch.compile backend: "inductor" (fused kernels: the speed), or "aot_eager" (dynamo and AOT autograd without
     # code generation: the same graphs in seconds, for tests on a busy CPU)
     compile_backend: str = "inductor"
+    # torch.compile mode (inductor): "reduce-overhead" adds CUDA graph trees over the compiled graphs, so a host-bound
+    # step (compiled psp-256 on the H200: 6.5 k kernels a step, GPU busy 50 %) stops paying a launch per kernel;
+    # "max-autotune-no-cudagraphs" searches kernel configs (longer compiles). CPU runs ignore the CUDA graphs.
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
     channels_last: bool = False
@@ -161,6 +165,12 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Read a YAML file (following `extends:`); `overrides` are `a.b=value` strings (value parsed as YAML)."""
         return cls.from_dict(apply_overrides(load_yaml(path), overrides))
+
+    @property
+    def compile_options(self) -> dict[str, str]:
+        """The torch.compile keyword arguments every compiled module of the run gets (backend, and mode if not default)."""
+        mode = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
+        return {"backend": self.compile_backend, **mode}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -89,7 +89,13 @@ class Stage:
         self.ema = make_ema(self.raw_generator, optim.ema_decay)
         self.ema.to(self.acc.device)
         if cfg.compile:
-            compile_in_place(self.raw_generator, backend=cfg.compile_backend)
+            compile_in_place(self.raw_generator, **cfg.compile_options)
+
+    def _begin_step(self) -> None:
+        """Under CUDA graphs (compile_mode reduce-overhead) a new training step begins: the graphs may now reuse the
+        memory of the previous step's outputs, which the trainer reads before the next step (logs, images)."""
+        if self.cfg.compile and self.cfg.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
 
     @property
     def raw_generator(self):
@@ -139,11 +145,12 @@ class PriorStage(Stage):
         self._finish_build(generator, [disc])
         self.disc = self.discriminators[0]
         # the compiled view serves the logistic terms; R1's double backward keeps the eager module
-        self.disc_fast = compiled_view(self.disc, backend=self.cfg.compile_backend) if self.cfg.compile else self.disc
+        self.disc_fast = compiled_view(self.disc, **self.cfg.compile_options) if self.cfg.compile else self.disc
         self.augment = DiffAugment(self.cfg.losses.diffaug)
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
+        self._begin_step()
         real = batch["target"]
         b = real.shape[0]
         g = self.raw_generator
@@ -214,10 +221,10 @@ class PSPGANStage(Stage):
         if cfg.compile:
             # compiled wrappers share the prepared modules' parameters; lazy R1 (double backward, which
             # torch.compile does not support) keeps calling the eager global discriminator.
-            backend = cfg.compile_backend
+            options = cfg.compile_options
             self.discs = DiscView(
-                compiled_view(global_d, backend=backend),
-                {n: compiled_view(d, backend=backend) for n, d in components.items()},
+                compiled_view(global_d, **options),
+                {n: compiled_view(d, **options) for n, d in components.items()},
                 r1_global_d=global_d,
             )
         else:
@@ -241,7 +248,7 @@ class PSPGANStage(Stage):
             if bf16:  # autocast would otherwise cast the fp32 weights to bf16 again on every call
                 net.to(torch.bfloat16)
             if self.cfg.compile:
-                compile_in_place(net, backend=self.cfg.compile_backend)
+                compile_in_place(net, **self.cfg.compile_options)
 
     def _freeze_prior(self, frozen: bool):
         if frozen == self._prior_frozen:
@@ -253,6 +260,7 @@ class PSPGANStage(Stage):
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
+        self._begin_step()
         self._freeze_prior(step < cfg.freeze_prior_steps)
         self._set_requires_grad(self.discriminators, False)
         # the RGB heads run only while their loss does: DDP (find_unused_parameters) would otherwise see them in the
