@@ -67,8 +67,9 @@ def test_bundled_model_gives_the_right_person_more_weight_than_a_lookalike(faces
     the people; a plain mean of references gives every one 0.5 and fails both. The bundled 256 px model gives 0.991,
     0.980, 0.966, 0.457, 0.416, 0.185 on these 128 px faces upsampled (mean 0.666); its round-9 weights 0.985,
     0.975, 0.938, 0.398, 0.386, 0.185 (mean 0.645; on 48 sharp held-out faces 0.703, 38 above half:
-    benchmarks/lookalike_share.py); its round-8 weights 0.992, 0.968, 0.987, 0.600, 0.540, 0.107; the 128 px model 0.982, 0.888, 0.900, 0.865, 0.373, 0.578 (mean 0.765); its predecessor, which mixed
-    references by a plain mean, gave 0.495-0.500 (docs/reference-selection.md)."""
+    benchmarks/lookalike_share.py); its round-8 weights 0.992, 0.968, 0.987, 0.600, 0.540, 0.107; the 128 px model
+    0.982, 0.888, 0.900, 0.865, 0.373, 0.578 (mean 0.765); its predecessor, which mixed references by a plain mean,
+    gave 0.495-0.500 (docs/reference-selection.md)."""
     model = PSPGAN.from_pretrained(str(default_model_dir())).eval()
     scorer = IdentityScorer()
     load = lambda i: np.asarray(Image.open(FIXTURES / f"{i}.webp").convert("RGB"))

@@ -71,8 +71,8 @@ def test_own_references_bring_the_person_back(model, people):
     blind = distance(model(lq, None, None))
     other = distance(model(lq, refs.roll(1, dims=0), mask))  # each face gets the next person's references
     # measured: the 256 px model 0.467 / 0.512 / 0.644 (own / none / other; round 9's weights 0.475 / 0.514 / 0.643),
-    # on these 128 px faces upsampled to its size; the 128 px model 0.544 / 0.634 / 0.744; the first bundled model, which ignored references, 0.640 / 0.661 /
-    # 0.668 (the margin over another person's references rejects it)
+    # on these 128 px faces upsampled to its size; the 128 px model 0.544 / 0.634 / 0.744; the first bundled model,
+    # which ignored references, 0.640 / 0.661 / 0.668 (the margin over another person's references rejects it)
     assert own < blind - 0.03 and own < other - 0.05, {"own": own, "blind": blind, "other": other}
 
 

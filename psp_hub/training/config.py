@@ -168,7 +168,8 @@ class TrainConfig:
 
     @property
     def compile_options(self) -> dict[str, str]:
-        """The torch.compile keyword arguments every compiled module of the run gets (backend, and mode if not default)."""
+        """The torch.compile keyword arguments every compiled module of the run gets: the backend, and the mode
+        unless it is the default."""
         mode = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
         return {"backend": self.compile_backend, **mode}
 

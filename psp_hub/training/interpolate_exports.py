@@ -38,6 +38,11 @@ def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], al
     return out
 
 
+def describe(a: Path, b: Path, alpha: float) -> str:
+    """The interpolation as text ("0.7 x A + 0.3 x B"): the safetensors metadata, README.md and the CLI say it alike."""
+    return f"{1 - alpha:g} x {a} + {alpha:g} x {b}"
+
+
 def interpolate_exports(a: Path, b: Path, alpha: float, out: Path) -> Path:
     """Write OUT (config.json, model.safetensors, README.md) as the interpolation of model folders A and B."""
     if not 0.0 <= alpha <= 1.0:
@@ -49,11 +54,10 @@ def interpolate_exports(a: Path, b: Path, alpha: float, out: Path) -> Path:
     state = interpolate_state(load_file(a / SAFETENSORS_SINGLE_FILE), load_file(b / SAFETENSORS_SINGLE_FILE), alpha)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(a / CONFIG_NAME, out / CONFIG_NAME)
-    save_file(
-        state, out / SAFETENSORS_SINGLE_FILE, metadata={"interpolation": f"{1 - alpha:g} x {a} + {alpha:g} x {b}"}
-    )
+    recipe = describe(a, b, alpha)
+    save_file(state, out / SAFETENSORS_SINGLE_FILE, metadata={"interpolation": recipe})
     (out / "README.md").write_text(
-        f"# Network interpolation\n\n{1 - alpha:g} x `{a}` + {alpha:g} x `{b}`, written by "
+        f"# Network interpolation\n\n{recipe}, written by "
         f"`python -m psp_hub.training.interpolate_exports {a} {b} --alpha {alpha:g} --out {out}`.\n"
     )
     return out
@@ -70,7 +74,7 @@ def main(argv=None) -> int:
         folder = interpolate_exports(args.a, args.b, args.alpha, args.out)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
-    print(f"wrote {folder}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}")
+    print(f"wrote {folder}: {describe(args.a, args.b, args.alpha)}")
     return 0
 
 
