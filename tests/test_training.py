@@ -276,6 +276,26 @@ def test_stylegan2_weights_get_equalized_learning_rates():
     assert lr_of[id(g.style_conv1.bias)] == pytest.approx(2e-3)
 
 
+def test_module_lr_slows_one_submodule_and_names_a_missing_one(dataset, tmp_path):
+    """optim.module_lr={ref_unet: 0.1}: every reference-encoder parameter gets a tenth of the rate it has without
+    it, every other parameter the same rate; an unknown module name or a non-number is one clear error."""
+    from psp_hub.common.config import ConfigError
+
+    def rates(*overrides) -> dict[str, float]:
+        stage = make_stage(tiny(dataset, tmp_path, *overrides), Accelerator(cpu=True))
+        lr_of = {id(p): g["lr"] for g in stage.opt_g.param_groups for p in g["params"]}
+        return {name: lr_of[id(p)] for name, p in stage.raw_generator.named_parameters() if id(p) in lr_of}
+
+    plain, slowed = rates(), rates("optim.module_lr={ref_unet: 0.1}")
+    assert set(plain) == set(slowed) and any(name.startswith("ref_unet.") for name in plain)
+    for name, lr in plain.items():
+        assert slowed[name] == pytest.approx(lr * (0.1 if name.startswith("ref_unet.") else 1.0)), name
+    with pytest.raises(ValueError, match="no submodule 'ref_encoder'"):
+        rates("optim.module_lr={ref_encoder: 0.1}")
+    with pytest.raises(ConfigError, match=r"optim.module_lr\['ref_unet'\]"):
+        tiny(dataset, tmp_path, "optim.module_lr={ref_unet: slow}")
+
+
 def test_prior_steps_keep_the_generator_output_bounded(dataset, tmp_path):
     """Regression: plain-weight Adam at 2e-3 blew an 8-layer-mapping StyleGAN2's output up (std 1 -> 3000) in one step."""
     cfg = tiny(dataset, tmp_path / "prior", "stage=prior", "model.n_mlp=8", "max_steps=1000")

@@ -93,7 +93,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise _fail(where, hint, value)
-        return dict(value)
+        key_hint, value_hint = args or (Any, Any)
+        return {_coerce(k, key_hint, where): _coerce(v, value_hint, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(hint, type):
         return _coerce_scalar(value, hint, where)
     return value

@@ -65,6 +65,9 @@ class OptimConfig:
     # samples per step that lr, d_lr and ema_decay were tuned at; another batch rescales them (training/scaling.py).
     # 0 = use them as given
     reference_batch: int = 0
+    # lr multipliers for named generator submodules, e.g. {ref_unet: 0.1}: a module trained before (the reference
+    # encoder of a grown model) moves slower than the rest instead of staying frozen (frozen_modules)
+    module_lr: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -18,8 +18,9 @@ from psp_hub.models.stylegan2 import ModulatedConv2d
 MAPPING_LR_MUL = 0.01  # StyleGAN2's lr multiplier for the mapping network
 
 
-def equalized_lr_groups(model: nn.Module, lr: float) -> list[dict]:
-    """Adam parameter groups: StyleGAN2 weights at lr / sqrt(fan_in) (mapping network x0.01), the rest at lr.
+def equalized_lr_groups(model: nn.Module, lr: float, module_lr: dict[str, float] | None = None) -> list[dict]:
+    """Adam parameter groups: StyleGAN2 weights at lr / sqrt(fan_in) (mapping network x0.01), the rest at lr, and
+    every parameter of a submodule named in `module_lr` at that multiple of its rate.
 
     Only trainable parameters are listed. Works on a bare StyleGAN2 generator or any model that contains one
     (the U-Nets, fusion and SFT layers of PSP-GAN are ordinary layers and keep lr, as in GFPGAN).
@@ -37,8 +38,19 @@ def equalized_lr_groups(model: nn.Module, lr: float) -> list[dict]:
                     scale[id(layer.weight)] = MAPPING_LR_MUL / math.sqrt(layer.in_features)
                     if layer.bias is not None:
                         scale[id(layer.bias)] = MAPPING_LR_MUL
+    for name, mult in (module_lr or {}).items():
+        for p in _submodule(model, name).parameters():
+            scale[id(p)] = scale.get(id(p), 1.0) * mult
     groups: dict[float, list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
             groups.setdefault(scale.get(id(p), 1.0), []).append(p)
     return [{"params": ps, "lr": lr * s} for s, ps in sorted(groups.items(), reverse=True)]
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        children = ", ".join(n for n, _ in model.named_children())
+        raise ValueError(f"optim.module_lr: the model has no submodule {name!r} (top level: {children})") from None

@@ -21,7 +21,7 @@ from psp_hub.models.stylegan2 import draw_mixing_index
 
 from .batches import to_channels_last
 from .compilation import compile_in_place, compiled_view, run_eager
-from .config import TrainConfig
+from .config import OptimConfig, TrainConfig
 from .diffaugment import DiffAugment
 from .distractors import add_distractors, step_generator
 from .handover import adversarial_origin, discriminator_names, load_discriminators, read_handover
@@ -38,9 +38,10 @@ def _adam(params, lr, betas, fused=False):
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=tuple(betas), fused=fused or None)
 
 
-def _generator_adam(generator, lr, betas, fused=False):
+def _generator_adam(generator, optim: OptimConfig):
     """Adam over the trainable generator parameters, StyleGAN2 weights at their equalized-lr rates."""
-    return torch.optim.Adam(equalized_lr_groups(generator, lr), betas=tuple(betas), fused=fused or None)
+    groups = equalized_lr_groups(generator, optim.lr, optim.module_lr)
+    return torch.optim.Adam(groups, betas=tuple(optim.betas), fused=optim.fused or None)
 
 
 def freeze_modules(model: torch.nn.Module, names) -> None:
@@ -77,7 +78,7 @@ class Stage:
         if cfg.channels_last:
             for module in (generator, *discriminators):
                 to_channels_last(module)
-        opt_g = _generator_adam(generator, optim.lr, optim.betas, optim.fused)
+        opt_g = _generator_adam(generator, optim)
         opt_d = _adam([p for d in discriminators for p in d.parameters()], optim.d_lr, optim.betas, optim.fused)
         sched_g = step_decay_scheduler(opt_g, cfg.max_steps, optim.decay_at, optim.decay_factor, self.start_step)
         sched_d = step_decay_scheduler(opt_d, cfg.max_steps, optim.decay_at, optim.decay_factor, self.start_step)
