@@ -39,7 +39,7 @@ def equalized_lr_groups(model: nn.Module, lr: float, module_lr: dict[str, float]
                     if layer.bias is not None:
                         scale[id(layer.bias)] = MAPPING_LR_MUL
     for name, mult in (module_lr or {}).items():
-        for p in _submodule(model, name).parameters():
+        for p in named_submodule(model, name, "optim.module_lr").parameters():
             scale[id(p)] = scale.get(id(p), 1.0) * mult
     groups: dict[float, list[nn.Parameter]] = {}
     for p in model.parameters():
@@ -48,9 +48,10 @@ def equalized_lr_groups(model: nn.Module, lr: float, module_lr: dict[str, float]
     return [{"params": ps, "lr": lr * s} for s, ps in sorted(groups.items(), reverse=True)]
 
 
-def _submodule(model: nn.Module, name: str) -> nn.Module:
+def named_submodule(model: nn.Module, name: str, setting: str) -> nn.Module:
+    """`model.get_submodule(name)`, or a one-line error naming the config `setting` and the model's top level."""
     try:
         return model.get_submodule(name)
     except AttributeError:
         children = ", ".join(n for n, _ in model.named_children())
-        raise ValueError(f"optim.module_lr: the model has no submodule {name!r} (top level: {children})") from None
+        raise ValueError(f"{setting}: the model has no submodule {name!r} (top level: {children})") from None

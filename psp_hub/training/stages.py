@@ -26,7 +26,7 @@ from .diffaugment import DiffAugment
 from .distractors import add_distractors, step_generator
 from .handover import adversarial_origin, discriminator_names, load_discriminators, read_handover
 from .objectives import Discriminators, DiscView, PSPGANObjective
-from .param_groups import equalized_lr_groups
+from .param_groups import equalized_lr_groups, named_submodule
 from .scaling import scaled_for_batch
 from .schedule import ema_weights, make_ema, step_decay_scheduler
 from .warm_start import PRIOR_FILE, init_pspgan, load_matching, prior_state_dict
@@ -47,11 +47,7 @@ def _generator_adam(generator, optim: OptimConfig):
 def freeze_modules(model: torch.nn.Module, names) -> None:
     """Turn off gradients of the named submodules (before the optimizers are built, so they never list them)."""
     for name in names:
-        try:
-            model.get_submodule(name).requires_grad_(False)
-        except AttributeError:
-            children = ", ".join(n for n, _ in model.named_children())
-            raise ValueError(f"frozen_modules: the model has no submodule {name!r} (top level: {children})") from None
+        named_submodule(model, name, "frozen_modules").requires_grad_(False)
 
 
 class Stage:
