@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run THERE after `source train/device/setup.sh` and `source train/device/setup_256.sh` (the sharp 256 px set in
-# data/sharp256) with the 128 px decoder carried as .carry/prior128 (bash train/device/prepare_prior128.sh, here):
-# one chunk of the 256 px StyleGAN2 prior, warm-started from the 128 px prior, exported (EMA) and sent back in
-# 15 MB parts with its metrics and latest sample grid.
+# data/sharp256): one chunk of the 256 px StyleGAN2 prior, exported (EMA) and sent back in 15 MB parts with its
+# metrics and latest sample grid. It warm-starts from the config's init_from, a 128 px prior export in
+# runs/prior-128/export (train/configs/prior-128.yaml trained on the same machine first), or from nothing with
+# init_from=null. Round 1's warm start, the decoder inside the bundled PSP-GAN 128 (.carry/prior128, made here by
+# bash train/device/prepare_prior128.sh, read with init_from=checkpoints/psp-gan-128), collapsed to one head.
 #   bash train/device/prior_round.sh MINUTES [--resume] [key=value ...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +12,9 @@ minutes=${1:-8}
 shift
 out=${OUT:-/tmp/out}
 mkdir -p "$out" checkpoints/psp-gan-128
-cp .carry/prior128/prior_ema.safetensors checkpoints/psp-gan-128/  # the prior config's init_from reads it there
+if [ -f .carry/prior128/prior_ema.safetensors ]; then  # only for init_from=checkpoints/psp-gan-128
+  cp .carry/prior128/prior_ema.safetensors checkpoints/psp-gan-128/
+fi
 python3 train/train.py --config train/configs/prior-256.yaml --max-minutes "$minutes" --export tracker=none \
     images_every=500 export_dir=/tmp/prior-256-export "$@"
 status=$?
