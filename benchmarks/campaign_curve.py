@@ -74,25 +74,21 @@ def labels_collide(point: tuple[float, float], other: tuple[float, float]) -> bo
 def draw_points(axis, timed: list[CurvePoint], field: str) -> None:
     """One panel's points, each labelled, the bundled model a red star; a label goes below or left of its point where
     a neighbour's point or label would take its place."""
-    xy = {id(p): (p.gpu_minutes, getattr(p, field)) for p in timed}
-    for p in timed:
-        bundled = short_label(p.label) == "bundled"
+    spots = [(p.gpu_minutes, getattr(p, field)) for p in timed]
+    for i, (p, spot) in enumerate(zip(timed, spots)):
+        label = short_label(p.label)
+        bundled = label == "bundled"
         axis.scatter(
-            *xy[id(p)],
+            *spot,
             color="tab:red" if bundled else "tab:blue",
             marker="*" if bundled else "o",
             s=120 if bundled else 30,
         )
-        below = any(labels_collide(xy[id(p)], xy[id(q)]) for q in timed if q is not p)
-        left = any(0 < q.gpu_minutes - p.gpu_minutes <= 1.5 for q in timed)
+        below = any(labels_collide(spot, other) for j, other in enumerate(spots) if j != i)
+        left = any(0 < other[0] - spot[0] <= 1.5 for other in spots)
         offset = (-5 if left else 5, -12 if below else 4)
         axis.annotate(
-            short_label(p.label),
-            xy[id(p)],
-            fontsize=8,
-            textcoords="offset points",
-            xytext=offset,
-            ha="right" if left else "left",
+            label, spot, fontsize=8, textcoords="offset points", xytext=offset, ha="right" if left else "left"
         )
 
 
