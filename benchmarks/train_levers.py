@@ -6,19 +6,22 @@ atomic scatter). This script takes the real shapes from one forward of the confi
 bf16 autocast, K references), then times forward + backward of each form, eager and compiled, and prints how far
 each candidate's output and gradients are from today's (in fp32, so a wrong rewrite shows as a large difference):
 
-- upsampling: `F.interpolate(x2, bilinear)` against a one-pixel replicate pad + a depthwise transposed convolution
-  with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and against the same sum written as shifted
-  slices and an interleave (its backward is gathers inductor fuses);
+- upsampling: `F.interpolate(x2, bilinear)` (compiled, its gradient is an atomic scatter) against the same with the
+  gradient written as a gather (`models/resample.py`, what compiled training uses), against a one-pixel replicate
+  pad + a depthwise transposed convolution with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and
+  against the same sum written as shifted slices and an interleave (its backward is gathers inductor fuses);
 - windowed fusion (`reference_query`): the einsums over unfolded neighbourhoods against nine shifted products
   summed over the head width (no per-position GEMMs); both are the model's (`CrossAttentionFusion`, which uses
   the shifted products on CUDA), pinned here one at a time.
 
-Measured on one H200 (docs/speed.md, "H200: the two levers"): both upsampling rewrites are slower than
-`F.interpolate` in isolation (1.2-4x), so the decoder keeps it; the shifted products are 5-11x faster compiled,
+Measured on one H200 (docs/speed.md, "H200: the two levers"): both rewrites of the whole upsampling are slower
+than `F.interpolate` in isolation (1.2-4x), so the decoder keeps its forward (the gather-form gradient is not timed
+on the device yet); the shifted products are 5-11x faster compiled,
 and the whole generator's compiled forward + backward at batch 32 fell from 121 to 55.5 ms with them (that
 run's upsampling was the slices').
 
     python benchmarks/train_levers.py --config train/configs/psp-256.yaml --device cuda
+    python benchmarks/train_levers.py --device cuda --shapes 128x64x128x128   # upsampling alone, prior-256's largest
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch.nn import functional as F
 
 from psp_hub.models import PSPGAN, layers
 from psp_hub.models.fusion import CrossAttentionFusion
+from psp_hub.models.resample import _interpolate2x, _UpsampleWithGatherGrad, replicate_pad1
 from psp_hub.training import TrainConfig
 
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
@@ -45,16 +49,7 @@ def upsample_transposed(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     k = (_TAPS[:, None] * _TAPS[None, :]).to(device=x.device, dtype=x.dtype)
     weight = k.expand(c, 1, 4, 4).contiguous(memory_format=torch.channels_last)
-    return F.conv_transpose2d(_replicate_pad1(x), weight, stride=2, padding=3, groups=c)
-
-
-def _replicate_pad1(x: torch.Tensor) -> torch.Tensor:
-    """F.pad(x, (1, 1, 1, 1), mode="replicate") as concatenated edges: inductor's replication_pad2d_backward
-    fallback fails its stride check on channels_last inputs (torch 2.14, CPU)."""
-    for dim in (2, 3):
-        n = x.shape[dim]
-        x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
-    return x
+    return F.conv_transpose2d(replicate_pad1(x), weight, stride=2, padding=3, groups=c)
 
 
 def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -123,8 +118,14 @@ def random_batch(cfg: TrainConfig, device: torch.device):
     return lq.contiguous(memory_format=torch.channels_last), refs, torch.ones(b, k, dtype=torch.bool, device=device)
 
 
-UPSAMPLES = {"interpolate": layers.upsample2x, "transposed": upsample_transposed, "slices": upsample_slices}
-"""The model's form (`layers.upsample2x`, taken before `capture_shapes` wraps it) and the two rewrites."""
+UPSAMPLES = {
+    "interpolate": _interpolate2x,
+    "gather-grad": _UpsampleWithGatherGrad.apply,
+    "transposed": upsample_transposed,
+    "slices": upsample_slices,
+}
+"""`F.interpolate` with its own gradient (a scatter when compiled), the same with the gradient as a gather (what
+`layers.upsample2x` uses in compiled training), and the two rewrites of the whole upsampling."""
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:
@@ -227,22 +228,37 @@ def whole_model_ms(model: PSPGAN, cfg: TrainConfig, device, iters: int, shifted:
     return time_ms(step, device, iters)
 
 
+TABLE_HEAD = (
+    "| where | form | largest difference to F.interpolate's, relative (fp32) | eager ms | compiled ms |\n"
+    "| --- | --- | --- | --- | --- |"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="train/configs/psp-256.yaml")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--whole", action="store_true", help="also the whole generator with each fusion form")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        metavar="BxCxHxW",
+        help="time only the upsampling, at these input shapes (e.g. prior-256's largest, 128x64x128x128)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. batch_size=4 on a CPU)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.shapes:
+        print(f"upsampling only, {args.device}, {args.iters} timed steps each, bf16 channels_last\n{TABLE_HEAD}")
+        for text in args.shapes:
+            compare_upsample(tuple(int(v) for v in text.split("x")), torch.bfloat16, device, args.iters)
+        return
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
     model = PSPGAN(cfg.model).to(device).train()
     shapes, fusion_inputs = capture_shapes(model, cfg, device)
     print(f"{args.config} batch {cfg.batch_size}, {args.device}, {args.iters} timed steps each")
-    print(
-        "| where | form | largest difference to today's, relative (fp32) | eager ms | compiled ms |\n| --- | --- | --- | --- | --- |"
-    )
+    print(TABLE_HEAD)
     for shape, dtype in shapes:
         compare_upsample(shape, dtype, device, args.iters)
     for name, inputs in fusion_inputs.items():

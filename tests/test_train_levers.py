@@ -1,6 +1,7 @@
 """The forms `benchmarks/train_levers.py` times must compute the same, or its timings compare different work: x2
-upsampling (interpolate, transposed conv, shifted slices) and the windowed fusion's two forms, which the model picks
-between by device (shifted products on CUDA, einsums elsewhere), so CPU and GPU must agree."""
+upsampling (interpolate, its gather-form gradient, transposed conv, shifted slices) and the windowed fusion's two
+forms, which the model picks between by device (shifted products on CUDA, einsums elsewhere), so CPU and GPU must
+agree."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.benchmark_scripts import load_benchmark
 levers = load_benchmark("train_levers")
 
 
-@pytest.mark.parametrize("form", ["transposed", "slices"])
+@pytest.mark.parametrize("form", ["gather-grad", "transposed", "slices"])
 @pytest.mark.parametrize("shape", [(2, 3, 4, 4), (1, 5, 7, 3), (2, 8, 16, 16)])
 def test_upsampling_forms_match_interpolate(form, shape):
     x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
@@ -50,3 +51,12 @@ def test_windowed_fusion_forms_agree():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert not torch.equal(results[0][0], x), "the fusion must change x here, or the comparison shows nothing"
     assert torch.count_nonzero(results[0][2]) > 0, "k must get a gradient, or its comparison shows nothing"
+
+
+def test_shapes_option_times_only_the_upsampling(capsys):
+    levers.main(["--device", "cpu", "--iters", "1", "--shapes", "1x2x4x4"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| upsample (1, 2, 4, 4)")]
+    assert [row.split("|")[2].strip() for row in rows] == list(levers.UPSAMPLES)
+    for row in rows:
+        difference, eager_ms, compiled_ms = (float(cell) for cell in row.split("|")[3:6])
+        assert difference < 1e-5 and eager_ms > 0 and compiled_ms > 0  # fp32 rounding, not a wrong form

@@ -3,14 +3,12 @@ resample."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .resample import downsample2x, upsample2x
 
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it."""
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+__all__ = ["ResBlock", "downsample2x", "upsample2x"]
 
 
 class ResBlock(nn.Module):
@@ -30,7 +28,7 @@ class ResBlock(nn.Module):
             return x
         if self.resample == "up":
             return upsample2x(x)
-        return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+        return downsample2x(x)
 
     def forward(self, x):
         h = F.leaky_relu(self.conv1(x), 0.2)

@@ -1,0 +1,78 @@
+"""x2 resampling for the U-Nets and the decoder: bilinear upsampling, with the gradient it gets inside compiled
+training steps, and bilinear downsampling as the 2x2 mean it is.
+
+Inductor decomposes `F.interpolate`'s bilinear upsampling into index gathers, so its backward becomes an `index_put`
+with accumulation: an atomic scatter of four adds per output pixel. In the compiled prior-256 step on an H200 that
+one kernel took 27 of the step's 140 GPU-ms (the 256 px StyleConv's input, batch 128), more than all its
+convolutions' forward passes. The same gradient is a gather: replicate-pad the output gradient by one pixel and take
+the [1, 3, 3, 1] / 4 taps at stride 2 along each axis (the upsampling's transpose), which inductor fuses into
+pointwise kernels. Compiled training therefore takes that gradient; eager code keeps PyTorch's own kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it (outside training's
+    compiled graphs, e.g. in the ONNX export's trace, the plain interpolation)."""
+    if torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
+        return _UpsampleWithGatherGrad.apply(x)
+    return _interpolate2x(x)
+
+
+def _interpolate2x(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def downsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear /2 downsampling (half-pixel centres, no antialiasing) as the 2x2 mean it is (the same to fp32
+    rounding, odd sizes included): compiled, the bilinear form's backward is an accumulating `index_put`,
+    `avg_pool2d`'s a gather."""
+    return F.avg_pool2d(x, 2)
+
+
+def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """`F.pad(x, (1, 1, 1, 1), mode="replicate")` as concatenated edges, whose backward is slices (inductor's
+    `replication_pad2d_backward` fails its stride check on channels_last inputs, torch 2.14 on CPU)."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
+    return x
+
+
+def upsample2x_transpose(grad: torch.Tensor) -> torch.Tensor:
+    """The transpose of `upsample2x` applied to a (B, C, 2H, 2W) gradient: (B, C, H, W).
+
+    Along one axis the upsampling writes out[2i] = x[i-1]/4 + 3x[i]/4 and out[2i+1] = 3x[i]/4 + x[i+1]/4 with the
+    edges clamped, so x[i] collects g[2i-1]/4 + 3g[2i]/4 + 3g[2i+1]/4 + g[2i+2]/4, the clamped edges being exactly
+    a replicated border of g."""
+    g = replicate_pad1(grad)
+    return _taps_at_stride2(_taps_at_stride2(g, 2), 3)
+
+
+def _taps_at_stride2(g: torch.Tensor, dim: int) -> torch.Tensor:
+    """[1, 3, 3, 1] / 4 at stride 2 along `dim` of a gradient padded by one on each side: 2n + 2 -> n."""
+    n = (g.shape[dim] - 2) // 2
+
+    def every_other(start: int) -> torch.Tensor:
+        index = [slice(None)] * g.dim()
+        index[dim] = slice(start, start + 2 * n, 2)
+        return g[tuple(index)]
+
+    return 0.25 * (every_other(0) + every_other(3)) + 0.75 * (every_other(1) + every_other(2))
+
+
+class _UpsampleWithGatherGrad(torch.autograd.Function):
+    """`F.interpolate`'s x2 bilinear upsampling whose gradient is `upsample2x_transpose` (differentiable again, for
+    double backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return _interpolate2x(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return upsample2x_transpose(grad)

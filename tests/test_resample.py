@@ -1,0 +1,112 @@
+"""x2 resampling: the gather-form gradient compiled training uses equals `F.interpolate`'s, the 2x2 mean is bilinear
+/2 downsampling, and neither compiled backward holds a scatter (inductor's own decomposition of the bilinear forms
+writes their gradients as accumulating `index_put`s)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from functorch.compile import make_boxed_func
+from torch._functorch.aot_autograd import aot_module_simplified
+from torch._inductor.decomposition import select_decomp_table
+from torch.nn import functional as F
+
+from psp_hub.models.resample import _UpsampleWithGatherGrad, downsample2x, upsample2x, upsample2x_transpose
+
+
+def _interpolate_vjp(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    (vjp,) = torch.autograd.grad(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), x, grad)
+    return vjp
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 4, 1, 2), (3, 2, 8, 8)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transpose_is_interpolates_gradient(shape, channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=fmt)
+    grad = torch.randn(shape[0], shape[1], 2 * shape[2], 2 * shape[3], dtype=torch.float64)
+    grad = grad.contiguous(memory_format=fmt)
+    assert torch.allclose(upsample2x_transpose(grad), _interpolate_vjp(x, grad), rtol=0, atol=1e-12)
+
+
+def test_gather_grad_function_passes_gradcheck_and_gradgradcheck():
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_UpsampleWithGatherGrad.apply, (x,))
+    assert torch.autograd.gradgradcheck(_UpsampleWithGatherGrad.apply, (x,))
+
+
+def _recording_backend(ops: dict):
+    """An aot_eager-style backend keeping the aten targets of the forward and backward graphs inductor would get."""
+
+    def backend(gm, example_inputs):
+        def keep(kind):
+            def compiler(graph, _inputs):
+                ops[kind] = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+                return make_boxed_func(graph.forward)
+
+            return compiler
+
+        return aot_module_simplified(
+            gm, example_inputs, fw_compiler=keep("fw"), bw_compiler=keep("bw"), decompositions=select_decomp_table()
+        )
+
+    return backend
+
+
+def test_compiled_backward_gathers_and_matches_eager():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    grad = torch.randn(2, 3, 12, 10)
+    ops: dict = {}
+    compiled = torch.compile(lambda t: upsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
+    out = compiled(x)
+    (compiled_grad,) = torch.autograd.grad(out, x, grad)
+    assert ops["bw"] and not any("index_put" in op for op in ops["bw"]), ops["bw"]
+    eager_out = upsample2x(x) * 2.0
+    (eager_grad,) = torch.autograd.grad(eager_out, x, grad)
+    assert torch.allclose(out, eager_out, atol=1e-6)
+    assert torch.allclose(compiled_grad, eager_grad, atol=1e-5)
+
+
+def test_interpolations_own_compiled_backward_scatters():
+    """The other side of the test above: without the gather form the backward is an accumulating index_put, so a
+    change in inductor that gathers by itself shows here (and the custom gradient could go)."""
+    ops: dict = {}
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    compiled = torch.compile(
+        lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False) * 2.0,
+        backend=_recording_backend(ops),
+        dynamic=False,
+    )
+    compiled(x).sum().backward()
+    assert any("index_put" in op for op in ops["bw"]), ops["bw"]
+
+
+def test_no_grad_and_eager_calls_take_plain_interpolation():
+    x = torch.randn(1, 2, 3, 3)
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.equal(upsample2x(x), expected)
+    assert upsample2x(x.requires_grad_(True)).grad_fn.name() == "UpsampleBilinear2DBackward0"
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (1, 2, 7, 5), (2, 4, 2, 3)])
+def test_downsample_is_bilinear_half(shape):
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    want = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+    got = downsample2x(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    grad = torch.randn_like(want)
+    (want_grad,) = torch.autograd.grad(want, x, grad)
+    (got_grad,) = torch.autograd.grad(got, x, grad)
+    assert torch.allclose(got_grad, want_grad, rtol=0, atol=1e-12)
+
+
+def test_compiled_downsample_backward_holds_no_scatter():
+    ops: dict = {}
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    compiled = torch.compile(lambda t: downsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
+    compiled(x).sum().backward()
+    assert ops["bw"] and not any("index_put" in op for op in ops["bw"]), ops["bw"]
