@@ -93,8 +93,11 @@ class TrainConfig:
     # code generation: the same graphs in seconds, for tests on a busy CPU)
     compile_backend: str = "inductor"
     # torch.compile mode (inductor): "reduce-overhead" adds CUDA graph trees over the compiled graphs, so a host-bound
-    # step (compiled psp-256 on the H200: 6.5 k kernels a step, GPU busy 50 %) stops paying a launch per kernel;
-    # "max-autotune-no-cudagraphs" searches kernel configs (longer compiles). CPU runs ignore the CUDA graphs.
+    # step stops paying a launch per kernel: psp-256 on the H200 went from 177 to 195 samples/s steady (GPU busy 50 ->
+    # 73 %), prior-256 699 -> 716 (already GPU-bound), but the start costs ~87 s more (compile from the cache file
+    # 100 s instead of 35, graph recording 23 s), which a chunk of under ~15 minutes does not earn back: the default
+    # stays "default". "max-autotune-no-cudagraphs" searches kernel configs (longer compiles). CPU runs ignore the
+    # CUDA graphs.
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
