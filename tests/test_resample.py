@@ -38,12 +38,13 @@ def test_gather_grad_function_passes_gradcheck_and_gradgradcheck():
 
 
 def _recording_backend(ops: dict):
-    """An aot_eager-style backend keeping the aten targets of the forward and backward graphs inductor would get."""
+    """An aot_eager-style backend collecting the aten targets of every forward and backward graph inductor would
+    get."""
 
     def backend(gm, example_inputs):
         def keep(kind):
             def compiler(graph, _inputs):
-                ops[kind] = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+                ops.setdefault(kind, set()).update(str(n.target) for n in graph.graph.nodes if n.op == "call_function")
                 return make_boxed_func(graph.forward)
 
             return compiler
@@ -110,3 +111,25 @@ def test_compiled_downsample_backward_holds_no_scatter():
     compiled = torch.compile(lambda t: downsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
     compiled(x).sum().backward()
     assert ops["bw"] and not any("index_put" in op for op in ops["bw"]), ops["bw"]
+
+
+@pytest.mark.slow
+def test_compiled_generator_backward_holds_no_scatter_in_its_cuda_form():
+    """The whole PSP-GAN generator (tiny), compiled, with the windowed fusion in the shifted-product form it takes on
+    CUDA (on CPU its einsums unfold, and unfold's gradient is an index_put): no accumulating index_put is left in the
+    backward graphs, so nothing in the generator's compiled gradient scatters on the device."""
+    from psp_hub.models import PSPGAN, tiny_config
+
+    torch.manual_seed(0)
+    model = PSPGAN(tiny_config(out_size=64)).train()
+    windowed = [m for m in model.fusion.values() if m.window is not None]
+    assert windowed, "the tiny config must have a windowed fusion scale"
+    for module in windowed:
+        module._per_reference_windowed = module._per_reference_shifted
+    ops: dict = {}
+    compiled = torch.compile(model, backend=_recording_backend(ops), dynamic=False)
+    lq = torch.rand(2, 3, 64, 64) * 2 - 1
+    refs = torch.rand(2, 2, 3, 64, 64) * 2 - 1
+    compiled(lq, refs, torch.ones(2, 2, dtype=torch.bool)).image.square().mean().backward()
+    assert "aten.avg_pool2d_backward.default" in ops["bw"]  # the U-Nets' downsampling, as a gather
+    assert not any("index_put" in op for op in ops["bw"]), sorted(ops["bw"])
