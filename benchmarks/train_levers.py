@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from psp_hub.models import PSPGAN, layers
 from psp_hub.models.fusion import CrossAttentionFusion
-from psp_hub.models.resample import _interpolate2x, _UpsampleWithGatherGrad, replicate_pad1
+from psp_hub.models.resample import interpolate2x, replicate_pad1, upsample2x_gather_grad
 from psp_hub.training import TrainConfig
 
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
@@ -119,8 +119,8 @@ def random_batch(cfg: TrainConfig, device: torch.device):
 
 
 UPSAMPLES = {
-    "interpolate": _interpolate2x,
-    "gather-grad": _UpsampleWithGatherGrad.apply,
+    "interpolate": interpolate2x,
+    "gather-grad": upsample2x_gather_grad,
     "transposed": upsample_transposed,
     "slices": upsample_slices,
 }

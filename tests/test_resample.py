@@ -11,7 +11,7 @@ from torch._functorch.aot_autograd import aot_module_simplified
 from torch._inductor.decomposition import select_decomp_table
 from torch.nn import functional as F
 
-from psp_hub.models.resample import _UpsampleWithGatherGrad, downsample2x, upsample2x, upsample2x_transpose
+from psp_hub.models.resample import downsample2x, upsample2x, upsample2x_gather_grad, upsample2x_transpose
 
 
 def _interpolate_vjp(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -33,8 +33,8 @@ def test_transpose_is_interpolates_gradient(shape, channels_last):
 
 def test_gather_grad_function_passes_gradcheck_and_gradgradcheck():
     x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_UpsampleWithGatherGrad.apply, (x,))
-    assert torch.autograd.gradgradcheck(_UpsampleWithGatherGrad.apply, (x,))
+    assert torch.autograd.gradcheck(upsample2x_gather_grad, (x,))
+    assert torch.autograd.gradgradcheck(upsample2x_gather_grad, (x,))
 
 
 def _recording_backend(ops: dict):

@@ -19,12 +19,18 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it (outside training's
     compiled graphs, e.g. in the ONNX export's trace, the plain interpolation)."""
     if torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
-        return _UpsampleWithGatherGrad.apply(x)
-    return _interpolate2x(x)
+        return upsample2x_gather_grad(x)
+    return interpolate2x(x)
 
 
-def _interpolate2x(x: torch.Tensor) -> torch.Tensor:
+def interpolate2x(x: torch.Tensor) -> torch.Tensor:
+    """`F.interpolate`'s bilinear x2 with its own gradient (compiled: an atomic scatter)."""
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def upsample2x_gather_grad(x: torch.Tensor) -> torch.Tensor:
+    """`interpolate2x` whose gradient is `upsample2x_transpose`, a gather."""
+    return _UpsampleWithGatherGrad.apply(x)
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +77,7 @@ class _UpsampleWithGatherGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return _interpolate2x(x)
+        return interpolate2x(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
