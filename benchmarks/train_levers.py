@@ -16,9 +16,8 @@ each candidate's output and gradients are from today's (in fp32, so a wrong rewr
 
 Measured on one H200 (docs/speed.md, "H200: the two levers"): both rewrites of the whole upsampling are slower
 than `F.interpolate` in isolation (1.2-4x), so the decoder keeps its forward (the gather-form gradient is not timed
-on the device yet); the shifted products are 5-11x faster compiled,
-and the whole generator's compiled forward + backward at batch 32 fell from 121 to 55.5 ms with them (that
-run's upsampling was the slices').
+on the device yet); the shifted products are 5-11x faster compiled, and the whole generator's compiled forward +
+backward at batch 32 fell from 121 to 55.5 ms with them (that run's upsampling was the slices').
 
     python benchmarks/train_levers.py --config train/configs/psp-256.yaml --device cuda
     python benchmarks/train_levers.py --device cuda --shapes 128x64x128x128   # upsampling alone, prior-256's largest
