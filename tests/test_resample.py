@@ -56,6 +56,18 @@ def _recording_backend(ops: dict):
     return backend
 
 
+def _backward_ops(fn, *inputs: torch.Tensor) -> set[str]:
+    """The aten targets of the backward graphs of `fn` compiled, for the gradient of its output's mean square."""
+    ops: dict = {}
+    torch.compile(fn, backend=_recording_backend(ops), dynamic=False)(*inputs).square().mean().backward()
+    return ops["bw"]
+
+
+def _scatters(ops: set[str]) -> bool:
+    """Whether a graph's ops hold an accumulating index_put (inductor writes it as an atomic scatter)."""
+    return any("index_put" in op for op in ops)
+
+
 def test_compiled_backward_gathers_and_matches_eager():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 6, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
@@ -64,7 +76,7 @@ def test_compiled_backward_gathers_and_matches_eager():
     compiled = torch.compile(lambda t: upsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
     out = compiled(x)
     (compiled_grad,) = torch.autograd.grad(out, x, grad)
-    assert ops["bw"] and not any("index_put" in op for op in ops["bw"]), ops["bw"]
+    assert ops["bw"] and not _scatters(ops["bw"]), ops["bw"]
     eager_out = upsample2x(x) * 2.0
     (eager_grad,) = torch.autograd.grad(eager_out, x, grad)
     assert torch.allclose(out, eager_out, atol=1e-6)
@@ -74,15 +86,9 @@ def test_compiled_backward_gathers_and_matches_eager():
 def test_interpolations_own_compiled_backward_scatters():
     """The other side of the test above: without the gather form the backward is an accumulating index_put, so a
     change in inductor that gathers by itself shows here (and the custom gradient could go)."""
-    ops: dict = {}
     x = torch.randn(1, 2, 4, 4, requires_grad=True)
-    compiled = torch.compile(
-        lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False) * 2.0,
-        backend=_recording_backend(ops),
-        dynamic=False,
-    )
-    compiled(x).sum().backward()
-    assert any("index_put" in op for op in ops["bw"]), ops["bw"]
+    ops = _backward_ops(lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False), x)
+    assert _scatters(ops), ops
 
 
 def test_no_grad_and_eager_calls_take_plain_interpolation():
@@ -106,11 +112,9 @@ def test_downsample_is_bilinear_half(shape):
 
 
 def test_compiled_downsample_backward_holds_no_scatter():
-    ops: dict = {}
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
-    compiled = torch.compile(lambda t: downsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
-    compiled(x).sum().backward()
-    assert ops["bw"] and not any("index_put" in op for op in ops["bw"]), ops["bw"]
+    ops = _backward_ops(downsample2x, x)
+    assert ops and not _scatters(ops), ops
 
 
 @pytest.mark.slow
@@ -126,10 +130,8 @@ def test_compiled_generator_backward_holds_no_scatter_in_its_cuda_form():
     assert windowed, "the tiny config must have a windowed fusion scale"
     for module in windowed:
         module._per_reference_windowed = module._per_reference_shifted
-    ops: dict = {}
-    compiled = torch.compile(model, backend=_recording_backend(ops), dynamic=False)
     lq = torch.rand(2, 3, 64, 64) * 2 - 1
     refs = torch.rand(2, 2, 3, 64, 64) * 2 - 1
-    compiled(lq, refs, torch.ones(2, 2, dtype=torch.bool)).image.square().mean().backward()
-    assert "aten.avg_pool2d_backward.default" in ops["bw"]  # the U-Nets' downsampling, as a gather
-    assert not any("index_put" in op for op in ops["bw"]), sorted(ops["bw"])
+    ops = _backward_ops(lambda *batch: model(*batch).image, lq, refs, torch.ones(2, 2, dtype=torch.bool))
+    assert "aten.avg_pool2d_backward.default" in ops  # the U-Nets' downsampling, as a gather
+    assert not _scatters(ops), sorted(ops)
