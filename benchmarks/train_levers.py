@@ -9,15 +9,17 @@ each candidate's output and gradients are from today's (in fp32, so a wrong rewr
 - upsampling: `F.interpolate(x2, bilinear)` (compiled, its gradient is an atomic scatter) against the same with the
   gradient written as a gather (`models/resample.py`, what compiled training uses), against a one-pixel replicate
   pad + a depthwise transposed convolution with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and
-  against the same sum written as shifted slices and an interleave (its backward is gathers inductor fuses);
+  against the same sum written as shifted slices and an interleave (its backward is slices inductor fuses);
 - windowed fusion (`reference_query`): the einsums over unfolded neighbourhoods against nine shifted products
   summed over the head width (no per-position GEMMs); both are the model's (`CrossAttentionFusion`, which uses
   the shifted products on CUDA), pinned here one at a time.
 
-Measured on one H200 (docs/speed.md, "H200: the two levers"): both rewrites of the whole upsampling are slower
-than `F.interpolate` in isolation (1.2-4x), so the decoder keeps its forward (the gather-form gradient is not timed
-on the device yet); the shifted products are 5-11x faster compiled, and the whole generator's compiled forward +
-backward at batch 32 fell from 121 to 55.5 ms with them (that run's upsampling was the slices').
+Measured on one H200 (docs/speed.md, "H200: the gather gradient measured"): compiled, `F.interpolate`'s forward +
+backward costs twice its eager kernels (31.7 ms at (128, 64, 128, 128)), the gather-form gradient 5.4-6.3x less
+(5.0 ms), the slices 2.4 ms (timed with a contiguous output), the transposed convolution as much as `F.interpolate`.
+(Round 10's compiled column had run eager code past Dynamo's recompile limit; each form now compiles afresh.) The
+shifted products are 5-11x faster compiled, and the whole generator's compiled forward + backward at batch 32 fell
+from 121 to 55.5 ms with them.
 
     python benchmarks/train_levers.py --config train/configs/psp-256.yaml --device cuda
     python benchmarks/train_levers.py --device cuda --shapes 128x64x128x128   # upsampling alone, prior-256's largest
@@ -63,6 +65,13 @@ def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
 def upsample_slices(x: torch.Tensor) -> torch.Tensor:
     """The same sum as shifted slices and an interleave, one axis at a time."""
     return _upsample_axis(_upsample_axis(x, 2), 3)
+
+
+def _fresh_compile(fn):
+    """`torch.compile(fn)` after clearing Dynamo's caches: one function compiled for more shapes than its recompile
+    limit (8) silently runs eagerly after that, which would time eager code in the compiled column."""
+    torch._dynamo.reset()
+    return torch.compile(fn, dynamic=False)
 
 
 def time_ms(step, device: torch.device, iters: int) -> float:
@@ -157,7 +166,7 @@ def _time_upsample(name, fn, exact, timed, device, iters) -> None:
     (x, gout, ref_out, ref_grad), (xt, gt) = exact, timed
     out, grad = _grad_of(fn, x, gout)
     err = max(_relative(out, ref_out), _relative(grad, ref_grad))
-    compiled = torch.compile(fn, dynamic=False)
+    compiled = _fresh_compile(fn)
     eager_ms = time_ms(lambda: fn(xt).backward(gt), device, iters)
     compiled_ms = time_ms(lambda: compiled(xt).backward(gt), device, iters)
     print(f"| upsample {tuple(x.shape)} | {name} | {err:.1e} | {eager_ms:.3f} | {compiled_ms:.3f} |", flush=True)
@@ -194,7 +203,7 @@ def compare_fusion(name: str, module: CrossAttentionFusion, inputs, device, iter
         for form in ("einsum", "shifted"):
             _set_form(module, form)
             eager_ms = time_ms(_fusion_step(module, (xt, prepared, mask, weights), gout), device, iters)
-            compiled = torch.compile(module, dynamic=False)
+            compiled = _fresh_compile(module)
             compiled_ms = time_ms(_fusion_step(compiled, (xt, prepared, mask, weights), gout), device, iters)
             print(
                 f"| fusion {name} {tuple(x.shape)} | {form} | {err:.1e} | {eager_ms:.3f} | {compiled_ms:.3f} |",
@@ -217,7 +226,7 @@ def whole_model_ms(model: PSPGAN, cfg: TrainConfig, device, iters: int, shifted:
         if module.window is not None:
             _set_form(module, "shifted" if shifted else "einsum")
     batch = random_batch(cfg, device)
-    compiled = torch.compile(model, dynamic=False)
+    compiled = _fresh_compile(model)
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
