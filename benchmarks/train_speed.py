@@ -1,5 +1,5 @@
 """Training speed: iterations/s, samples/s, ms/step, peak GPU memory, the share of time spent waiting for data, the
-start-up and compile time, and (with --profile) the GPU-busy share.
+start-up and compile time, and (with --profile) the GPU-busy share and the host's time split.
 
 Runs the real stage (every loss of the config on) on the config's real loader (`data.loader`: the streaming
 DataLoader or resident faces) for the warm-up and `--steps` timed steps and prints one JSON line per config. The
@@ -8,8 +8,10 @@ warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a co
 stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
 against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and kernel launches; the
 busy share under the profiler, which slows the host, is a lower bound), the kernels launched per step and those that
-take the most time. `--compile-cache FILE` loads a compiled step's graphs from an earlier machine and saves them after
-each compilation (training/compile_cache.py): the JSON then has the file's size and the cache hits and misses.
+take the most time, and under "host" where the host's time went: running compiled graphs, or eager operators by
+part of the step (training/host_profile.py). `--compile-cache FILE` loads a compiled step's graphs from an earlier
+machine and saves them after each compilation (training/compile_cache.py): the JSON then has the file's size and the
+cache hits and misses.
 Example (device GPU):
 
     python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
@@ -39,7 +41,7 @@ from psp_hub.training.batches import batch_to_device
 from psp_hub.training.compilation import watch_compiles
 from psp_hub.training.compile_cache import cache_counts, carried_compile_cache
 from psp_hub.training.compile_census import CENSUS, register_census_backend
-from psp_hub.training.kernel_profile import gpu_kernels, kernel_summary, profiler_activities, synchronize
+from psp_hub.training.kernel_profile import profile_summary, profiler_activities, synchronize
 from psp_hub.training.stages import make_stage
 
 
@@ -281,7 +283,8 @@ def count_host_syncs(stage, loader, cfg: TrainConfig, device, step: int) -> int 
 def profile_steps(
     stage, loader, device, steps: int, first_step: int, channels_last: bool = False, top: int = 25
 ) -> dict:
-    """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels."""
+    """Run `steps` more steps under torch.profiler; GPU busy time per step, kernel launches, the top kernels, and the
+    host's time in compiled graphs and in eager operators."""
     from torch.profiler import profile
 
     synchronize(device)
@@ -291,7 +294,7 @@ def profile_steps(
             stage.step(batch_to_device(next(loader), device, channels_last), first_step + i)
         synchronize(device)
         wall = time.perf_counter() - t0
-    return kernel_summary(gpu_kernels(prof), wall, steps, top)
+    return profile_summary(prof, wall, steps, top)
 
 
 def main(argv=None) -> int:

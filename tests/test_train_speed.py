@@ -38,6 +38,7 @@ def test_measures_profiles_and_signals(train_speed, tmp_path):
     assert result["steps"] == 2 and result["profiled_steps"] == 1 and result["it_per_s"] > 0
     assert result["wall_ms_per_step"] > 0 and result["device"] == "cpu"
     assert result["kernels_per_step"] == 0 and result["gpu_busy_share"] is None  # no GPU here: nothing to count
+    assert result["host"]["eager_ops_per_step"] > 0 and result["host"]["top_eager_ops"]
     assert Path(result["code"]) == ROOT / "psp_hub"  # the package the numbers belong to
 
 

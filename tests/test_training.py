@@ -227,7 +227,12 @@ def test_profile_steps_profiles_the_run_steps_after_its_first_20(dataset, tmp_pa
     assert profile["train_steps"] == [21, 22] and profile["profiled_steps"] == 2 and profile["wall_ms_per_step"] > 0
     # no GPU here: no kernels to count, and no busy share that would look measured
     assert profile["kernels_per_step"] == 0 and profile["gpu_busy_share"] is None
-    assert "profile of steps 21-22:" in capsys.readouterr().out
+    # the host's side: an eager run dispatches every operator itself, in all three parts of the step
+    host = profile["host"]
+    assert host["compiled_calls_per_step"] == 0 and host["eager_ops_per_step"] > 0
+    assert all(part["ops_per_step"] > 0 for part in host["eager_by_context"].values()), host["eager_by_context"]
+    out = capsys.readouterr().out
+    assert "profile of steps 21-22:" in out and "eager operators" in out
     train(tiny(dataset, tmp_path / "off", "stage=prior", "max_steps=23", *quiet))  # profile_steps 0: no file
     assert not (tmp_path / "off" / "profile.json").exists()
 

@@ -11,6 +11,8 @@ import re
 
 import torch
 
+from .host_profile import cpu_events, host_summary
+
 # Inductor names a fused kernel after every op inside it (`triton_poi_fused_add_convolution_mul_0` is a bias add), so
 # its prefix says the kind: pointwise, reduction / persistent reduction, or a matmul/conv template.
 TRITON_KINDS = {
@@ -88,3 +90,9 @@ def gpu_kernels(prof) -> list[tuple[str, float]]:
     from torch.autograd import DeviceType
 
     return [(e.name, e.device_time_total) for e in prof.events() if e.device_type == DeviceType.CUDA]
+
+
+def profile_summary(prof, wall_s: float, steps: int, top: int = 25) -> dict:
+    """A finished torch.profiler run of `steps` steps in `wall_s`: the GPU kernels' summary and, under "host",
+    where the host's time went (host_profile.py)."""
+    return kernel_summary(gpu_kernels(prof), wall_s, steps, top) | {"host": host_summary(cpu_events(prof), steps, top)}

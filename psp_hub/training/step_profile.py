@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .kernel_profile import gpu_kernels, kernel_summary, profiler_activities, synchronize
+from .kernel_profile import profile_summary, profiler_activities, synchronize
 
 # Steps of this run before profiling: past torch.compile's graphs (a compiled psp-256 run compiles its last within its
 # first 15 steps), the loader's start and the first sample grid.
@@ -43,13 +43,15 @@ class StepProfiler:
         wall = time.perf_counter() - self.t0
         self.prof.stop()
         self.summary = {"train_steps": [train_step - self.steps + 1, train_step]}
-        self.summary |= kernel_summary(gpu_kernels(self.prof), wall, self.steps)
+        self.summary |= profile_summary(self.prof, wall, self.steps)
         self.prof = None
         if self.write:
             self.path.write_text(json.dumps(self.summary, indent=2))
-        s = self.summary
+        s, host = self.summary, self.summary["host"]
         shares = ", ".join(f"{k} {v:.0%}" for k, v in s["gpu_time_shares"].items())
         return (
             f"profile of steps {s['train_steps'][0]}-{s['train_steps'][1]}: {s['wall_ms_per_step']} ms a step, GPU busy "
-            f"{s['gpu_busy_ms_per_step']} ms ({shares or 'no GPU kernels'}), {s['kernels_per_step']} kernels"
+            f"{s['gpu_busy_ms_per_step']} ms ({shares or 'no GPU kernels'}), {s['kernels_per_step']} kernels; host: "
+            f"{host['compiled_ms_per_step']} ms in {host['compiled_calls_per_step']} compiled calls, "
+            f"{host['eager_ms_per_step']} ms in {host['eager_ops_per_step']} eager operators"
         )
