@@ -92,6 +92,32 @@ def test_kornia_warp_matches_cv2(corpus):
     assert np.abs(ours - ref).max() < 0.05  # pixel units 0..255
 
 
+@pytest.mark.parametrize("size", [64, 128, 150, 256])
+def test_cached_grid_warp_is_kornias_warp_affine_in_one_operator(size):
+    """The warp samples the grid kornia's warp_affine builds from the same matrix (float64 once here, float32 on
+    each call there), and dispatches a handful of operators instead of rebuilding it."""
+    from kornia.geometry.transform import warp_affine
+    from torch.profiler import ProfilerActivity, profile
+
+    from psp_hub.identity.warp import _work_size
+    from psp_hub.training.host_profile import cpu_events, host_summary
+
+    torch.manual_seed(0)
+    faces = torch.rand(3, 3, size, size) * 2 - 1
+    warp_ffhq_to_arcface(faces)  # the first call at a size builds its grid (~50 operators, once)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        ours = warp_ffhq_to_arcface(faces)
+    work = _work_size(112)
+    small = (
+        faces if size <= work else torch.nn.functional.interpolate(faces, size=work, mode="bilinear", antialias=True)
+    )
+    matrix = torch.as_tensor(ffhq_to_arcface_matrix(small.shape[-1], 112), dtype=torch.float32)[None].expand(3, 2, 3)
+    want = warp_affine(small, matrix, dsize=(112, 112), mode="bilinear", padding_mode="border", align_corners=True)
+    assert ours.shape == (3, 3, 112, 112)
+    assert (ours - want).abs().max() < 1e-4
+    assert host_summary(cpu_events(prof), steps=1)["eager_ops_per_step"] <= 4  # float, (interpolate,) expand, sample
+
+
 def test_same_identity_scores_higher_than_different(embeddings, corpus):
     labels = corpus[1]
     cos = (embeddings @ embeddings.T).numpy()

@@ -1,12 +1,15 @@
-"""Differentiable warp of FFHQ-aligned faces onto the ArcFace 112 template (a fixed similarity, via kornia)."""
+"""Differentiable warp of FFHQ-aligned faces onto the ArcFace 112 template: a fixed similarity, so its sampling
+grid (kornia's normalisation of the pixel matrix) is made once per size and device and each call is one
+`grid_sample`."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import warp_affine
+from kornia.geometry.conversions import convert_affinematrix_to_homography, normalize_homography
 
 from psp_hub.common.geometry import ARCFACE_SIZE, similarity_scale
 
@@ -18,11 +21,24 @@ def _work_size(out_size: int) -> int:
     return math.ceil(similarity_scale(ffhq_to_arcface_matrix(512, out_size)) * 512)
 
 
+@functools.lru_cache(maxsize=32)
+def sampling_grid(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """(1, out_size, out_size, 2) `grid_sample` coordinates (align_corners) of the warp from an in_size FFHQ crop:
+    what kornia's `warp_affine` rebuilds from the matrix on every call (~90 small eager operators a training step's
+    identity loss dispatched each time, per the CPU host profile in docs/speed.md)."""
+    m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
+    size_in, size_out = (in_size, in_size), (out_size, out_size)
+    dst_from_src = normalize_homography(convert_affinematrix_to_homography(m), size_in, size_out, align_corners=True)
+    src_from_dst = torch.linalg.inv(dst_from_src)[:, :2, :]
+    grid = F.affine_grid(src_from_dst, [1, 1, out_size, out_size], align_corners=True)
+    return grid.to(device=device, dtype=torch.float32)
+
+
 def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> torch.Tensor:
     """Warp (B, C, S, S) FFHQ-aligned faces to the ArcFace template at `out_size`, in fp32, keeping gradients.
 
     Large crops are first shrunk with an antialiased bilinear resize to about the output scale, so that the
-    bilinear warp (same pixel-centre convention as cv2.warpAffine) samples without aliasing.
+    bilinear warp (same pixel-centre convention as cv2.warpAffine, border replicated) samples without aliasing.
     """
     if faces.ndim != 4 or faces.shape[-1] != faces.shape[-2]:
         raise ValueError(f"expected square (B, C, S, S) faces, got {tuple(faces.shape)}")
@@ -30,6 +46,5 @@ def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> t
     work = _work_size(out_size)
     if x.shape[-1] > work:
         x = F.interpolate(x, size=(work, work), mode="bilinear", align_corners=False, antialias=True)
-    m = torch.as_tensor(ffhq_to_arcface_matrix(x.shape[-1], out_size), dtype=torch.float32, device=x.device)
-    m = m.unsqueeze(0).expand(x.shape[0], 2, 3)
-    return warp_affine(x, m, dsize=(out_size, out_size), mode="bilinear", padding_mode="border", align_corners=True)
+    grid = sampling_grid(x.shape[-1], out_size, x.device).expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
