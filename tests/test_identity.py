@@ -118,6 +118,19 @@ def test_cached_grid_warp_is_kornias_warp_affine_in_one_operator(size):
     assert host_summary(cpu_events(prof), steps=1)["eager_ops_per_step"] <= 4  # float, (interpolate,) expand, sample
 
 
+def test_grid_first_made_under_inference_mode_serves_a_backward_later():
+    """The pipeline may build a size's grid inside inference_mode; training's identity loss then saves it for
+    backward, which an inference tensor would refuse."""
+    from psp_hub.identity.warp import sampling_grid
+
+    sampling_grid.cache_clear()
+    with torch.inference_mode():
+        warp_ffhq_to_arcface(torch.rand(1, 3, 96, 96))
+    faces = torch.rand(2, 3, 96, 96, requires_grad=True)
+    warp_ffhq_to_arcface(faces).square().mean().backward()
+    assert faces.grad is not None and faces.grad.abs().sum() > 0
+
+
 def test_same_identity_scores_higher_than_different(embeddings, corpus):
     labels = corpus[1]
     cos = (embeddings @ embeddings.T).numpy()

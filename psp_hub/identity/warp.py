@@ -26,12 +26,16 @@ def sampling_grid(in_size: int, out_size: int, device: torch.device) -> torch.Te
     """(1, out_size, out_size, 2) `grid_sample` coordinates (align_corners) of the warp from an in_size FFHQ crop:
     what kornia's `warp_affine` rebuilds from the matrix on every call (~90 small eager operators a training step's
     identity loss dispatched each time, per the CPU host profile in docs/speed.md)."""
-    m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
-    size_in, size_out = (in_size, in_size), (out_size, out_size)
-    dst_from_src = normalize_homography(convert_affinematrix_to_homography(m), size_in, size_out, align_corners=True)
-    src_from_dst = torch.linalg.inv(dst_from_src)[:, :2, :]
-    grid = F.affine_grid(src_from_dst, [1, 1, out_size, out_size], align_corners=True)
-    return grid.to(device=device, dtype=torch.float32)
+    # a first call under inference_mode (the pipeline) must not cache an inference tensor: training's identity
+    # loss saves the grid for backward, which inference tensors refuse
+    with torch.inference_mode(False), torch.no_grad():
+        m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
+        size_in, size_out = (in_size, in_size), (out_size, out_size)
+        homography = convert_affinematrix_to_homography(m)
+        dst_from_src = normalize_homography(homography, size_in, size_out, align_corners=True)
+        src_from_dst = torch.linalg.inv(dst_from_src)[:, :2, :]
+        grid = F.affine_grid(src_from_dst, [1, 1, out_size, out_size], align_corners=True)
+        return grid.to(device=device, dtype=torch.float32)
 
 
 def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> torch.Tensor:
