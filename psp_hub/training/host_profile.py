@@ -27,10 +27,12 @@ class CpuEvent(Protocol):
 
 
 def is_compiled_marker(name: str) -> bool:
+    """Whether a CPU event is compiled code's own range (its operators then are no eager dispatches)."""
     return any(marker in name for marker in COMPILED_MARKERS)
 
 
 def _ancestors(event: CpuEvent) -> list[str]:
+    """The names of the ranges around an event, innermost first."""
     names, parent = [], event.cpu_parent
     while parent is not None:
         names.append(parent.name)
