@@ -243,6 +243,16 @@ def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
         "channels_last": cfg.channels_last,
         "fused_adam": cfg.optim.fused,
         "loss_nets_bf16": cfg.loss_nets_bf16,
+        "compile_mode": cfg.compile_mode,
+        "inductor_env": _inductor_env(),
+    }
+
+
+def _inductor_env() -> dict[str, str]:
+    """Inductor settings this process got from its environment (e.g. TORCHINDUCTOR_CPP_WRAPPER=1, a lever timed
+    against the same tree without it), the cache folder aside: a number is only comparable under the same ones."""
+    return {
+        k: v for k, v in sorted(os.environ.items()) if k.startswith("TORCHINDUCTOR_") and k != "TORCHINDUCTOR_CACHE_DIR"
     }
 
 

@@ -138,7 +138,7 @@ def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train
 
 def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
     """compare_speed.sh (what speed_all.sh runs per config) on the tiny prior, this tree against a copy of it as the
-    baseline; then run_speed.py --table reads both results."""
+    baseline, one side with an environment of its own; then run_speed.py --table reads both results."""
     base = tmp_path / "baseline"
     shutil.copytree(ROOT / "psp_hub", base / "psp_hub", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "train" / "configs", base / "train" / "configs")
@@ -159,6 +159,7 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
         "PROFILE": "0",
         "LIMIT": "1200",
         "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",
+        "NEW_ENV": "TORCHINDUCTOR_CPP_WRAPPER=1",  # one side's environment (an eager run: no effect but the record)
         "OLD": f"--config {base}/train/configs/tiny-cpu.yaml --synthetic {tiny}",
     }
     done = subprocess.run(
@@ -172,6 +173,10 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     new, old = (json.loads((out / f"{side}-prior-128.json").read_text().splitlines()[-1]) for side in ("new", "old"))
     assert new["code"] == str(ROOT / "psp_hub") and old["code"] == str(base / "psp_hub")
+    assert (
+        new["inductor_env"].get("TORCHINDUCTOR_CPP_WRAPPER") == "1"
+        and "TORCHINDUCTOR_CPP_WRAPPER" not in old["inductor_env"]
+    )
     table = subprocess.run(
         [sys.executable, str(ROOT / "train/device/run_speed.py"), "--table", str(out)],
         capture_output=True,

@@ -6,6 +6,8 @@
 #   rm -rf .baseline && mkdir .baseline && git archive REV psp_hub train/configs benchmarks/train_speed.py | tar -x -C .baseline
 # Then: NAME=psp-128 NEW="--config train/configs/psp-128.yaml" OLD="--config .baseline/train/configs/psp-128.yaml" \
 #         bash train/device/compare_speed.sh [key=value ...]       (overrides for both sides; put one side's in NEW/OLD)
+# NEW_ENV / OLD_ENV: VAR=value words for one side's environment, e.g. an inductor setting against the same tree
+# without it: BASELINE=. NEW_ENV="TORCHINDUCTOR_CPP_WRAPPER=1" NEW="--config X ..." OLD="--config X ..."
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
@@ -18,12 +20,12 @@ OLD=${OLD:-"--config .baseline/train/configs/psp-512.yaml --synthetic prior_path
 sig=${TMPDIR:-/tmp}/speed-$name
 rm -f "$sig".*
 args=(--steps "${STEPS:-20}" --warmup "${WARMUP:-3}" --profile "${PROFILE:-3}")
-# shellcheck disable=SC2086  # NEW / OLD are word lists
-( TORCHINDUCTOR_CACHE_DIR=/tmp/ic-old timeout "$limit" "$py" "$base/benchmarks/train_speed.py" "${args[@]}" $OLD \
+# shellcheck disable=SC2086  # NEW / OLD and NEW_ENV / OLD_ENV are word lists
+( env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-old timeout "$limit" "$py" "$base/benchmarks/train_speed.py" "${args[@]}" $OLD \
     --ready "$sig.old.ready" --wait-for "$sig.new.done" "$@" >"$out/old-$name.json" 2>"$out/old-$name.err"
   touch "$sig.old.ready" "$sig.old.done" ) &
 # shellcheck disable=SC2086
-( TORCHINDUCTOR_CACHE_DIR=/tmp/ic-new timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" --count-syncs $NEW \
+( env ${NEW_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-new timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" --count-syncs $NEW \
     --ready "$sig.new.ready" --wait-for "$sig.old.ready" --done "$sig.new.done" "$@" >"$out/new-$name.json" 2>"$out/new-$name.err"
   touch "$sig.new.done" )
 wait
