@@ -21,11 +21,13 @@ sig=${TMPDIR:-/tmp}/speed-$name
 rm -f "$sig".*
 args=(--steps "${STEPS:-20}" --warmup "${WARMUP:-3}" --profile "${PROFILE:-3}")
 # shellcheck disable=SC2086  # NEW / OLD and NEW_ENV / OLD_ENV are word lists
-( env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-old timeout "$limit" "$py" "$base/benchmarks/train_speed.py" "${args[@]}" $OLD \
+( env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-old \
+    timeout "$limit" "$py" "$base/benchmarks/train_speed.py" "${args[@]}" $OLD \
     --ready "$sig.old.ready" --wait-for "$sig.new.done" "$@" >"$out/old-$name.json" 2>"$out/old-$name.err"
   touch "$sig.old.ready" "$sig.old.done" ) &
 # shellcheck disable=SC2086
-( env ${NEW_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-new timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" --count-syncs $NEW \
+( env ${NEW_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-new \
+    timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" --count-syncs $NEW \
     --ready "$sig.new.ready" --wait-for "$sig.old.ready" --done "$sig.new.done" "$@" >"$out/new-$name.json" 2>"$out/new-$name.err"
   touch "$sig.new.done" )
 wait
