@@ -26,8 +26,8 @@
 # Compiled (compile=true, docs/speed.md): COMPILE_CACHE=.carry/compile-cache trains with torch.compile and keeps its
 # graphs in runs/compile-cache/psp-256.bin (train.py --compile-cache), rebuilt from that folder's carried parts on a
 # fresh machine (train/device/compile_cache_parts.sh). The first chunk then spends minutes of its MINUTES compiling
-# (the time budget and the logged speeds leave the compiling out; last_run.json shows compile_s), later chunks on
-# the warm machine load the graphs in seconds. The export and hand-over fill most of a call's 64 MiB, so the cache
+# (MINUTES counts them: a cold compile of 348 s with MINUTES 3.0 trained one step; the logged speeds leave the
+# compiling out and last_run.json shows compile_s), later chunks on the warm machine load the graphs in seconds. The export and hand-over fill most of a call's 64 MiB, so the cache
 # comes back in calls of its own, four gzipped parts each (psp-256's file: 317 MiB, ~6 parts):
 # `bash train/device/return_compile_cache.sh psp-256`, then with 4, 8, ... as it prints. On the H200 the cold
 # compile took 320 s of the first chunk, a cache-file start 20 s, and compiled chunks ran at 140 samples/s (eager 86).
