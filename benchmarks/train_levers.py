@@ -7,16 +7,16 @@ bf16 autocast, K references), then times forward + backward of each form, eager 
 each candidate's output and gradients are from today's (in fp32, so a wrong rewrite shows as a large difference):
 
 - upsampling: `F.interpolate(x2, bilinear)` (compiled, its gradient is an atomic scatter) against the same with the
-  gradient written as a gather (`models/resample.py`, what compiled training uses), against a one-pixel replicate
-  pad + a depthwise transposed convolution with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and
-  against the same sum written as shifted slices and an interleave (its backward is slices inductor fuses);
+  gradient written as a gather (`models/resample.py`), against a one-pixel replicate pad + a depthwise transposed
+  convolution with the [1, 3, 3, 1] / 4 taps (its backward is a convolution), and against the same sum written as
+  shifted slices and an interleave (its backward is slices inductor fuses; what compiled training uses);
 - windowed fusion (`reference_query`): the einsums over unfolded neighbourhoods against nine shifted products
   summed over the head width (no per-position GEMMs); both are the model's (`CrossAttentionFusion`, which uses
   the shifted products on CUDA), pinned here one at a time.
 
 Measured on one H200 (docs/speed.md, "H200: the gather gradient measured"): compiled, `F.interpolate`'s forward +
 backward costs twice its eager kernels (31.7 ms at (128, 64, 128, 128)), the gather-form gradient 5.5-6.3x less
-(5.0 ms), the slices 2.4 ms (timed with a contiguous output), the transposed convolution as much as `F.interpolate`.
+(5.0 ms), the slices 2.4 ms (timed then with a contiguous output; the form now keeps channels-last), the transposed convolution as much as `F.interpolate`.
 (Round 10's compiled column had run eager code past Dynamo's recompile limit; each form now compiles afresh.) The
 shifted products are 5-11x faster compiled, and the whole generator's compiled forward + backward at batch 32 fell
 from 121 to 55.5 ms with them.
@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from psp_hub.models import PSPGAN, layers
 from psp_hub.models.fusion import CrossAttentionFusion
-from psp_hub.models.resample import interpolate2x, replicate_pad1, upsample2x_gather_grad
+from psp_hub.models.resample import interpolate2x, replicate_pad1, upsample2x_gather_grad, upsample2x_slices
 from psp_hub.training import TrainConfig
 
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
@@ -51,20 +51,6 @@ def upsample_transposed(x: torch.Tensor) -> torch.Tensor:
     k = (_TAPS[:, None] * _TAPS[None, :]).to(device=x.device, dtype=x.dtype)
     weight = k.expand(c, 1, 4, 4).contiguous(memory_format=torch.channels_last)
     return F.conv_transpose2d(replicate_pad1(x), weight, stride=2, padding=3, groups=c)
-
-
-def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """x2 along `dim`: out[2i] = x[i-1]/4 + 3x[i]/4, out[2i+1] = 3x[i]/4 + x[i+1]/4, edges clamped."""
-    n = x.shape[dim]
-    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
-    nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
-    even, odd = 0.25 * prev + 0.75 * x, 0.75 * x + 0.25 * nxt
-    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
-
-
-def upsample_slices(x: torch.Tensor) -> torch.Tensor:
-    """The same sum as shifted slices and an interleave, one axis at a time."""
-    return _upsample_axis(_upsample_axis(x, 2), 3)
 
 
 def _fresh_compile(fn):
@@ -130,10 +116,11 @@ UPSAMPLES = {
     "interpolate": interpolate2x,
     "gather-grad": upsample2x_gather_grad,
     "transposed": upsample_transposed,
-    "slices": upsample_slices,
+    "slices": upsample2x_slices,
 }
-"""`F.interpolate` with its own gradient (a scatter when compiled), the same with the gradient as a gather (what
-`layers.upsample2x` uses in compiled training), and the two rewrites of the whole upsampling."""
+"""`F.interpolate` with its own gradient (a scatter when compiled), the same with the gradient as a gather, and the
+two rewrites of the whole upsampling: a transposed convolution, and the slices `layers.upsample2x` uses in compiled
+training (channels-last kept)."""
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:

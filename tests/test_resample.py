@@ -1,6 +1,7 @@
-"""x2 resampling: the gather-form gradient compiled training uses equals `F.interpolate`'s, the 2x2 mean is bilinear
-/2 downsampling, and neither compiled backward holds a scatter (inductor's own decomposition of the bilinear forms
-writes their gradients as accumulating `index_put`s)."""
+"""x2 resampling: the slices form compiled training uses equals `F.interpolate` (output and gradient) and keeps the
+input's memory format, the gather-form gradient equals `F.interpolate`'s, the 2x2 mean is bilinear /2 downsampling,
+and no compiled backward of them holds a scatter (inductor's own decomposition of the bilinear forms writes their
+gradients as accumulating `index_put`s)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from torch._functorch.aot_autograd import aot_module_simplified
 from torch._inductor.decomposition import select_decomp_table
 from torch.nn import functional as F
 
-from psp_hub.models.resample import downsample2x, upsample2x, upsample2x_gather_grad, upsample2x_transpose
+from psp_hub.models.resample import (
+    downsample2x,
+    upsample2x,
+    upsample2x_gather_grad,
+    upsample2x_slices,
+    upsample2x_transpose,
+)
 
 
 def _interpolate_vjp(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -29,6 +36,33 @@ def test_transpose_is_interpolates_gradient(shape, channels_last):
     grad = torch.randn(shape[0], shape[1], 2 * shape[2], 2 * shape[3], dtype=torch.float64)
     grad = grad.contiguous(memory_format=fmt)
     assert torch.allclose(upsample2x_transpose(grad), _interpolate_vjp(x, grad), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 4, 1, 2), (3, 2, 8, 8)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_slices_are_interpolation_and_keep_the_memory_format(shape, channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(shape[0], shape[1], 2 * shape[2], 2 * shape[3], dtype=torch.float64)
+    out = upsample2x_slices(x)
+    want = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(out, want, rtol=0, atol=1e-12)
+    (got_grad,) = torch.autograd.grad(out, x, grad)
+    assert torch.allclose(got_grad, _interpolate_vjp(x, grad), rtol=0, atol=1e-12)
+    assert out.is_contiguous(memory_format=fmt)
+    assert out.is_contiguous() != channels_last
+
+
+def test_slices_pass_gradgradcheck():
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(upsample2x_slices, (x,))
+
+
+def test_compiled_slices_backward_holds_no_scatter():
+    x = torch.randn(2, 3, 6, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    ops = _backward_ops(upsample2x_slices, x)
+    assert ops and not _scatters(ops), ops
 
 
 def test_gather_grad_function_passes_gradcheck_and_gradgradcheck():
@@ -68,7 +102,9 @@ def _scatters(ops: set[str]) -> bool:
     return any("index_put" in op for op in ops)
 
 
-def test_compiled_backward_gathers_and_matches_eager():
+def test_compiled_training_upsample_is_the_slices_and_matches_eager():
+    """Compiled with a gradient wanted, `upsample2x` traces to slices (no index gather forward, no scatter backward),
+    keeps channels-last and equals the eager interpolation."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, 6, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     grad = torch.randn(2, 3, 12, 10)
@@ -76,7 +112,9 @@ def test_compiled_backward_gathers_and_matches_eager():
     compiled = torch.compile(lambda t: upsample2x(t) * 2.0, backend=_recording_backend(ops), dynamic=False)
     out = compiled(x)
     (compiled_grad,) = torch.autograd.grad(out, x, grad)
+    assert "aten.cat.default" in ops["fw"] and not any("index" in op for op in ops["fw"]), ops["fw"]
     assert ops["bw"] and not _scatters(ops["bw"]), ops["bw"]
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
     eager_out = upsample2x(x) * 2.0
     (eager_grad,) = torch.autograd.grad(eager_out, x, grad)
     assert torch.allclose(out, eager_out, atol=1e-6)
