@@ -131,6 +131,32 @@ def test_grid_first_made_under_inference_mode_serves_a_backward_later():
     assert faces.grad is not None and faces.grad.abs().sum() > 0
 
 
+def test_compiled_warp_is_one_graph_with_constant_geometry():
+    """Traced inside a compiled training step (two warps, the fake's and the target's, as in the identity loss), the
+    warp is one graph: its numpy similarity fit is a constant to Dynamo, not code it breaks the graph on (15 graphs
+    before), and AOTAutograd takes the graph (a grid returned as a constant tensor and used twice failed there)."""
+    graphs = []
+
+    def counting_backend(gm, _inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def both(fake, real):
+        return warp_ffhq_to_arcface(fake).square().mean() + warp_ffhq_to_arcface(real).mean()
+
+    torch._dynamo.reset()
+    fake, real = torch.rand(2, 3, 150, 150, requires_grad=True), torch.rand(2, 3, 150, 150)
+    want = both(fake, real)
+    torch.compile(both, backend=counting_backend)(fake, real)
+    assert len(graphs) == 1
+    torch._dynamo.reset()
+    got = torch.compile(both, backend="aot_eager")(fake, real)
+    torch.testing.assert_close(got, want)
+    (grad,) = torch.autograd.grad(got, fake)
+    torch.testing.assert_close(grad, torch.autograd.grad(want, fake)[0])
+    torch._dynamo.reset()
+
+
 def test_same_identity_scores_higher_than_different(embeddings, corpus):
     labels = corpus[1]
     cos = (embeddings @ embeddings.T).numpy()

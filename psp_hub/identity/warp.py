@@ -1,6 +1,7 @@
 """Differentiable warp of FFHQ-aligned faces onto the ArcFace 112 template: a fixed similarity, so its sampling
 grid (kornia's normalisation of the pixel matrix) is made once per size and device and each call is one
-`grid_sample`."""
+`grid_sample`. Inside a compiled training step the work size and the matrix are constants to Dynamo (the similarity
+fit behind them is numpy, on which it would break the graph four times)."""
 
 from __future__ import annotations
 
@@ -16,28 +17,50 @@ from psp_hub.common.geometry import ARCFACE_SIZE, similarity_scale
 from .templates import ffhq_to_arcface_matrix
 
 
-@functools.lru_cache(maxsize=8)
+@torch.compiler.assume_constant_result
 def _work_size(out_size: int) -> int:
+    """`_cached_work_size`, a constant to torch.compile."""
+    return _cached_work_size(out_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_work_size(out_size: int) -> int:
     """The FFHQ crop side at which the warp to `out_size` is about 1:1, so that bilinear sampling does not alias
     (fixed per size: the similarity fit behind it took ~100 us of host time on every call)."""
     return math.ceil(similarity_scale(ffhq_to_arcface_matrix(512, out_size)) * 512)
 
 
+@torch.compiler.assume_constant_result
+def _output_to_source(in_size: int, out_size: int) -> tuple[float, ...]:
+    """`_cached_output_to_source`, a constant to torch.compile (a recompile follows any change of size)."""
+    return _cached_output_to_source(in_size, out_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_output_to_source(in_size: int, out_size: int) -> tuple[float, ...]:
+    """The warp's 2x3 matrix from normalised output to normalised source coordinates (align_corners), row by row:
+    kornia's normalisation of the pixel matrix, in float64."""
+    m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
+    homography = convert_affinematrix_to_homography(m)
+    dst_from_src = normalize_homography(homography, (in_size, in_size), (out_size, out_size), align_corners=True)
+    return tuple(torch.linalg.inv(dst_from_src)[0, :2, :].flatten().tolist())
+
+
+def _grid(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """(1, out_size, out_size, 2) `grid_sample` coordinates (align_corners) of the warp from an in_size FFHQ crop."""
+    theta = torch.tensor(_output_to_source(in_size, out_size), dtype=torch.float64, device=device).view(1, 2, 3)
+    return F.affine_grid(theta, [1, 1, out_size, out_size], align_corners=True).to(torch.float32)
+
+
 @functools.lru_cache(maxsize=32)
 def sampling_grid(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
-    """(1, out_size, out_size, 2) `grid_sample` coordinates (align_corners) of the warp from an in_size FFHQ crop:
-    what kornia's `warp_affine` rebuilds from the matrix on every call (~90 small eager operators a training step's
-    identity loss dispatched each time, per the CPU host profile in docs/speed.md)."""
+    """`_grid`, made once per size and device for eager calls: kornia's `warp_affine` rebuilt it from the matrix on
+    every call (~90 small eager operators a training step's identity loss dispatched each time, per the CPU host
+    profile in docs/speed.md). Compiled code builds it in its graph from constants instead, where inductor folds it."""
     # a first call under inference_mode (the pipeline) must not cache an inference tensor: training's identity
     # loss saves the grid for backward, which inference tensors refuse
     with torch.inference_mode(False), torch.no_grad():
-        m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
-        size_in, size_out = (in_size, in_size), (out_size, out_size)
-        homography = convert_affinematrix_to_homography(m)
-        dst_from_src = normalize_homography(homography, size_in, size_out, align_corners=True)
-        src_from_dst = torch.linalg.inv(dst_from_src)[:, :2, :]
-        grid = F.affine_grid(src_from_dst, [1, 1, out_size, out_size], align_corners=True)
-        return grid.to(device=device, dtype=torch.float32)
+        return _grid(in_size, out_size, device)
 
 
 def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> torch.Tensor:
@@ -52,5 +75,11 @@ def warp_ffhq_to_arcface(faces: torch.Tensor, out_size: int = ARCFACE_SIZE) -> t
     work = _work_size(out_size)
     if x.shape[-1] > work:
         x = F.interpolate(x, size=(work, work), mode="bilinear", align_corners=False, antialias=True)
-    grid = sampling_grid(x.shape[-1], out_size, x.device).expand(x.shape[0], -1, -1, -1)
+    in_size = x.shape[-1]
+    grid = (
+        _grid(in_size, out_size, x.device)
+        if torch.compiler.is_compiling()
+        else sampling_grid(in_size, out_size, x.device)
+    )
+    grid = grid.expand(x.shape[0], -1, -1, -1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
