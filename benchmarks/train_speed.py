@@ -244,6 +244,7 @@ def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
         "fused_adam": cfg.optim.fused,
         "loss_nets_bf16": cfg.loss_nets_bf16,
         "compile_mode": cfg.compile_mode,
+        "compile_losses": cfg.compile_losses,
         "inductor_env": _inductor_env(),
     }
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -88,8 +88,9 @@ def run_eager():
     return torch.compiler.set_stance("force_eager")
 
 
-def compiled_view(module: nn.Module, **options):
-    """A compiled wrapper sharing `module`'s parameters; `module` itself stays eager (e.g. for double backward)."""
+def compiled_view(module: nn.Module | Callable, **options):
+    """A compiled wrapper sharing `module`'s parameters (or a compiled function); `module` itself stays eager (e.g.
+    for double backward)."""
     _allow_recompiles()
     return torch.compile(module, **training_compile_options(**options))
 

@@ -238,7 +238,12 @@ class PSPGANObjective(nn.Module):
                 for n in COMPONENTS
             )
         if with_r1:
-            real = real.detach().requires_grad_(True)
-            penalty = r1_penalty(discs.r1_global_d(aug(real)), real)
-            losses["r1"] = self.w.r1_gamma / 2 * penalty * self.w.r1_every
+            losses |= self.r1_terms(batch, discs)
         return losses
+
+    def r1_terms(self, batch, discs: DiscView) -> dict[str, torch.Tensor]:
+        """Lazy R1 on the global discriminator, through DiffAugment, scaled by its interval: eager code always (it
+        differentiates the discriminator twice, which compiled graphs do not)."""
+        real = batch.get("gan_real", batch["target"]).detach().requires_grad_(True)
+        penalty = r1_penalty(discs.r1_global_d(self.augment(real)), real)
+        return {"r1": self.w.r1_gamma / 2 * penalty * self.w.r1_every}

@@ -227,6 +227,10 @@ class PSPGANStage(Stage):
         else:
             self.discs = DiscView(global_d, components)
         self._prior_frozen = None
+        self._generator_terms, self._discriminator_terms = self._generator_terms_eager, self._discriminator_terms_eager
+        if cfg.compile_losses:  # one graph each, the networks' compiled calls traced into them
+            self._generator_terms = compiled_view(self._generator_terms_eager, **cfg.compile_options)
+            self._discriminator_terms = compiled_view(self._discriminator_terms_eager, **cfg.compile_options)
 
     def _prepare_loss_nets(self):
         """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, its warp eager)."""
@@ -272,19 +276,17 @@ class PSPGANStage(Stage):
                 batch, cfg.distractor_references, step_generator(cfg.seed, step, batch["lq"].device)
             )
         with acc.autocast():
-            out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=run_unet)
-            g_losses = self.objective.ramped(
-                self.objective.generator_losses(out, batch, self.discs, run_unet, components), step
-            )
+            out, g_terms = self._generator_terms(batch, run_unet, components)
+            g_losses = self.objective.ramped(g_terms, step)
             if run_unet and not use_unet:
                 g_losses["unet"] = g_losses["unet"] * 0.0
             g_total = sum(g_losses.values())
         self._optimizer_step(g_total, self.opt_g, self.sched_g, self.generator.parameters())
         self._set_requires_grad(self.discriminators, True)
         with acc.autocast():
-            d_losses = self.objective.discriminator_losses(
-                out.image.detach(), batch, self.discs, with_r1=self._r1_due(step), components=components
-            )
+            d_losses = self._discriminator_terms(out.image.detach(), batch, components)
+            if self._r1_due(step):
+                d_losses |= self.objective.r1_terms(batch, self.discs)
             d_total = sum(d_losses.values())
         self._optimizer_step(
             d_total, self.opt_d, self.sched_d, [p for d in self.discriminators for p in d.parameters()]
@@ -293,6 +295,15 @@ class PSPGANStage(Stage):
         logs = {k: v.detach() for k, v in {**g_losses, **d_losses}.items()}
         logs["g_total"] = g_total.detach()
         return logs
+
+    def _generator_terms_eager(self, batch, run_unet: bool, components: bool):
+        """The generator's output on a batch and its weighted loss terms (before the adversarial ramps)."""
+        out = self.generator(batch["lq"], batch["refs"], batch["ref_mask"], return_unet_images=run_unet)
+        return out, self.objective.generator_losses(out, batch, self.discs, run_unet, components)
+
+    def _discriminator_terms_eager(self, fake, batch, components: bool):
+        """The discriminators' logistic terms on a batch and the generator's detached output (R1 apart)."""
+        return self.objective.discriminator_losses(fake, batch, self.discs, with_r1=False, components=components)
 
     @torch.no_grad()
     def sample_images(self, batch):
