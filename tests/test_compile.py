@@ -149,15 +149,17 @@ def _step_with_generator_grads(stage, batch, step: int) -> tuple[dict, dict[str,
     return stage.step(batch, step), grads
 
 
-def test_compiled_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
-    """A prior step (style mixing, channels-last) compiled against eager: the same losses, and every generator
-    gradient of its parameter's shape and eager's value (the device failure was a [C] gradient for a [1, C, 1, 1]
-    bias)."""
+@pytest.mark.parametrize("compile_losses", [False, True])
+def test_compiled_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch, compile_losses):
+    """A prior step (style mixing, channels-last) compiled against eager, its networks alone or with their losses
+    (compile_losses): the same losses, and every generator gradient of its parameter's shape and eager's value (the
+    device failure was a [C] gradient for a [1, C, 1, 1] bias)."""
     monkeypatch.delenv(MIX_ORDER_ENV, raising=False)
     results = {}
     batch = None
     for compiled in (False, True):
-        cfg, stage = _prior_stage(dataset, tmp_path, compiled)
+        extra = [f"compile_losses={str(compiled and compile_losses).lower()}"]
+        cfg, stage = _prior_stage(dataset, tmp_path, compiled, *extra)
         batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
         results[compiled] = _step_with_generator_grads(stage, batch, 1)
     (eager_logs, eager_grads), (comp_logs, comp_grads) = results[False], results[True]
@@ -231,11 +233,14 @@ def test_style_mixing_at_k_takes_layers_below_k_from_the_first_code(monkeypatch)
     torch.testing.assert_close(by_int, alone, rtol=0, atol=0)  # the last k was num_latent
 
 
-@pytest.mark.parametrize("mixing_prob", [0.9, 0.5])
-def test_compiled_prior_step_compiles_nothing_after_its_first_step(tmp_path, fresh_dynamo, monkeypatch, mixing_prob):
+@pytest.mark.parametrize(("mixing_prob", "compile_losses"), [(0.9, False), (0.5, False), (0.9, True)])
+def test_compiled_prior_step_compiles_nothing_after_its_first_step(
+    tmp_path, fresh_dynamo, monkeypatch, mixing_prob, compile_losses
+):
     """Style mixing on: every generator graph compiles in step 0, and steps 1-11 compile nothing, although they draw
-    other crossovers and (both branches below) steps with and without mixing. Before the crossover became a tensor
-    select, the same check counted 5 compilations in steps 1-11 (prob 0.9)."""
+    other crossovers and (both branches below) steps with and without mixing; the same with the losses compiled
+    with the networks. Before the crossover became a tensor select, the same check counted 5 compilations in steps
+    1-11 (prob 0.9)."""
     cfg = TrainConfig.from_yaml(
         TINY,
         [
@@ -246,6 +251,7 @@ def test_compiled_prior_step_compiles_nothing_after_its_first_step(tmp_path, fre
             "compile_backend=aot_eager",
             "channels_last=true",
             f"style_mixing_prob={mixing_prob}",
+            f"compile_losses={str(compile_losses).lower()}",
         ],
     )
     set_seed(0)
@@ -420,12 +426,11 @@ def test_compiled_losses_are_two_graphs_static_from_step_0_with_eager_losses(
     assert all(math.isfinite(v) for c in compiled_logs for v in c.values())
 
 
-def test_compile_losses_needs_a_compiled_pspgan_run():
+def test_compile_losses_needs_compile():
     from psp_hub.common.config import ConfigError
 
-    for overrides in (["compile_losses=true"], ["compile_losses=true", "compile=true", "stage=prior"]):
-        with pytest.raises(ConfigError, match="compile_losses needs compile: true and stage: pspgan"):
-            TrainConfig.from_yaml(TINY, overrides)
+    with pytest.raises(ConfigError, match="compile_losses needs compile: true"):
+        TrainConfig.from_yaml(TINY, ["compile_losses=true"])
 
 
 def test_compile_mode_reaches_every_compiled_module(dataset, tmp_path, fresh_dynamo, bf16_accelerator, monkeypatch):

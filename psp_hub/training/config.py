@@ -99,9 +99,9 @@ class TrainConfig:
     # stays "default". "max-autotune-no-cudagraphs" searches kernel configs (longer compiles). CPU runs ignore the
     # CUDA graphs.
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
-    # stage 'pspgan', with compile: the generator's forward and all its loss terms as one compiled function, and the
-    # discriminators' logistic terms as another (R1 stays eager), instead of each network compiled alone with the
-    # loss code between them run eagerly. The compiled psp-256 step is host-bound on the H200 (GPU busy 34-50 %); on
+    # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
+    # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
+    # them (DiffAugment, crops, distances, grams, the identity warp) run eagerly. The compiled psp-256 step is host-bound on the H200 (GPU busy 34-50 %); on
     # the tiny psp-256 recipe (CPU host profile, docs/speed.md) it cuts a step's compiled calls from 41 to 4 and its
     # eager operators from 1,439 to 367 (266 of them autograd's per-parameter gradient accumulation), 258.6 -> 236.5
     # ms a step on CPU. DiffAugment then draws inside the graphs (other draws than eager's, the same distribution).
@@ -168,8 +168,8 @@ class TrainConfig:
             raise ConfigError(f"losses.diffaug: {err}") from None
         _check_reference_selection(cfg)
         _check_continuation(cfg)
-        if cfg.compile_losses and not (cfg.compile and cfg.stage == "pspgan"):
-            raise ConfigError("compile_losses needs compile: true and stage: pspgan")
+        if cfg.compile_losses and not cfg.compile:
+            raise ConfigError("compile_losses needs compile: true")
         if cfg.init_from and cfg.prior_path:
             raise ConfigError(
                 "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "

@@ -88,6 +88,14 @@ class Stage:
         if cfg.compile:
             compile_in_place(self.raw_generator, **cfg.compile_options)
 
+    def _compile_terms(self) -> None:
+        """`_generator_terms` / `_discriminator_terms`: the eager methods, or with `compile_losses` one compiled
+        function each (the networks' compiled calls traced into them)."""
+        self._generator_terms, self._discriminator_terms = self._generator_terms_eager, self._discriminator_terms_eager
+        if self.cfg.compile_losses:
+            self._generator_terms = compiled_view(self._generator_terms_eager, **self.cfg.compile_options)
+            self._discriminator_terms = compiled_view(self._discriminator_terms_eager, **self.cfg.compile_options)
+
     def _begin_step(self) -> None:
         """Under CUDA graphs (compile_mode reduce-overhead) a new training step begins: the graphs may now reuse the
         memory of the previous step's outputs, which the trainer reads before the next step (logs, images)."""
@@ -144,6 +152,16 @@ class PriorStage(Stage):
         # the compiled view serves the logistic terms; R1's double backward keeps the eager module
         self.disc_fast = compiled_view(self.disc, **self.cfg.compile_options) if self.cfg.compile else self.disc
         self.augment = DiffAugment(self.cfg.losses.diffaug)
+        self._compile_terms()
+
+    def _generator_terms_eager(self, z: list[torch.Tensor], mixing_index: torch.Tensor):
+        """Fakes from two codes crossed over at `mixing_index`, and the generator's logistic loss on them."""
+        fake = self.generator(z, mixing_index=mixing_index)
+        return fake, g_nonsaturating_loss(self.disc_fast(self.augment(fake)))
+
+    def _discriminator_terms_eager(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logistic loss on reals and (detached) fakes (R1 apart)."""
+        return d_logistic_loss(self.disc_fast(self.augment(real)), self.disc_fast(self.augment(fake)))
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
@@ -155,19 +173,18 @@ class PriorStage(Stage):
         # mixing); the draws are those of before whenever a step mixes
         z = [torch.randn(b, g.style_dim, device=real.device) for _ in range(2)]
         k = torch.full((), draw_mixing_index(g.num_latent, cfg.style_mixing_prob), device=real.device)
-        logs, aug = {}, self.augment
+        logs = {}
         self._set_requires_grad([self.disc], False)
         with acc.autocast():
-            fake = self.generator(z, mixing_index=k)
-            g_loss = g_nonsaturating_loss(self.disc_fast(aug(fake)))
+            fake, g_loss = self._generator_terms(z, k)
         self._optimizer_step(g_loss, self.opt_g, self.sched_g, self.generator.parameters())
         logs["g_gan"] = g_loss.detach()
         self._set_requires_grad([self.disc], True)
         with acc.autocast():
-            d_loss = d_logistic_loss(self.disc_fast(aug(real)), self.disc_fast(aug(fake.detach())))
+            d_loss = self._discriminator_terms(real, fake.detach())
             if self._r1_due(step):
                 real_r1 = real.detach().requires_grad_(True)
-                r1 = r1_penalty(self.disc(aug(real_r1)), real_r1)
+                r1 = r1_penalty(self.disc(self.augment(real_r1)), real_r1)
                 d_loss = d_loss + cfg.losses.r1_gamma / 2 * r1 * cfg.losses.r1_every
                 logs["r1"] = r1.detach()
         self._optimizer_step(d_loss, self.opt_d, self.sched_d, self.disc.parameters())
@@ -227,10 +244,7 @@ class PSPGANStage(Stage):
         else:
             self.discs = DiscView(global_d, components)
         self._prior_frozen = None
-        self._generator_terms, self._discriminator_terms = self._generator_terms_eager, self._discriminator_terms_eager
-        if cfg.compile_losses:  # one graph each, the networks' compiled calls traced into them
-            self._generator_terms = compiled_view(self._generator_terms_eager, **cfg.compile_options)
-            self._discriminator_terms = compiled_view(self._discriminator_terms_eager, **cfg.compile_options)
+        self._compile_terms()
 
     def _prepare_loss_nets(self):
         """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, its warp eager)."""
