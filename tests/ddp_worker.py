@@ -1,5 +1,6 @@
 """Run under `torchrun --nproc_per_node 2` (CPU, gloo) by test_multiprocess.py: two training steps of the tiny
-config, then each rank writes the ids it trained on and a fingerprint of its generator, EMA and discriminators."""
+config (plus any key=value overrides after the three paths), then each rank writes the ids it trained on and a
+fingerprint of its generator, EMA and discriminators."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from psp_hub.training.batches import batch_to_device
 from psp_hub.training.stages import make_stage
 
 
-def main(config: str, dataset: str, out: str) -> None:
-    cfg = TrainConfig.from_yaml(config, [f"data.path={dataset}", "max_steps=100", "tracker=none"])
+def main(config: str, dataset: str, out: str, *overrides: str) -> None:
+    cfg = TrainConfig.from_yaml(config, [f"data.path={dataset}", "max_steps=100", "tracker=none", *overrides])
     acc = Accelerator(cpu=True)
     set_seed(cfg.seed, device_specific=True)  # different draws per rank, as in the trainer
     stage = make_stage(cfg, acc)
@@ -49,4 +50,4 @@ def main(config: str, dataset: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])

@@ -63,8 +63,10 @@ def train_args(dataset: Path, out: Path, *overrides: str) -> list[str]:
     ]
 
 
-def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path):
-    run = torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(TINY), str(dataset), str(tmp_path))
+@pytest.mark.parametrize("compiled", [(), ("compile=true", "compile_backend=aot_eager", "compile_losses=true")])
+def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path, compiled):
+    """Eager, and with the losses compiled with the networks (DDP's generator traced inside the compiled function)."""
+    run = torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(TINY), str(dataset), str(tmp_path), *compiled)
     assert run.returncode == 0, run.stderr[-4000:]
     r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))
     assert (r0["world"], r1["world"]) == (2, 2)
