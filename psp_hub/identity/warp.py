@@ -1,7 +1,7 @@
 """Differentiable warp of FFHQ-aligned faces onto the ArcFace 112 template: a fixed similarity, so its sampling
 grid (kornia's normalisation of the pixel matrix) is made once per size and device and each call is one
 `grid_sample`. Inside a compiled training step the work size and the matrix are constants to Dynamo (the similarity
-fit behind them is numpy, on which it would break the graph four times)."""
+fit behind them is numpy, on which Dynamo split one warp into 15 graphs)."""
 
 from __future__ import annotations
 

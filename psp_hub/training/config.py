@@ -101,11 +101,11 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
     # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
-    # them (DiffAugment, crops, distances, grams, the identity warp) run eagerly. The compiled psp-256 step is host-bound on the H200 (GPU busy 34-50 %); on
-    # the tiny psp-256 recipe (CPU host profile, docs/speed.md) it cuts a step's compiled calls from 41 to 4 and its
-    # eager operators from 1,439 to 367 (266 of them autograd's per-parameter gradient accumulation), 258.6 -> 236.5
-    # ms a step on CPU. DiffAugment then draws inside the graphs (other draws than eager's, the same distribution).
-    # Not yet timed on the device, so off by default.
+    # them (DiffAugment, crops, distances, grams, the identity warp) run eagerly. The compiled psp-256 step is
+    # host-bound on the H200 (GPU busy 34-50 %); on the tiny psp-256 recipe (CPU host profile, docs/speed.md) this
+    # cuts a step's compiled calls from 41 to 4 and its eager operators from 1,439 to 367 (266 of them autograd's
+    # per-parameter gradient accumulation), 258.6 -> 236.5 ms a step on CPU. DiffAugment then draws inside the graphs
+    # (other draws than eager's, the same distributions). Not yet timed on the device, so off by default.
     compile_losses: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution

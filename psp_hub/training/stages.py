@@ -247,7 +247,8 @@ class PSPGANStage(Stage):
         self._compile_terms()
 
     def _prepare_loss_nets(self):
-        """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, its warp eager)."""
+        """Layout, precision and compilation of the frozen loss networks (VGG; the identity net, whose warp runs
+        eagerly unless `compile_losses` traces it into the generator's graph)."""
         nets = [
             net
             for net in (
