@@ -18,9 +18,8 @@ Measured on one H200 (docs/speed.md, "H200: the gather gradient measured"): comp
 backward costs twice its eager kernels (31.7 ms at (128, 64, 128, 128)), the gather-form gradient 5.5-6.3x less
 (5.0 ms), the slices 2.4 ms (timed then with a contiguous output; the form now keeps channels-last), the transposed
 convolution as much as `F.interpolate`. (Round 10's compiled column had run eager code past Dynamo's recompile limit;
-each form now compiles afresh.) The
-shifted products are 5-11x faster compiled, and the whole generator's compiled forward + backward at batch 32 fell
-from 121 to 55.5 ms with them.
+each form now compiles afresh.) The shifted products are 5-11x faster compiled, and the whole generator's compiled
+forward + backward at batch 32 fell from 121 to 55.5 ms with them.
 
     python benchmarks/train_levers.py --config train/configs/psp-256.yaml --device cuda
     python benchmarks/train_levers.py --device cuda --shapes 128x64x128x128   # upsampling alone, prior-256's largest
