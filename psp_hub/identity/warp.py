@@ -17,29 +17,35 @@ from psp_hub.common.geometry import ARCFACE_SIZE, similarity_scale
 from .templates import ffhq_to_arcface_matrix
 
 
-@torch.compiler.assume_constant_result
+def _compile_constant(maxsize: int):
+    """Decorator: the function's results are cached per argument and, to torch.compile, constants of the graph.
+    (Dynamo traces into an lru_cache wrapper itself, and `assume_constant_result` does not hold on one, so the mark
+    goes on a plain function around the cache.)"""
+
+    def decorate(fn):
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @torch.compiler.assume_constant_result
+        @functools.wraps(fn)
+        def constant(*args):
+            return cached(*args)
+
+        return constant
+
+    return decorate
+
+
+@_compile_constant(maxsize=8)
 def _work_size(out_size: int) -> int:
-    """`_cached_work_size`, a constant to torch.compile."""
-    return _cached_work_size(out_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_work_size(out_size: int) -> int:
     """The FFHQ crop side at which the warp to `out_size` is about 1:1, so that bilinear sampling does not alias
     (fixed per size: the similarity fit behind it took ~100 us of host time on every call)."""
     return math.ceil(similarity_scale(ffhq_to_arcface_matrix(512, out_size)) * 512)
 
 
-@torch.compiler.assume_constant_result
+@_compile_constant(maxsize=32)
 def _output_to_source(in_size: int, out_size: int) -> tuple[float, ...]:
-    """`_cached_output_to_source`, a constant to torch.compile (a recompile follows any change of size)."""
-    return _cached_output_to_source(in_size, out_size)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_output_to_source(in_size: int, out_size: int) -> tuple[float, ...]:
     """The warp's 2x3 matrix from normalised output to normalised source coordinates (align_corners), row by row:
-    kornia's normalisation of the pixel matrix, in float64."""
+    kornia's normalisation of the pixel matrix, in float64 (a compiled graph recompiles on any change of size)."""
     m = torch.as_tensor(ffhq_to_arcface_matrix(in_size, out_size), dtype=torch.float64)[None]
     homography = convert_affinematrix_to_homography(m)
     dst_from_src = normalize_homography(homography, (in_size, in_size), (out_size, out_size), align_corners=True)
