@@ -48,6 +48,12 @@ def component_crop_sizes(size: int) -> dict[str, int]:
     return {name: max(16, round(s / 4) * 4) for name, s in default_component_sizes(size).items()}
 
 
+def gan_reals(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The faces the discriminators learn as real and their component boxes: the batch's `gan_real` faces where it
+    has them (the mixed-resolution rule), else its targets."""
+    return batch.get("gan_real", batch["target"]), batch.get("gan_real_boxes", batch["boxes"])
+
+
 class Discriminators(nn.Module):
     """The global StyleGAN2 discriminator and the three component discriminators, trained together."""
 
@@ -224,7 +230,7 @@ class PSPGANObjective(nn.Module):
         The reals are the batch's `gan_real` faces where it has them (the mixed-resolution rule), else its targets;
         the global discriminator sees both through DiffAugment, and R1 is taken through it (D composed with T).
         """
-        real, real_boxes = batch.get("gan_real", batch["target"]), batch.get("gan_real_boxes", batch["boxes"])
+        real, real_boxes = gan_reals(batch)
         # a bf16 output in the reals' dtype: one compiled graph per discriminator for both, not one per dtype
         fake, aug = fake.detach().to(real.dtype), self.augment
         losses = {"d_global": d_logistic_loss(discs.global_d(aug(real)), discs.global_d(aug(fake)))}
@@ -244,6 +250,6 @@ class PSPGANObjective(nn.Module):
     def r1_terms(self, batch, discs: DiscView) -> dict[str, torch.Tensor]:
         """Lazy R1 on the global discriminator, through DiffAugment, scaled by its interval: eager code always (it
         differentiates the discriminator twice, which compiled graphs do not)."""
-        real = batch.get("gan_real", batch["target"]).detach().requires_grad_(True)
+        real = gan_reals(batch)[0].detach().requires_grad_(True)
         penalty = r1_penalty(discs.r1_global_d(self.augment(real)), real)
         return {"r1": self.w.r1_gamma / 2 * penalty * self.w.r1_every}
