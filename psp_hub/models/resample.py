@@ -4,12 +4,15 @@ training steps, and bilinear downsampling as the 2x2 mean it is.
 Inductor decomposes `F.interpolate`'s bilinear upsampling into index gathers, so its backward becomes an `index_put`
 with accumulation: an atomic scatter of four adds per output pixel. In the compiled prior-256 step on an H200 that
 was the largest kernel, 27 of the step's 140 GPU-ms (the 256 px StyleConv's input, batch 128; 37 ms with two
-reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same upsampling is, along each axis,
-out[2i] = x[i-1]/4 + 3x[i]/4 and out[2i+1] = 3x[i]/4 + x[i+1]/4 with clamped edges: shifted slices and an
-interleave, whose backward is slices too, all of which inductor fuses into pointwise kernels. Timed alone on the
-H200 (forward + backward, compiled, (128, 64, 128, 128) bf16): `F.interpolate` 31.7 ms, `F.interpolate` with its
-gradient written as a gather (`upsample2x_gather_grad`, the form before) 5.0, the slices 2.4. Compiled training
-takes the slices; eager code, inference and the ONNX export keep PyTorch's own kernels.
+reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same gradient is a gather: replicate-pad
+the output gradient by one pixel and take the [1, 3, 3, 1] / 4 taps at stride 2 along each axis (the upsampling's
+transpose), which inductor fuses into pointwise kernels. Compiled training takes that gradient (prior-256 on the
+H200: 705 -> 871 images/s); eager code, inference and the ONNX export keep PyTorch's own kernels.
+
+The whole upsampling as shifted slices and an interleave (`upsample2x_slices`) was faster timed alone (2.4 ms
+against 5.0 forward + backward at (128, 64, 128, 128) bf16) but slower in the compiled prior-256 step (698 against
+733 images/s, one machine, synthetic batches): at the 256 px StyleConv its fused kernel (slices, interleave and the
+channels-last copy) alone took 8 ms a step. It stays for the benchmark.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it (outside training's
     compiled graphs, e.g. in the ONNX export's trace, the plain interpolation)."""
     if torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
-        return upsample2x_slices(x)
+        return upsample2x_gather_grad(x)
     return interpolate2x(x)
 
 
