@@ -45,8 +45,9 @@ from psp_hub.training.kernel_profile import profile_summary, profiler_activities
 from psp_hub.training.stages import make_stage
 
 
-def synthetic_batches(cfg: TrainConfig):
-    """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset."""
+def synthetic_batches(cfg: TrainConfig, device=None):
+    """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset, handed
+    over where the configured loader hands its batches (`loader_placement`)."""
     from psp_hub.common.geometry import component_boxes, ffhq_template
 
     s, k, b = cfg.model.out_size, cfg.data.max_references, cfg.batch_size
@@ -63,10 +64,20 @@ def synthetic_batches(cfg: TrainConfig):
     if levels and cfg.stage == "pspgan":  # the mixed-resolution rule: both native sizes, and the GAN's own reals
         native = torch.tensor(levels).repeat(b)[:b]
         batch |= {"native_px": native, "gan_real": batch["target"].clone(), "gan_real_boxes": boxes.clone()}
-    if cfg.data.pin_memory and torch.cuda.is_available():  # as the real loader with pin_memory=True hands them over
-        batch = {k: v.pin_memory() for k, v in batch.items()}
+    batch = loader_placement(batch, cfg.data, device)
     while True:
         yield batch
+
+
+def loader_placement(batch: dict, data, device) -> dict:
+    """`batch` where the real loader puts it: the resident loader makes its batches on the training device (so
+    the step copies nothing; a pageable host batch instead cost the H200 a blocking 20-30 ms copy a step), the
+    worker loader in host memory, pinned with `pin_memory`."""
+    if data.loader == "resident" and device is not None:
+        return {k: v.to(device) for k, v in batch.items()}
+    if data.pin_memory and torch.cuda.is_available():
+        return {k: v.pin_memory() for k, v in batch.items()}
+    return batch
 
 
 def _wait_for(paths: list[str], limit_s: float = 600.0) -> None:
@@ -84,7 +95,7 @@ def _touch(path: str | None) -> None:
 
 def _batches(cfg: TrainConfig, synthetic: bool, device):
     if synthetic:
-        return synthetic_batches(cfg)
+        return synthetic_batches(cfg, device)
     return build_train_batches(cfg.data, batch_size=cfg.batch_size, device=device, targets_only=cfg.stage == "prior")
 
 
