@@ -88,7 +88,9 @@ if [ -n "${COMPILE_CACHE:-}" ]; then
   source train/device/compile_cache_parts.sh
   read -ra cache_args <<<"$(carried_cache psp-256)"
   flags+=("${cache_args[@]}")
-  overrides=(compile=true "${overrides[@]}")  # a later compile=false still wins
+  # the losses compiled with the networks: 1.17x the networks compiled alone (H200, synthetic batches, docs/speed.md);
+  # a later compile=false needs compile_losses=false beside it
+  overrides=(compile=true compile_losses=true "${overrides[@]}")
   export TORCH_LOGS=${TORCH_LOGS:-recompiles,graph_breaks}  # a recompile mid-chunk shows in the log (torch fails on an empty one)
 fi
 rm -rf /tmp/psp-256-export /tmp/psp-256-handover  # what comes back is this chunk's, or nothing
