@@ -42,7 +42,6 @@ def test_measures_profiles_and_signals(train_speed, tmp_path):
     assert Path(result["code"]) == ROOT / "psp_hub"  # the package the numbers belong to
 
 
-
 @pytest.mark.parametrize(("loader", "on_device"), [("resident", True), ("workers", False)])
 def test_synthetic_batches_come_where_the_configured_loader_puts_them(train_speed, loader, on_device):
     """The resident loader makes batches on the training device, so its synthetic stand-in must not make the step
@@ -51,6 +50,7 @@ def test_synthetic_batches_come_where_the_configured_loader_puts_them(train_spee
     batch = next(train_speed.synthetic_batches(cfg, torch.device("meta")))
     assert batch["lq"].shape == (cfg.batch_size, 3, cfg.model.out_size, cfg.model.out_size)
     assert {v.device.type for v in batch.values()} == ({"meta"} if on_device else {"cpu"})
+
 
 def _double(x: torch.Tensor) -> torch.Tensor:
     return x * 2
