@@ -256,6 +256,7 @@ def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
         "loss_nets_bf16": cfg.loss_nets_bf16,
         "compile_mode": cfg.compile_mode,
         "compile_losses": cfg.compile_losses,
+        "compile_r1": cfg.compile_r1,
         "inductor_env": _inductor_env(),
     }
 

@@ -172,6 +172,37 @@ def test_compiled_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monk
         torch.testing.assert_close(comp_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
 
 
+def test_compiled_r1_gives_the_eager_prior_step(dataset, tmp_path, fresh_dynamo, monkeypatch):
+    """compile_r1: the prior's R1 step with the penalty compiled (torch.func.grad inside the graph) gives eager's
+    losses, R1 and discriminator gradients (DiffAugment off: a graph draws its augmentations in an order of its own)."""
+    from psp_hub.training import stages
+
+    results, batch = {}, None
+    for compiled in (False, True):
+        if compiled:  # the compiled run must not fall back to the eager penalty
+            monkeypatch.setattr(stages, "r1_penalty", lambda *a: pytest.fail("eager R1 under compile_r1"))
+        extra = ["losses.diffaug=''", f"compile_r1={str(compiled).lower()}"]
+        cfg, stage = _prior_stage(dataset, tmp_path, compiled, *extra)
+        batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))
+        grads: dict[str, torch.Tensor] = {}
+        step_d = stage.opt_d.step
+
+        def snapshot_then_step(*args, _grads=grads, _stage=stage, _step=step_d, **kwargs):
+            _grads.update({n: p.grad.clone() for n, p in _stage.disc.named_parameters() if p.grad is not None})
+            return _step(*args, **kwargs)
+
+        stage.opt_d.step = snapshot_then_step
+        set_seed(0)
+        results[compiled] = ({k: float(v) for k, v in stage.step(batch, 0).items()}, grads)
+    (eager_logs, eager_grads), (comp_logs, comp_grads) = results[False], results[True]
+    assert set(comp_logs) == set(eager_logs) == {"g_gan", "r1", "d_loss"} and eager_logs["r1"] > 0
+    for key, value in eager_logs.items():
+        assert comp_logs[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    assert set(comp_grads) == set(eager_grads) and eager_grads
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(comp_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_compiled_pspgan_generator_step_matches_eager(dataset, tmp_path, fresh_dynamo, monkeypatch):
     """PSP-GAN's generator compiled in place (what `compile=true` does to it): the same restored image
     and gradients of the parameters' shapes, channels-last; its losses' networks are checked in test_training."""
@@ -398,22 +429,27 @@ def test_compiled_mixed_resolution_step_is_static_compiles_only_in_step_0_and_ma
     _assert_same_losses(eager_logs, compiled_logs)
 
 
-@pytest.mark.parametrize("diffaug", ["color,translation,cutout", ""])
+@pytest.mark.parametrize(
+    ("diffaug", "compile_r1"), [("color,translation,cutout", False), ("", False), ("", True)], ids=["diffaug", "", "r1"]
+)
 def test_compiled_losses_are_two_graphs_static_from_step_0_with_eager_losses(
-    dataset, tmp_path, fresh_dynamo, bf16_accelerator, diffaug
+    dataset, tmp_path, fresh_dynamo, bf16_accelerator, diffaug, compile_r1
 ):
     """compile_losses=true on the same recipe: the generator's forward with all its terms (VGG, identity warp and
     net, DiffAugment, every discriminator, crops, grams) is one graph and the discriminators' logistic terms another,
     each with its backward, all compiled in step 0 with static shapes and no graph break; steps 1-2 compile nothing.
     Without DiffAugment every loss (R1 eager, in step 0) is eager's; with it, the terms before the discriminators
     are, while a graph draws the augmentations in an order of its own (d_global 1.47 against eager's 1.74 at step 0
-    here), so the adversarial terms are other draws of the same augmentations, as training expects."""
+    here), so the adversarial terms are other draws of the same augmentations, as training expects. With compile_r1
+    the R1 step's penalty is a third graph (its backward the discriminator's second derivative), with eager's R1."""
+    compiled = ["compile_losses=true", f"compile_r1={str(compile_r1).lower()}"]
     eager_logs, compiled_logs, counts, census = _eager_and_census_steps(
-        dataset, tmp_path, bf16_accelerator, shared=[f"losses.diffaug={diffaug!r}"], compiled=["compile_losses=true"]
+        dataset, tmp_path, bf16_accelerator, shared=[f"losses.diffaug={diffaug!r}"], compiled=compiled
     )
     assert counts[:3] == [0, 0, 0] and counts[3] > 0 and counts[4:] == [0, 0], counts
     assert not census.dynamic, census.dynamic
-    assert len(census.graphs) == 4, [(g.compile_id, g.kind, g.ops) for g in census.graphs]
+    graphs = 6 if compile_r1 else 4
+    assert len(census.graphs) == graphs, [(g.compile_id, g.kind, g.ops) for g in census.graphs]
     assert "r1" in compiled_logs[0] and "r1" not in compiled_logs[1]
     if not diffaug:
         _assert_same_losses(eager_logs, compiled_logs)
@@ -426,11 +462,12 @@ def test_compiled_losses_are_two_graphs_static_from_step_0_with_eager_losses(
     assert all(math.isfinite(v) for c in compiled_logs for v in c.values())
 
 
-def test_compile_losses_needs_compile():
+@pytest.mark.parametrize("key", ["compile_losses", "compile_r1"])
+def test_compiling_the_losses_needs_compile(key):
     from psp_hub.common.config import ConfigError
 
-    with pytest.raises(ConfigError, match="compile_losses needs compile: true"):
-        TrainConfig.from_yaml(TINY, ["compile_losses=true"])
+    with pytest.raises(ConfigError, match=f"{key} needs compile: true"):
+        TrainConfig.from_yaml(TINY, [f"{key}=true"])
 
 
 def test_compile_mode_reaches_every_compiled_module(dataset, tmp_path, fresh_dynamo, bf16_accelerator, monkeypatch):

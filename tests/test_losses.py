@@ -25,6 +25,7 @@ from psp_hub.losses import (
     gram_matrix,
     gram_style_loss,
     r1_penalty,
+    r1_penalty_traced,
 )
 from tests.face_data import celeba_pairs
 
@@ -201,6 +202,45 @@ def test_r1_penalty_under_bf16_autocast_is_fp32_and_trains_discriminator():
     assert pen.item() == pytest.approx(ref.item(), rel=0.05)
     pen.backward()  # create_graph: the penalty reaches D's weights
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters() if p.ndim > 1)
+
+
+def _r1_and_weight_grads(d: torch.nn.Module, penalty) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    d.zero_grad()
+    value = penalty()
+    value.backward()
+    return value.detach(), [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in d.parameters()]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_traced_r1_is_the_eager_penalty_and_compiles_as_one_graph(bf16):
+    """`r1_penalty_traced` (the input gradient by torch.func.grad inside the function) gives `r1_penalty`'s value and
+    discriminator gradients, eager and compiled in one graph (fullgraph) whose backward is the second derivative."""
+    from psp_hub.discriminators import StyleGAN2Discriminator
+
+    torch.manual_seed(0)
+    d = StyleGAN2Discriminator(16, channel_multiplier=1, narrow=0.0625)
+    real = torch.randn(3, 3, 16, 16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def eager():
+        images = real.clone().requires_grad_(True)
+        with autocast:
+            return r1_penalty(d(images), images)
+
+    def traced(fn=r1_penalty_traced):
+        with autocast:
+            return fn(d, real)
+
+    compiled = torch.compile(lambda disc, images: r1_penalty_traced(disc, images), backend="aot_eager", fullgraph=True)
+    want, want_grads = _r1_and_weight_grads(d, eager)
+    assert want > 0 and any(g.abs().sum() > 0 for g in want_grads)
+    tol = {"rtol": 2e-2, "atol": 1e-4} if bf16 else {"rtol": 1e-5, "atol": 1e-7}
+    for penalty in (traced, lambda: traced(compiled)):
+        got, got_grads = _r1_and_weight_grads(d, penalty)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, **tol)
+        for g, w in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w, **tol)
 
 
 # ---------------------------------------------------------------- components

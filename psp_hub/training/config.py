@@ -107,6 +107,11 @@ class TrainConfig:
     # per-parameter gradient accumulation), 258.6 -> 236.5 ms a step on CPU. DiffAugment then draws inside the graphs
     # (other draws than eager's, the same distributions). Not yet timed on the device, so off by default.
     compile_losses: bool = False
+    # with compile: the lazy R1 step's penalty as one compiled function (the discriminator's input gradient taken by
+    # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
+    # discriminator. On the H200 the eager R1 step set the compiled prior-256's mean step apart from its median
+    # (147 against 113 ms with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed on the device, so off.
+    compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
     channels_last: bool = False
@@ -168,8 +173,9 @@ class TrainConfig:
             raise ConfigError(f"losses.diffaug: {err}") from None
         _check_reference_selection(cfg)
         _check_continuation(cfg)
-        if cfg.compile_losses and not cfg.compile:
-            raise ConfigError("compile_losses needs compile: true")
+        for key in ("compile_losses", "compile_r1"):
+            if getattr(cfg, key) and not cfg.compile:
+                raise ConfigError(f"{key} needs compile: true")
         if cfg.init_from and cfg.prior_path:
             raise ConfigError(
                 "give init_from (a whole PSP-GAN, or a prior for stage 'prior') or prior_path (its "

@@ -29,6 +29,7 @@ from psp_hub.losses import (
     g_nonsaturating_terms,
     gram_style_loss,
     r1_penalty,
+    r1_penalty_traced,
 )
 
 from .config import LossWeights
@@ -71,7 +72,8 @@ class Discriminators(nn.Module):
 
 class DiscView:
     """What the objective calls: `global_d`, `components[name]` (modules, or compiled wrappers of them) and
-    `r1_global_d`, always an eager global discriminator (R1 differentiates it twice, which compile does not do)."""
+    `r1_global_d`, always the eager global discriminator (`r1_penalty` differentiates its graph twice, which compiled
+    graphs do not allow; `r1_penalty_traced` traces it into a compiled function of its own)."""
 
     def __init__(self, global_d, components, r1_global_d=None):
         self.global_d, self.components = global_d, components
@@ -247,9 +249,14 @@ class PSPGANObjective(nn.Module):
             losses |= self.r1_terms(batch, discs)
         return losses
 
-    def r1_terms(self, batch, discs: DiscView) -> dict[str, torch.Tensor]:
-        """Lazy R1 on the global discriminator, through DiffAugment, scaled by its interval: eager code always (it
-        differentiates the discriminator twice, which compiled graphs do not)."""
-        real = gan_reals(batch)[0].detach().requires_grad_(True)
-        penalty = r1_penalty(discs.r1_global_d(self.augment(real)), real)
+    def r1_terms(self, batch, discs: DiscView, traced: bool = False) -> dict[str, torch.Tensor]:
+        """Lazy R1 on the eager global discriminator, through DiffAugment, scaled by its interval: `r1_penalty`
+        (eager code: it differentiates the discriminator's graph again), or with `traced` `r1_penalty_traced` (the
+        input gradient inside, a form torch.compile can compile)."""
+        real = gan_reals(batch)[0].detach()
+        if traced:
+            penalty = r1_penalty_traced(lambda images: discs.r1_global_d(self.augment(images)), real)
+        else:
+            real = real.requires_grad_(True)
+            penalty = r1_penalty(discs.r1_global_d(self.augment(real)), real)
         return {"r1": self.w.r1_gamma / 2 * penalty * self.w.r1_every}

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from psp_hub.data.mixing import native_levels
 from psp_hub.discriminators import StyleGAN2Discriminator
-from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty, r1_penalty_traced
 from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.models.prior_loading import PRIOR_CONFIG_FILE, PRIOR_CONFIG_KEYS
 from psp_hub.models.stylegan2 import draw_mixing_index
@@ -90,11 +90,13 @@ class Stage:
 
     def _compile_terms(self) -> None:
         """`_generator_terms` / `_discriminator_terms`: the eager methods, or with `compile_losses` one compiled
-        function each (the networks' compiled calls traced into them)."""
+        function each (the networks' compiled calls traced into them); `_r1`: eager R1, or with `compile_r1` the
+        traced form compiled."""
         self._generator_terms, self._discriminator_terms = self._generator_terms_eager, self._discriminator_terms_eager
         if self.cfg.compile_losses:
             self._generator_terms = compiled_view(self._generator_terms_eager, **self.cfg.compile_options)
             self._discriminator_terms = compiled_view(self._discriminator_terms_eager, **self.cfg.compile_options)
+        self._r1 = compiled_view(self._r1_traced, **self.cfg.compile_options) if self.cfg.compile_r1 else self._r1_eager
 
     def _begin_step(self) -> None:
         """Under CUDA graphs (compile_mode reduce-overhead) a new training step begins: the graphs may now reuse the
@@ -163,6 +165,15 @@ class PriorStage(Stage):
         """The discriminator's logistic loss on reals and (detached) fakes (R1 apart)."""
         return d_logistic_loss(self.disc_fast(self.augment(real)), self.disc_fast(self.augment(fake)))
 
+    def _r1_eager(self, real: torch.Tensor) -> torch.Tensor:
+        """R1 at the reals through DiffAugment, on the eager discriminator (it differentiates its graph again)."""
+        real_r1 = real.detach().requires_grad_(True)
+        return r1_penalty(self.disc(self.augment(real_r1)), real_r1)
+
+    def _r1_traced(self, real: torch.Tensor) -> torch.Tensor:
+        """The same penalty with the input gradient inside the function, for `compile_r1`."""
+        return r1_penalty_traced(lambda images: self.disc(self.augment(images)), real)
+
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
         self._begin_step()
@@ -183,8 +194,7 @@ class PriorStage(Stage):
         with acc.autocast():
             d_loss = self._discriminator_terms(real, fake.detach())
             if self._r1_due(step):
-                real_r1 = real.detach().requires_grad_(True)
-                r1 = r1_penalty(self.disc(self.augment(real_r1)), real_r1)
+                r1 = self._r1(real)
                 d_loss = d_loss + cfg.losses.r1_gamma / 2 * r1 * cfg.losses.r1_every
                 logs["r1"] = r1.detach()
         self._optimizer_step(d_loss, self.opt_d, self.sched_d, self.disc.parameters())
@@ -301,7 +311,7 @@ class PSPGANStage(Stage):
         with acc.autocast():
             d_losses = self._discriminator_terms(out.image.detach(), batch, components)
             if self._r1_due(step):
-                d_losses |= self.objective.r1_terms(batch, self.discs)
+                d_losses |= self._r1(batch)
             d_total = sum(d_losses.values())
         self._optimizer_step(
             d_total, self.opt_d, self.sched_d, [p for d in self.discriminators for p in d.parameters()]
@@ -319,6 +329,12 @@ class PSPGANStage(Stage):
     def _discriminator_terms_eager(self, fake, batch, components: bool):
         """The discriminators' logistic terms on a batch and the generator's detached output (R1 apart)."""
         return self.objective.discriminator_losses(fake, batch, self.discs, with_r1=False, components=components)
+
+    def _r1_eager(self, batch) -> dict[str, torch.Tensor]:
+        return self.objective.r1_terms(batch, self.discs)
+
+    def _r1_traced(self, batch) -> dict[str, torch.Tensor]:
+        return self.objective.r1_terms(batch, self.discs, traced=True)
 
     @torch.no_grad()
     def sample_images(self, batch):
