@@ -67,7 +67,8 @@ def train_args(dataset: Path, out: Path, *overrides: str) -> list[str]:
     "compiled", [(), ("compile=true", "compile_backend=aot_eager", "compile_losses=true", "compile_r1=true")]
 )
 def test_two_processes_see_disjoint_data_and_stay_in_sync(dataset, tmp_path, compiled):
-    """Eager, and with the losses and R1 compiled with the networks (DDP's modules traced inside the compiled functions)."""
+    """Eager, and with the losses and R1 compiled with the networks (DDP's modules traced inside the compiled
+    functions)."""
     run = torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(TINY), str(dataset), str(tmp_path), *compiled)
     assert run.returncode == 0, run.stderr[-4000:]
     r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))

@@ -1,7 +1,7 @@
 """x2 resampling: the gather-form gradient compiled training uses equals `F.interpolate`'s, the slices form (a
 benchmark lever) equals `F.interpolate` and keeps the input's memory format, the 2x2 mean is bilinear /2
-downsampling, and no compiled backward of them holds a scatter (inductor's own decomposition of the bilinear forms writes their
-gradients as accumulating `index_put`s)."""
+downsampling, and no compiled backward of them holds a scatter (inductor's own decomposition of the bilinear forms
+writes their gradients as accumulating `index_put`s)."""
 
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ class TrainConfig:
     # with compile: the lazy R1 step's penalty as one compiled function (the discriminator's input gradient taken by
     # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
     # discriminator. On the H200 the eager R1 step set the compiled prior-256's mean step apart from its median
-    # (147 against 113 ms with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed on the device, so off.
+    # (147 against 113 ms with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed
+    # on the device, so off.
     compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
