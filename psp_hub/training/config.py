@@ -102,16 +102,17 @@ class TrainConfig:
     # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
     # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
     # them (DiffAugment, crops, distances, grams, the identity warp) run eagerly. The compiled psp-256 step is
-    # host-bound on the H200 (GPU busy 34-50 %); on the tiny psp-256 recipe (CPU host profile, docs/speed.md) this
-    # cuts a step's compiled calls from 41 to 4 and its eager operators from 1,439 to 367 (266 of them autograd's
-    # per-parameter gradient accumulation), 258.6 -> 236.5 ms a step on CPU. DiffAugment then draws inside the graphs
-    # (other draws than eager's, the same distributions). Not yet timed on the device, so off by default.
+    # host-bound on the H200 (GPU busy 34-50 %); there this gave 144.9 -> 169.4 samples/s (synthetic batches, one
+    # machine; compiled calls 41 -> 4 a step, eager operators 1,667 -> 474), the priors 1.02x (docs/speed.md).
+    # DiffAugment then draws inside the graphs (other draws than eager's, the same distributions). Opt-in like
+    # `compile` (train/device/psp256_round.sh turns both on): its cold compile is two long graphs (~6 minutes on
+    # the H200's host for psp-256's generator terms).
     compile_losses: bool = False
     # with compile: the lazy R1 step's penalty as one compiled function (the discriminator's input gradient taken by
     # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
-    # discriminator. On the H200 the eager R1 step set the compiled prior-256's mean step apart from its median
-    # (147 against 113 ms with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed
-    # on the device, so off.
+    # discriminator. On the H200 the compiled prior-256's mean step lies far above its median (147 against 113 ms
+    # with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed on the device, so
+    # off.
     compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
