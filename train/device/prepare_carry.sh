@@ -4,6 +4,7 @@
 #   .whl/               wheels the device image lacks (datasets, diffusers, kornia, onnx2torch, ...)
 #   .carry/weights/     the auxiliary networks training needs (VGG-16 features, ArcFace ONNX, LPIPS heads)
 #   .carry/dsA..dsD/    the built dataset (data/psp-faces128) cut into parts under 60 MiB, hard-linked
+# NO_DATA=1 stops after the wheels and weights: all that `train_speed.py --synthetic` calls need (58 MB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${PSP_SHARED_DIR:-../shared}
@@ -19,6 +20,7 @@ dl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 diffusers==0.42.1 onnx==1.2
 
 mkdir -p .carry/weights
 cp "$SHARED"/weights/{vgg16_imagenet_features_fp16.safetensors,mobilefacenet_arcface_112.onnx,lpips_vgg16_v0.1_lin.safetensors} .carry/weights/
+if [ "${NO_DATA:-0}" = 1 ]; then du -sh .whl .carry/weights; exit 0; fi
 
 [ -f "$DATA/README.md" ] || python3 train/build_dataset.py --input "$SHARED/data/faces128" --output "$DATA" --seed 0 --workers 2
 rm -rf .carry/ds{A,B,C,D}
