@@ -45,7 +45,7 @@ from psp_hub.training.kernel_profile import profile_summary, profiler_activities
 from psp_hub.training.stages import make_stage
 
 
-def synthetic_batches(cfg: TrainConfig, device=None):
+def synthetic_batches(cfg: TrainConfig, device):
     """Random images of the config's shapes with real eye/mouth boxes: the step's cost without a dataset, handed
     over where the configured loader hands its batches (`loader_placement`)."""
     from psp_hub.common.geometry import component_boxes, ffhq_template
@@ -73,7 +73,7 @@ def loader_placement(batch: dict, data, device) -> dict:
     """`batch` where the real loader puts it: the resident loader makes its batches on the training device (so
     the step copies nothing; a pageable host batch instead cost the H200 a blocking 20-30 ms copy a step), the
     worker loader in host memory, pinned with `pin_memory`."""
-    if data.loader == "resident" and device is not None:
+    if data.loader == "resident":
         return {k: v.to(device) for k, v in batch.items()}
     if data.pin_memory and torch.cuda.is_available():
         return {k: v.pin_memory() for k, v in batch.items()}

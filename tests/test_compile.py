@@ -175,12 +175,12 @@ def test_compiled_prior_step_matches_eager(dataset, tmp_path, fresh_dynamo, monk
 def test_compiled_r1_gives_the_eager_prior_step(dataset, tmp_path, fresh_dynamo, monkeypatch):
     """compile_r1: the prior's R1 step with the penalty compiled (torch.func.grad inside the graph) gives eager's
     losses, R1 and discriminator gradients (DiffAugment off: a graph draws its augmentations in an order of its own)."""
-    from psp_hub.training import stages
+    from psp_hub.losses import gan
 
     results, batch = {}, None
     for compiled in (False, True):
         if compiled:  # the compiled run must not fall back to the eager penalty
-            monkeypatch.setattr(stages, "r1_penalty", lambda *a: pytest.fail("eager R1 under compile_r1"))
+            monkeypatch.setattr(gan, "r1_penalty", lambda *a: pytest.fail("eager R1 under compile_r1"))
         extra = ["losses.diffaug=''", f"compile_r1={str(compiled).lower()}"]
         cfg, stage = _prior_stage(dataset, tmp_path, compiled, *extra)
         batch = batch or next(iter(build_train_dataloader(cfg.data, batch_size=cfg.batch_size)))

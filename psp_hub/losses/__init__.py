@@ -5,7 +5,14 @@ from .components import (
     crop_components,
     default_component_sizes,
 )
-from .gan import d_logistic_loss, g_nonsaturating_loss, g_nonsaturating_terms, r1_penalty, r1_penalty_traced
+from .gan import (
+    d_logistic_loss,
+    g_nonsaturating_loss,
+    g_nonsaturating_terms,
+    r1_penalty,
+    r1_penalty_of,
+    r1_penalty_traced,
+)
 from .identity import IdentityLoss
 from .perceptual import PerceptualConfig, PerceptualLoss
 from .style import gram_matrix, gram_style_loss
@@ -26,6 +33,7 @@ __all__ = [
     "gram_style_loss",
     "load_vgg_features",
     "r1_penalty",
+    "r1_penalty_of",
     "r1_penalty_traced",
     "vgg_layer_names",
 ]

@@ -53,6 +53,17 @@ def r1_penalty_traced(disc: Callable[[torch.Tensor], torch.Tensor], real_images:
         return _squared_norm_mean(grad)
 
 
+def r1_penalty_of(
+    disc: Callable[[torch.Tensor], torch.Tensor], real_images: torch.Tensor, traced: bool = False
+) -> torch.Tensor:
+    """R1 of the callable `disc` (a discriminator, with any augmentation in front of it) at `real_images`: its eager
+    forward then `r1_penalty`, or with `traced` `r1_penalty_traced`, the form torch.compile compiles."""
+    if traced:
+        return r1_penalty_traced(disc, real_images)
+    real = real_images.detach().requires_grad_(True)
+    return r1_penalty(disc(real), real)
+
+
 def _squared_norm_mean(grad: torch.Tensor) -> torch.Tensor:
     """The batch mean of each sample's squared gradient norm, in fp32."""
     return grad.float().pow(2).reshape(grad.shape[0], -1).sum(1).mean()

@@ -28,8 +28,7 @@ from psp_hub.losses import (
     g_nonsaturating_loss,
     g_nonsaturating_terms,
     gram_style_loss,
-    r1_penalty,
-    r1_penalty_traced,
+    r1_penalty_of,
 )
 
 from .config import LossWeights
@@ -253,10 +252,5 @@ class PSPGANObjective(nn.Module):
         """Lazy R1 on the eager global discriminator, through DiffAugment, scaled by its interval: `r1_penalty`
         (eager code: it differentiates the discriminator's graph again), or with `traced` `r1_penalty_traced` (the
         input gradient inside, a form torch.compile can compile)."""
-        real = gan_reals(batch)[0].detach()
-        if traced:
-            penalty = r1_penalty_traced(lambda images: discs.r1_global_d(self.augment(images)), real)
-        else:
-            real = real.requires_grad_(True)
-            penalty = r1_penalty(discs.r1_global_d(self.augment(real)), real)
+        penalty = r1_penalty_of(lambda images: discs.r1_global_d(self.augment(images)), gan_reals(batch)[0], traced)
         return {"r1": self.w.r1_gamma / 2 * penalty * self.w.r1_every}

@@ -6,6 +6,7 @@ EMA weights; the loop in `trainer.py` does everything else (data, checkpoints, l
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from safetensors.torch import save_file
 
 from psp_hub.data.mixing import native_levels
 from psp_hub.discriminators import StyleGAN2Discriminator
-from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty, r1_penalty_traced
+from psp_hub.losses.gan import d_logistic_loss, g_nonsaturating_loss, r1_penalty_of
 from psp_hub.models import PSPGAN, StyleGAN2Generator
 from psp_hub.models.prior_loading import PRIOR_CONFIG_FILE, PRIOR_CONFIG_KEYS
 from psp_hub.models.stylegan2 import draw_mixing_index
@@ -96,7 +97,9 @@ class Stage:
         if self.cfg.compile_losses:
             self._generator_terms = compiled_view(self._generator_terms_eager, **self.cfg.compile_options)
             self._discriminator_terms = compiled_view(self._discriminator_terms_eager, **self.cfg.compile_options)
-        self._r1 = compiled_view(self._r1_traced, **self.cfg.compile_options) if self.cfg.compile_r1 else self._r1_eager
+        self._r1 = self._r1_terms
+        if self.cfg.compile_r1:
+            self._r1 = compiled_view(functools.partial(self._r1_terms, traced=True), **self.cfg.compile_options)
 
     def _begin_step(self) -> None:
         """Under CUDA graphs (compile_mode reduce-overhead) a new training step begins: the graphs may now reuse the
@@ -165,14 +168,9 @@ class PriorStage(Stage):
         """The discriminator's logistic loss on reals and (detached) fakes (R1 apart)."""
         return d_logistic_loss(self.disc_fast(self.augment(real)), self.disc_fast(self.augment(fake)))
 
-    def _r1_eager(self, real: torch.Tensor) -> torch.Tensor:
-        """R1 at the reals through DiffAugment, on the eager discriminator (it differentiates its graph again)."""
-        real_r1 = real.detach().requires_grad_(True)
-        return r1_penalty(self.disc(self.augment(real_r1)), real_r1)
-
-    def _r1_traced(self, real: torch.Tensor) -> torch.Tensor:
-        """The same penalty with the input gradient inside the function, for `compile_r1`."""
-        return r1_penalty_traced(lambda images: self.disc(self.augment(images)), real)
+    def _r1_terms(self, real: torch.Tensor, traced: bool = False) -> torch.Tensor:
+        """R1 at the reals through DiffAugment, on the eager discriminator (traced: the form `compile_r1` compiles)."""
+        return r1_penalty_of(lambda images: self.disc(self.augment(images)), real, traced)
 
     def step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.acc
@@ -330,11 +328,8 @@ class PSPGANStage(Stage):
         """The discriminators' logistic terms on a batch and the generator's detached output (R1 apart)."""
         return self.objective.discriminator_losses(fake, batch, self.discs, with_r1=False, components=components)
 
-    def _r1_eager(self, batch) -> dict[str, torch.Tensor]:
-        return self.objective.r1_terms(batch, self.discs)
-
-    def _r1_traced(self, batch) -> dict[str, torch.Tensor]:
-        return self.objective.r1_terms(batch, self.discs, traced=True)
+    def _r1_terms(self, batch, traced: bool = False) -> dict[str, torch.Tensor]:
+        return self.objective.r1_terms(batch, self.discs, traced)
 
     @torch.no_grad()
     def sample_images(self, batch):
