@@ -197,3 +197,11 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
     assert row.rstrip(" |").endswith(f"{new['samples_per_s'] / old['samples_per_s']:.2f}x")
     assert "| psp-256 | old | no result" in table
     assert subprocess.run(["bash", "-n", str(ROOT / "train/device/speed_all.sh")], check=False).returncode == 0
+
+
+def test_r1_steps_are_timed_apart_from_plain_ones(train_speed):
+    """Steps 16 and 32 of a window starting at step 3 are the R1 steps (r1_every 16); the rest are plain."""
+    step_s = [0.1] * 40
+    step_s[16 - 3] = step_s[32 - 3] = 0.7
+    split = train_speed._r1_split(step_s, first_step=3, r1_every=16)
+    assert split == {"r1_steps": 2, "ms_per_r1_step_median": 700.0, "ms_per_plain_step_median": 100.0}
