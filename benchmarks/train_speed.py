@@ -275,6 +275,7 @@ def _describe(cfg: TrainConfig, stage, acc, synthetic: bool) -> dict:
         "compile_losses": cfg.compile_losses,
         "compile_r1": cfg.compile_r1,
         "inductor_env": _inductor_env(),
+        "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),  # shared by both sides of a SERIAL pair
     }
 
 

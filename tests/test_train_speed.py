@@ -146,9 +146,11 @@ def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train
     assert 0 <= result["data_wait_share"] < 1 and result["host_syncs_per_step"] is None  # counted on a GPU only
 
 
-def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
+@pytest.mark.parametrize("serial", ["0", "1"])
+def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path, serial):
     """compare_speed.sh (what speed_all.sh runs per config) on the tiny prior, this tree against a copy of it as the
-    baseline, one side with an environment of its own; then run_speed.py --table reads both results."""
+    baseline, one side with an environment of its own, side by side or one after the other (SERIAL=1, one inductor
+    cache for both); then run_speed.py --table reads both results."""
     base = tmp_path / "baseline"
     shutil.copytree(ROOT / "psp_hub", base / "psp_hub", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "train" / "configs", base / "train" / "configs")
@@ -168,6 +170,7 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
         "WARMUP": "1",
         "PROFILE": "0",
         "LIMIT": "1200",
+        "SERIAL": serial,
         "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",
         "NEW_ENV": "TORCHINDUCTOR_CPP_WRAPPER=1",  # one side's environment (an eager run: no effect but the record)
         "OLD": f"--config {base}/train/configs/tiny-cpu.yaml --synthetic {tiny}",
@@ -187,6 +190,7 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path):
         new["inductor_env"].get("TORCHINDUCTOR_CPP_WRAPPER") == "1"
         and "TORCHINDUCTOR_CPP_WRAPPER" not in old["inductor_env"]
     )
+    assert (new["inductor_cache_dir"] == old["inductor_cache_dir"]) == (serial == "1")
     table = subprocess.run(
         [sys.executable, str(ROOT / "train/device/run_speed.py"), "--table", str(out)],
         capture_output=True,

@@ -8,6 +8,9 @@
 #         bash train/device/compare_speed.sh [key=value ...]       (overrides for both sides; put one side's in NEW/OLD)
 # NEW_ENV / OLD_ENV: VAR=value words for one side's environment, e.g. an inductor setting against the same tree
 # without it: BASELINE=. NEW_ENV="TORCHINDUCTOR_CPP_WRAPPER=1" NEW="--config X ..." OLD="--config X ..."
+# SERIAL=1: this tree's side compiles and times first, alone, then the other, with one inductor cache: where one
+# side's graphs include the other's (compile_r1=true against false) the second loads them, so the pair's cold
+# compile costs about one side's (prior-256 side by side: > 420 s; one side alone fits a call with the other after).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
@@ -20,15 +23,24 @@ OLD=${OLD:-"--config .baseline/train/configs/psp-512.yaml --synthetic prior_path
 sig=${TMPDIR:-/tmp}/speed-$name
 rm -f "$sig".*
 args=(--steps "${STEPS:-20}" --warmup "${WARMUP:-3}" --profile "${PROFILE:-3}")
-# shellcheck disable=SC2086  # NEW / OLD and NEW_ENV / OLD_ENV are word lists
-( env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-old \
-    timeout "$limit" "$py" "$base/benchmarks/train_speed.py" "${args[@]}" $OLD \
-    --ready "$sig.old.ready" --wait-for "$sig.new.done" "$@" >"$out/old-$name.json" 2>"$out/old-$name.err"
-  touch "$sig.old.ready" "$sig.old.done" ) &
-# shellcheck disable=SC2086
-( env ${NEW_ENV:-} TORCHINDUCTOR_CACHE_DIR=/tmp/ic-new \
-    timeout "$limit" "$py" benchmarks/train_speed.py "${args[@]}" --count-syncs $NEW \
-    --ready "$sig.new.ready" --wait-for "$sig.old.ready" --done "$sig.new.done" "$@" >"$out/new-$name.json" 2>"$out/new-$name.err"
-  touch "$sig.new.done" )
-wait
+cache_new=/tmp/ic-new cache_old=/tmp/ic-old
+[ "${SERIAL:-0}" = 1 ] && cache_old=$cache_new
+old_side() {  # old_side [train_speed.py options]
+  # shellcheck disable=SC2086  # OLD and OLD_ENV are word lists
+  env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=$cache_old timeout "$limit" "$py" "$base/benchmarks/train_speed.py" \
+    "${args[@]}" $OLD "$@" >"$out/old-$name.json" 2>"$out/old-$name.err"
+}
+new_side() {
+  # shellcheck disable=SC2086
+  env ${NEW_ENV:-} TORCHINDUCTOR_CACHE_DIR=$cache_new timeout "$limit" "$py" benchmarks/train_speed.py \
+    "${args[@]}" --count-syncs $NEW "$@" >"$out/new-$name.json" 2>"$out/new-$name.err"
+}
+if [ "${SERIAL:-0}" = 1 ]; then
+  new_side "$@"
+  old_side "$@"
+else
+  ( old_side --ready "$sig.old.ready" --wait-for "$sig.new.done" "$@"; touch "$sig.old.ready" "$sig.old.done" ) &
+  ( new_side --ready "$sig.new.ready" --wait-for "$sig.old.ready" --done "$sig.new.done" "$@"; touch "$sig.new.done" )
+  wait
+fi
 grep -H "hit config\|Traceback\|Error" "$out/new-$name.err" "$out/old-$name.err" | tail -6 || true  # what failed, if anything
