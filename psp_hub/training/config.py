@@ -110,9 +110,9 @@ class TrainConfig:
     compile_losses: bool = False
     # with compile: the lazy R1 step's penalty as one compiled function (the discriminator's input gradient taken by
     # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
-    # discriminator. On the H200 the compiled prior-256's mean step lies far above its median (147 against 113 ms
-    # with r1_every 16: ~540 ms more in each R1 step, if they make the whole gap). Not yet timed on the device, so
-    # off.
+    # discriminator. On the H200 an eager R1 step of prior-256 (batch 128) takes 1,058 ms against a plain step's
+    # 513 (prior-128: 461 against 252), so with r1_every 16 the eager R1 adds ~34 ms to the compiled step's mean of
+    # 147 (median 113). Compiled R1 is not yet timed there (its cold compile adds ~160 s), so off.
     compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution
