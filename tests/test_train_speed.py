@@ -121,6 +121,8 @@ def test_compiled_tiny_stage_has_no_compile_in_the_timed_window(train_speed, fre
     )
     result = train_speed.measure(cfg, steps=2, warmup=1, synthetic=True)
     assert result["compiles"] >= 4 and result["compile_s"] > 0  # G forward and backward, D's two grad states
+    phases = result["compile_phases_s"]  # where the compiling went, by phase (this backend: Dynamo and AOTAutograd)
+    assert phases["_compile.compile_inner"] > 0 and phases["create_aot_dispatcher_function"] > 0
     assert result["timed_compiles"] == 0 and result["timed_compile_events"] == []
     # R1 every 2 steps: at least steps 0 (R1) and 1, then whole cycles from --warmup 1
     assert result["warmup_steps"] >= 2 and (result["warmup_steps"] - 1) % cfg.losses.r1_every == 0
