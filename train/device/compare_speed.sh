@@ -11,6 +11,7 @@
 # SERIAL=1: this tree's side compiles and times first, alone, then the other, with one inductor cache: where one
 # side's graphs include the other's (compile_r1=true against false) the second loads them, so the pair's cold
 # compile costs about one side's (prior-256 side by side: > 420 s; one side alone fits a call with the other after).
+# LIMIT caps each side's seconds; OLD_LIMIT, if set, the other side's (with SERIAL=1 the first side needs the most).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp}
@@ -18,6 +19,7 @@ py=${PYTHON:-python3}
 base=${BASELINE:-.baseline}
 name=${NAME:-psp-512}
 limit=${LIMIT:-240}
+old_limit=${OLD_LIMIT:-$limit}
 NEW=${NEW:-"--config train/configs/psp-512.yaml --synthetic prior_path=null compile=true"}
 OLD=${OLD:-"--config .baseline/train/configs/psp-512.yaml --synthetic prior_path=null compile=true"}
 sig=${TMPDIR:-/tmp}/speed-$name
@@ -27,7 +29,7 @@ cache_new=/tmp/ic-new cache_old=/tmp/ic-old
 [ "${SERIAL:-0}" = 1 ] && cache_old=$cache_new
 old_side() {  # old_side [train_speed.py options]
   # shellcheck disable=SC2086  # OLD and OLD_ENV are word lists
-  env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=$cache_old timeout "$limit" "$py" "$base/benchmarks/train_speed.py" \
+  env ${OLD_ENV:-} TORCHINDUCTOR_CACHE_DIR=$cache_old timeout "$old_limit" "$py" "$base/benchmarks/train_speed.py" \
     "${args[@]}" $OLD "$@" >"$out/old-$name.json" 2>"$out/old-$name.err"
 }
 new_side() {
