@@ -173,6 +173,7 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path, s
         "PROFILE": "0",
         "LIMIT": "1200",
         "SERIAL": serial,
+        "OLD_LIMIT": "1100",  # the second side's own cap
         "NEW": f"--config train/configs/tiny-cpu.yaml --synthetic {tiny}",
         "NEW_ENV": "TORCHINDUCTOR_CPP_WRAPPER=1",  # one side's environment (an eager run: no effect but the record)
         "OLD": f"--config {base}/train/configs/tiny-cpu.yaml --synthetic {tiny}",
