@@ -225,7 +225,7 @@ def measure(
 def _compile_phases(min_s: float = 0.05) -> dict[str, float]:
     """Seconds by compiler phase over this process (Dynamo's tracing, AOTAutograd, inductor's lowering, fusion,
     code generation and kernel builds; they nest): where a cold compile goes. On this CPU the tiny psp-256 recipe's
-    inductor time was ~7 % graph passes and the rest code generation and C++ builds (docs/speed.md)."""
+    inductor time was ~6 % graph passes and the rest code generation and C++ builds (docs/speed.md)."""
     names, seconds = torch._dynamo.utils.compile_times(repr="csv", aggregate=True)
     return {name: round(float(s), 2) for name, s in zip(names, seconds) if float(s) >= min_s}
 

@@ -10,7 +10,7 @@
 # without it: BASELINE=. NEW_ENV="TORCHINDUCTOR_CPP_WRAPPER=1" NEW="--config X ..." OLD="--config X ..."
 # SERIAL=1: this tree's side compiles and times first, alone, then the other, with one inductor cache: where one
 # side's graphs include the other's (compile_r1=true against false) the second loads them, so the pair's cold
-# compile costs about one side's (prior-256 side by side: > 420 s; one side alone fits a call with the other after).
+# compile costs about one side's (side by side, prior-256's pair ran past 420 s on the H200).
 # LIMIT caps each side's seconds; OLD_LIMIT, if set, the other side's (with SERIAL=1 the first side needs the most).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
