@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -211,7 +212,7 @@ def measure(
         "it_per_s": round(steps / total, 2),
         "samples_per_s": round(steps * cfg.batch_size / total, 1),
         "ms_per_step_median": round(median * 1e3, 1),
-        **_r1_split(step_s, t["warmup_steps"], cfg.losses.r1_every),
+        **_r1_split(step_s, t["warmup_steps"], stage.r1_due),
         "data_wait_share": round(sum(t["wait_s"]) / total, 3),
         "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
         "host_syncs_per_step": syncs,
@@ -234,11 +235,11 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def _r1_split(step_s: list[float], first_step: int, r1_every: int) -> dict:
+def _r1_split(step_s: list[float], first_step: int, r1_due: Callable[[int], bool]) -> dict:
     """Median ms of the timed lazy-R1 steps and of the plain ones: what one R1 step costs above a plain step (the
     mean step hides it; prior-256's mean lay 35 ms above its median with r1_every 16)."""
-    r1 = [s for i, s in enumerate(step_s, first_step) if i % r1_every == 0]
-    plain = [s for i, s in enumerate(step_s, first_step) if i % r1_every != 0]
+    r1 = [s for i, s in enumerate(step_s, first_step) if r1_due(i)]
+    plain = [s for i, s in enumerate(step_s, first_step) if not r1_due(i)]
     return {
         "r1_steps": len(r1),
         "ms_per_r1_step_median": round(_median(r1) * 1e3, 1) if r1 else None,

@@ -210,5 +210,5 @@ def test_r1_steps_are_timed_apart_from_plain_ones(train_speed):
     """Steps 16 and 32 of a window starting at step 3 are the R1 steps (r1_every 16); the rest are plain."""
     step_s = [0.1] * 40
     step_s[16 - 3] = step_s[32 - 3] = 0.7
-    split = train_speed._r1_split(step_s, first_step=3, r1_every=16)
+    split = train_speed._r1_split(step_s, first_step=3, r1_due=lambda step: step % 16 == 0)
     assert split == {"r1_steps": 2, "ms_per_r1_step_median": 700.0, "ms_per_plain_step_median": 100.0}

@@ -134,7 +134,8 @@ class Stage:
         if self.acc.sync_gradients:
             self.ema.step(self.raw_generator.parameters())
 
-    def _r1_due(self, step: int) -> bool:
+    def r1_due(self, step: int) -> bool:
+        """Whether `step` is a lazy-R1 step (every r1_every-th, from step 0)."""
         return step % self.cfg.losses.r1_every == 0
 
 
@@ -191,7 +192,7 @@ class PriorStage(Stage):
         self._set_requires_grad([self.disc], True)
         with acc.autocast():
             d_loss = self._discriminator_terms(real, fake.detach())
-            if self._r1_due(step):
+            if self.r1_due(step):
                 r1 = self._r1(real)
                 d_loss = d_loss + cfg.losses.r1_gamma / 2 * r1 * cfg.losses.r1_every
                 logs["r1"] = r1.detach()
@@ -308,7 +309,7 @@ class PSPGANStage(Stage):
         self._set_requires_grad(self.discriminators, True)
         with acc.autocast():
             d_losses = self._discriminator_terms(out.image.detach(), batch, components)
-            if self._r1_due(step):
+            if self.r1_due(step):
                 d_losses |= self._r1(batch)
             d_total = sum(d_losses.values())
         self._optimizer_step(
