@@ -68,3 +68,13 @@ def test_watch_compiles_counts_each_forward_and_backward_graph_while_open():
     view(torch.randn(3, 4))  # a new batch size recompiles, outside the block: not counted
     assert tally.count == 2
     torch._dynamo.reset()
+
+
+def test_watch_compiles_counts_cuda_graph_recordings_apart():
+    """CUDA graph trees (compile mode reduce-overhead) announce each recording through dynamo's callbacks, the call
+    below being the one `cudagraph_trees.record_function` makes: a recording, not a compilation."""
+    trigger = torch._dynamo.callback.CallbackTrigger.CUDAGRAPH_RECORDING
+    with watch_compiles() as tally, torch._dynamo.callback_handler.install_callbacks(trigger, "2/0"):
+        pass
+    assert (tally.count, tally.recordings, tally.settling) == (0, 1, 1)
+    assert tally.events == ["2/0 record"] and tally.seconds == 0 and tally.recording_seconds >= 0

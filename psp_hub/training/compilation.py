@@ -98,33 +98,47 @@ def compiled_view(module: nn.Module | Callable, **options):
 @dataclass
 class CompileTally:
     """torch.compile's compilations so far: how many, their wall seconds, and each as "<frame>/<variant> forward" (a
-    dynamo frame) or "... backward" (a backward graph, compiled lazily at its first backward)."""
+    dynamo frame) or "... backward" (a backward graph, compiled lazily at its first backward). Under CUDA graph trees
+    (compile mode reduce-overhead) a graph also records at the first runs of each new path through the step: counted
+    apart as recordings ("... record"); on the H200 the prior's compiled R1 step still recorded in its 2nd and 3rd runs."""
 
     count: int = 0
     seconds: float = 0.0
+    recordings: int = 0
+    recording_seconds: float = 0.0
     events: list[str] = field(default_factory=list)
+
+    @property
+    def settling(self) -> int:
+        """Compilations and recordings together: a step with either is not yet a steady one."""
+        return self.count + self.recordings
 
 
 @contextmanager
 def watch_compiles(log: TextIO | None = None) -> Iterator[CompileTally]:
-    """Tally the compilations that start while the block runs (nested ones once: dynamo's callbacks fire around the
-    outermost compile only). With `log`, each one also writes a line as it starts and ends, so a run killed in its
-    warm-up still shows how far it got."""
+    """Tally the compilations (and CUDA graph recordings) that start while the block runs (nested ones once: dynamo's
+    callbacks fire around the outermost compile only). With `log`, each one also writes a line as it starts and ends,
+    so a run killed in its warm-up still shows how far it got."""
     tally, started = CompileTally(), [0.0]
+    triggers = torch._dynamo.callback.CallbackTrigger
+    kinds = {triggers.LAZY_BACKWARD: "backward", triggers.CUDAGRAPH_RECORDING: "record"}
 
     def start(args) -> None:
         started[0] = time.perf_counter()
-        lazy = args.callback_trigger == torch._dynamo.callback.CallbackTrigger.LAZY_BACKWARD
-        tally.events.append(f"{args.compile_id} {'backward' if lazy else 'forward'}")
-        tally.count += 1
+        tally.events.append(f"{args.compile_id} {kinds.get(args.callback_trigger, 'forward')}")
+        recording = tally.events[-1].endswith("record")
+        tally.recordings, tally.count = tally.recordings + recording, tally.count + (not recording)
         if log is not None:
-            print(f"compile {tally.count}: {tally.events[-1]} ...", file=log, flush=True)
+            print(f"compile {tally.settling}: {tally.events[-1]} ...", file=log, flush=True)
 
     def end(args) -> None:
         seconds = time.perf_counter() - started[0]
-        tally.seconds += seconds
+        if tally.events[-1].endswith("record"):
+            tally.recording_seconds += seconds
+        else:
+            tally.seconds += seconds
         if log is not None:
-            line = f"compile {tally.count}: {tally.events[-1]} {seconds:.1f} s (all {tally.seconds:.0f} s)"
+            line = f"compile {tally.settling}: {tally.events[-1]} {seconds:.1f} s (all {tally.seconds:.0f} s)"
             print(line, file=log, flush=True)
 
     handler = torch._dynamo.callback_handler

@@ -320,7 +320,7 @@ class _Loop:
                     logs = self.stage.step(batch, self.state.step)
                 self.state.samples_seen += self.cfg.batch_size
         self.state.step += 1
-        self.timing.add(time.monotonic() - t0, compiled.seconds)
+        self.timing.add(time.monotonic() - t0, compiled.seconds + compiled.recording_seconds)
         return logs, batch
 
     def _report(self, logs: dict, batch: dict, bar, end_step: int) -> None:
