@@ -3,9 +3,10 @@ start-up and compile time, and (with --profile) the GPU-busy share and the host'
 
 Runs the real stage (every loss of the config on) on the config's real loader (`data.loader`: the streaming
 DataLoader or resident faces) for the warm-up and `--steps` timed steps and prints one JSON line per config. The
-warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a compiled step still compiles graphs;
-`compiles`/`compile_s` count all compilation, `timed_compiles` any left inside the timed window (then also on
-stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
+warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a compiled step still compiles graphs or
+records CUDA graphs; `compiles`/`compile_s` count all compilation, `recordings`/`recording_s` the CUDA graph trees'
+recordings (compile_mode reduce-overhead), `timed_compiles`/`timed_recordings` any left inside the timed window
+(then also on stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
 against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and kernel launches; the
 busy share under the profiler, which slows the host, is a lower bound), the kernels launched per step and those that
 take the most time, and under "host" where the host's time went: running compiled graphs, or eager operators by
@@ -102,36 +103,40 @@ def _batches(cfg: TrainConfig, synthetic: bool, device):
 
 class WarmupRule(NamedTuple):
     """When the warm-up may end. A compiled step compiles each graph the first time its branch runs (the lazy-R1
-    step, the plain one, a style-mixing draw), so the warm-up runs at least `min_steps`, steps 0 (R1) and 1 (plain),
-    and on until a step compiled nothing; it grows by whole R1 cycles, so the timed window holds as many R1 steps as
-    an eager run's. At `limit` steps it ends anyway: the timed window then counts the compiles left."""
+    step, the plain one, a style-mixing draw), and under CUDA graph trees records at the first runs of each path,
+    so the warm-up runs at least `min_steps`, steps 0 (R1) and 1 (plain), and on until a step compiled (or recorded)
+    nothing and the last R1 step did neither; it grows by whole R1 cycles, so the timed window holds as many R1
+    steps as an eager run's. At `limit` steps it ends anyway: the timed window then counts the compiles left."""
 
     min_steps: int
     cycle: int = 1  # the lazy-regularisation interval (losses.r1_every)
     limit: int = 100
 
-    def done(self, step: int, compile_free: int) -> bool:
-        """May the timed window start at `step`, after `compile_free` steps in a row that compiled nothing?"""
+    def done(self, step: int, quiet_steps: int, r1_quiet: bool = True) -> bool:
+        """May the timed window start at `step`, after `quiet_steps` steps in a row that compiled nothing, and with
+        `r1_quiet` when the last R1 step compiled nothing?"""
         if step >= self.limit:
             return True
         in_phase = step >= self.min_steps and (step - self.min_steps) % self.cycle == 0
-        return in_phase and step >= min(2, self.cycle) and compile_free >= 1
+        return in_phase and step >= min(2, self.cycle) and quiet_steps >= 1 and r1_quiet
 
 
 def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, rule: WarmupRule, signals: dict) -> dict:
     """Warm up (see WarmupRule), then time `steps` steps: each one's wall time, the time blocked on the loader, and
-    the compilations during warm-up and during timing."""
+    the compilations (and CUDA graph recordings) during warm-up and during timing."""
     step_s, wait_s, t_warm = [], [], time.perf_counter()
-    first_step_s, warmup_s, compile_free, i = 0.0, 0.0, 0, 0
+    first_step_s, warmup_s, quiet_steps, r1_quiet, i = 0.0, 0.0, 0, False, 0
     with watch_compiles(log=sys.stderr) as watch:  # a line per compile: a run killed in its warm-up shows where
-        while not rule.done(i, compile_free):
-            compiles = watch.count
+        while not rule.done(i, quiet_steps, r1_quiet):
+            settling = watch.settling
             t0 = time.perf_counter()
             _one_step(stage, loader, cfg, device, i)
             first_step_s = first_step_s or time.perf_counter() - t0
-            compile_free = compile_free + 1 if watch.count == compiles else 0
+            quiet = watch.settling == settling
+            quiet_steps = quiet_steps + 1 if quiet else 0
+            r1_quiet = quiet if stage.r1_due(i) else r1_quiet
             i += 1
-        warmup_s, warmup_steps, warm = time.perf_counter() - t_warm, i, (watch.count, watch.seconds)
+        warmup_s, warmup_steps, warm, warm_events = time.perf_counter() - t_warm, i, _tally(watch), len(watch.events)
         _touch(signals.get("ready"))
         _wait_for(list(signals.get("wait_for", ())))
         if device.type == "cuda":
@@ -140,17 +145,26 @@ def _timed_steps(stage, loader, cfg: TrainConfig, device, steps: int, rule: Warm
             t0 = time.perf_counter()
             wait_s.append(_one_step(stage, loader, cfg, device, i))
             step_s.append(time.perf_counter() - t0)
+    whole = _tally(watch)
     return {
         "step_s": step_s,
         "wait_s": wait_s,
         "warmup_s": warmup_s,
         "first_step_s": first_step_s,
         "warmup_steps": warmup_steps,
+        **whole,
+        **{f"timed_{k}": v - warm[k] for k, v in whole.items()},
+        "timed_compile_events": watch.events[warm_events:],
+    }
+
+
+def _tally(watch) -> dict:
+    """The compile watch's counts so far, by the names the result uses."""
+    return {
         "compiles": watch.count,
         "compile_s": watch.seconds,
-        "timed_compiles": watch.count - warm[0],
-        "timed_compile_s": watch.seconds - warm[1],
-        "timed_compile_events": watch.events[warm[0] :],
+        "recordings": watch.recordings,
+        "recording_s": watch.recording_seconds,
     }
 
 
@@ -214,7 +228,7 @@ def measure(
         "ms_per_step_median": round(median * 1e3, 1),
         **_r1_split(step_s, t["warmup_steps"], stage.r1_due),
         "data_wait_share": round(sum(t["wait_s"]) / total, 3),
-        "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+        **_peak_memory(device),
         "host_syncs_per_step": syncs,
         "code": os.path.dirname(psp_hub.__file__),
         "workers": cfg.data.num_workers,
@@ -247,11 +261,24 @@ def _r1_split(step_s: list[float], first_step: int, r1_due: Callable[[int], bool
     }
 
 
+def _peak_memory(device) -> dict:
+    """The timed window's peak GPU memory: allocated, and reserved, which also holds the CUDA graphs' private pool
+    (recorded in the warm-up; allocated leaves it out, so under reduce-overhead only reserved compares)."""
+    if device.type != "cuda":
+        return {"peak_mem_GiB": None, "peak_reserved_GiB": None}
+    return {
+        "peak_mem_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+        "peak_reserved_GiB": round(torch.cuda.max_memory_reserved(device) / 2**30, 2),
+    }
+
+
 def _compilations(t: dict) -> dict:
-    """All compilation, and that inside the timed window (also on stderr: it makes the mean include compiling)."""
-    if t["timed_compiles"]:
+    """All compilation and recording, and that inside the timed window (also on stderr: it makes the mean include
+    compiling)."""
+    if t["timed_compiles"] or t["timed_recordings"]:
         print(
-            f"train_speed: {t['timed_compiles']} compilations ({t['timed_compile_s']:.1f} s) in the timed window: "
+            f"train_speed: {t['timed_compiles']} compilations ({t['timed_compile_s']:.1f} s) and "
+            f"{t['timed_recordings']} CUDA graph recordings ({t['timed_recording_s']:.1f} s) in the timed window: "
             f"{t['timed_compile_events']}",
             file=sys.stderr,
             flush=True,
@@ -262,6 +289,9 @@ def _compilations(t: dict) -> dict:
         "compiles": t["compiles"],
         "timed_compiles": t["timed_compiles"],
         "timed_compile_s": round(t["timed_compile_s"], 1),
+        "recordings": t["recordings"],
+        "recording_s": round(t["recording_s"], 1),
+        "timed_recordings": t["timed_recordings"],
         "timed_compile_events": t["timed_compile_events"],
     }
 
