@@ -93,11 +93,13 @@ class TrainConfig:
     # code generation: the same graphs in seconds, for tests on a busy CPU)
     compile_backend: str = "inductor"
     # torch.compile mode (inductor): "reduce-overhead" adds CUDA graph trees over the compiled graphs, so a host-bound
-    # step stops paying a launch per kernel: psp-256 on the H200 went from 177 to 195 samples/s steady (GPU busy 50 ->
-    # 73 %), prior-256 699 -> 716 (already GPU-bound), but the start costs ~87 s more (compile from the cache file
-    # 100 s instead of 35, graph recording 23 s), which a chunk of under ~15 minutes does not earn back: the default
-    # stays "default". "max-autotune-no-cudagraphs" searches kernel configs (longer compiles). CPU runs ignore the
-    # CUDA graphs.
+    # step stops paying a launch per kernel. With each network compiled alone it bought little (H200: psp-256 177 ->
+    # 195 samples/s steady on real data, prior-256 699 -> 716) for a start ~87 s longer (compile from the cache file
+    # 100 s instead of 35, graph recording 23 s). With `compile_losses` (a few large compiled calls a step) it doubles
+    # the PSP-GAN step (H200, synthetic batches: psp-256 169.4 -> 345.0 samples/s, GPU busy 39 -> 92 %; psp-128
+    # 683.7; eager on real data 149.3), so train/device/psp256_round.sh turns it on; the priors' plain steps gain 8 %
+    # (prior-256 114.6 -> 105.2 ms) but their compiled R1 step still recorded graphs in its 2nd and 3rd runs, so its
+    # steady time is not known yet. CPU runs ignore the CUDA graphs. "max-autotune-no-cudagraphs" searches kernel configs (longer compiles).
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
     # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
@@ -110,9 +112,9 @@ class TrainConfig:
     compile_losses: bool = False
     # with compile: the lazy R1 step's penalty as one compiled function (the discriminator's input gradient taken by
     # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
-    # discriminator. On the H200 an eager R1 step of prior-256 (batch 128) takes 1,058 ms against a plain step's
-    # 513 (prior-128: 461 against 252), so with r1_every 16 the eager R1 adds ~34 ms to the compiled step's mean of
-    # 147 (median 113). Compiled R1 is not yet timed there (its cold compile adds ~160 s), so off.
+    # discriminator. H200, synthetic batches, batch 128, with compile_losses: prior-256 992.0 against 871.4 images/s
+    # (R1 step 354.5 against 658.4 ms, one call), prior-128 2,086.3 against 1,829.1 (R1 step 120.9 against 265.1 ms,
+    # two sessions); its graph adds ~2 minutes to a cold compile (forward 62-84 s, backward 60-78 s). Opt-in like `compile_losses`; not yet timed for PSP-GAN.
     compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution

@@ -88,9 +88,11 @@ if [ -n "${COMPILE_CACHE:-}" ]; then
   source train/device/compile_cache_parts.sh
   read -ra cache_args <<<"$(carried_cache psp-256)"
   flags+=("${cache_args[@]}")
-  # the losses compiled with the networks: 1.17x the networks compiled alone (H200, synthetic batches, docs/speed.md);
-  # a later compile=false needs compile_losses=false beside it
-  overrides=(compile=true compile_losses=true "${overrides[@]}")
+  # the losses compiled with the networks: 1.17x the networks compiled alone, and CUDA graphs over those few large
+  # calls 2.04x more (H200, synthetic batches: 169.4 -> 345.0 samples/s, docs/speed.md); a later compile=false needs
+  # compile_losses=false beside it. A cache file made in the default mode misses under reduce-overhead (the mode is
+  # part of inductor's graph key): compile_mode=default after these keeps such a file's graphs.
+  overrides=(compile=true compile_losses=true compile_mode=reduce-overhead "${overrides[@]}")
   export TORCH_LOGS=${TORCH_LOGS:-recompiles,graph_breaks}  # a recompile mid-chunk shows in the log (torch fails on an empty one)
 fi
 rm -rf /tmp/psp-256-export /tmp/psp-256-handover  # what comes back is this chunk's, or nothing
