@@ -3,14 +3,14 @@ start-up and compile time, and (with --profile) the GPU-busy share and the host'
 
 Runs the real stage (every loss of the config on) on the config's real loader (`data.loader`: the streaming
 DataLoader or resident faces) for the warm-up and `--steps` timed steps and prints one JSON line per config. The
-warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a compiled step still compiles graphs or
-records CUDA graphs; `compiles`/`compile_s` count all compilation, `recordings`/`recording_s` the CUDA graph trees'
-recordings (compile_mode reduce-overhead), `timed_compiles`/`timed_recordings` any left inside the timed window
-(then also on stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel time per step
-against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and kernel launches; the
-busy share under the profiler, which slows the host, is a lower bound), the kernels launched per step and those that
-take the most time, and under "host" where the host's time went: running compiled graphs, or eager operators by
-part of the step (training/host_profile.py). `--compile-cache FILE` loads a compiled step's graphs from an earlier
+warm-up is at least `--warmup` steps and goes on (by whole R1 cycles) while a compiled step still compiles graphs
+or records CUDA graphs; `compiles`/`compile_s` count all compilation, `recordings`/`recording_s` the CUDA graph
+trees' recordings (compile_mode reduce-overhead), `timed_compiles`/`timed_recordings` any left inside the timed
+window (then also on stderr). `--profile N` then runs N more steps under torch.profiler and prints the GPU's kernel
+time per step against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and
+kernel launches; the busy share under the profiler, which slows the host, is a lower bound), the kernels launched
+per step and those that take the most time, and under "host" where the host's time went: running compiled graphs,
+or eager operators by part of the step (training/host_profile.py). `--compile-cache FILE` loads a compiled step's graphs from an earlier
 machine and saves them after each compilation (training/compile_cache.py): the JSON then has the file's size and the
 cache hits and misses.
 Example (device GPU):
@@ -113,8 +113,8 @@ class WarmupRule(NamedTuple):
     limit: int = 100
 
     def done(self, step: int, quiet_steps: int, r1_quiet: bool = True) -> bool:
-        """May the timed window start at `step`, after `quiet_steps` steps in a row that compiled nothing, and with
-        `r1_quiet` when the last R1 step compiled nothing?"""
+        """May the timed window start at `step`, after `quiet_steps` steps in a row that compiled (and recorded)
+        nothing, and with `r1_quiet` when the last R1 step did neither?"""
         if step >= self.limit:
             return True
         in_phase = step >= self.min_steps and (step - self.min_steps) % self.cycle == 0

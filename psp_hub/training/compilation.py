@@ -98,9 +98,10 @@ def compiled_view(module: nn.Module | Callable, **options):
 @dataclass
 class CompileTally:
     """torch.compile's compilations so far: how many, their wall seconds, and each as "<frame>/<variant> forward" (a
-    dynamo frame) or "... backward" (a backward graph, compiled lazily at its first backward). Under CUDA graph trees
-    (compile mode reduce-overhead) a graph also records at the first runs of each new path through the step: counted
-    apart as recordings ("... record"); on the H200 the prior's compiled R1 step still recorded in its 2nd and 3rd runs."""
+    dynamo frame) or "... backward" (a backward graph, compiled lazily at its first backward). Under CUDA graph
+    trees (compile mode reduce-overhead) a graph also records at the first runs of each new path through the step:
+    counted apart as recordings ("... record"); on the H200 the priors' compiled R1 step still recorded in its 2nd
+    and 3rd runs."""
 
     count: int = 0
     seconds: float = 0.0
