@@ -10,9 +10,9 @@ window (then also on stderr). `--profile N` then runs N more steps under torch.p
 time per step against the unprofiled step time (well below it: the step is bound by the host, i.e. Python and
 kernel launches; the busy share under the profiler, which slows the host, is a lower bound), the kernels launched
 per step and those that take the most time, and under "host" where the host's time went: running compiled graphs,
-or eager operators by part of the step (training/host_profile.py). `--compile-cache FILE` loads a compiled step's graphs from an earlier
-machine and saves them after each compilation (training/compile_cache.py): the JSON then has the file's size and the
-cache hits and misses.
+or eager operators by part of the step (training/host_profile.py). `--compile-cache FILE` loads a compiled step's
+graphs from an earlier machine and saves them after each compilation (training/compile_cache.py): the JSON then has
+the file's size and the cache hits and misses.
 Example (device GPU):
 
     python benchmarks/train_speed.py --config train/configs/psp-128.yaml --config train/configs/psp-512.yaml \
@@ -112,7 +112,7 @@ class WarmupRule(NamedTuple):
     cycle: int = 1  # the lazy-regularisation interval (losses.r1_every)
     limit: int = 100
 
-    def done(self, step: int, quiet_steps: int, r1_quiet: bool = True) -> bool:
+    def done(self, step: int, quiet_steps: int, r1_quiet: bool) -> bool:
         """May the timed window start at `step`, after `quiet_steps` steps in a row that compiled (and recorded)
         nothing, and with `r1_quiet` when the last R1 step did neither?"""
         if step >= self.limit:

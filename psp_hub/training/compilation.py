@@ -120,21 +120,23 @@ def watch_compiles(log: TextIO | None = None) -> Iterator[CompileTally]:
     """Tally the compilations (and CUDA graph recordings) that start while the block runs (nested ones once: dynamo's
     callbacks fire around the outermost compile only). With `log`, each one also writes a line as it starts and ends,
     so a run killed in its warm-up still shows how far it got."""
-    tally, started = CompileTally(), [0.0]
+    tally, started = CompileTally(), [0.0, "forward"]  # the open event's start time and kind
     triggers = torch._dynamo.callback.CallbackTrigger
     kinds = {triggers.LAZY_BACKWARD: "backward", triggers.CUDAGRAPH_RECORDING: "record"}
 
     def start(args) -> None:
-        started[0] = time.perf_counter()
-        tally.events.append(f"{args.compile_id} {kinds.get(args.callback_trigger, 'forward')}")
-        recording = tally.events[-1].endswith("record")
-        tally.recordings, tally.count = tally.recordings + recording, tally.count + (not recording)
+        started[:] = time.perf_counter(), kinds.get(args.callback_trigger, "forward")
+        tally.events.append(f"{args.compile_id} {started[1]}")
+        if started[1] == "record":
+            tally.recordings += 1
+        else:
+            tally.count += 1
         if log is not None:
             print(f"compile {tally.settling}: {tally.events[-1]} ...", file=log, flush=True)
 
     def end(args) -> None:
         seconds = time.perf_counter() - started[0]
-        if tally.events[-1].endswith("record"):
+        if started[1] == "record":
             tally.recording_seconds += seconds
         else:
             tally.seconds += seconds

@@ -99,7 +99,8 @@ class TrainConfig:
     # the PSP-GAN step (H200, synthetic batches: psp-256 169.4 -> 345.0 samples/s, GPU busy 39 -> 92 %; psp-128
     # 683.7; eager on real data 149.3), so train/device/psp256_round.sh turns it on; the priors' plain steps gain 8 %
     # (prior-256 114.6 -> 105.2 ms) but their compiled R1 step still recorded graphs in its 2nd and 3rd runs, so its
-    # steady time is not known yet. CPU runs ignore the CUDA graphs. "max-autotune-no-cudagraphs" searches kernel configs (longer compiles).
+    # steady time is not known yet. CPU runs ignore the CUDA graphs. "max-autotune-no-cudagraphs" searches kernel
+    # configs (longer compiles).
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
     # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
@@ -114,7 +115,8 @@ class TrainConfig:
     # torch.func.grad inside it, so AOTAutograd derives the second backward) instead of eager code around the eager
     # discriminator. H200, synthetic batches, batch 128, with compile_losses: prior-256 992.0 against 871.4 images/s
     # (R1 step 354.5 against 658.4 ms, one call), prior-128 2,086.3 against 1,829.1 (R1 step 120.9 against 265.1 ms,
-    # two sessions); its graph adds ~2 minutes to a cold compile (forward 62-84 s, backward 60-78 s). Opt-in like `compile_losses`; not yet timed for PSP-GAN.
+    # two sessions); its graph adds ~2 minutes to a cold compile (forward 62-84 s, backward 60-78 s). Opt-in like
+    # `compile_losses`; not yet timed for PSP-GAN.
     compile_r1: bool = False
     # NHWC activations and weights in the generator, discriminators and loss networks: cuDNN's native bf16 conv
     # layout, without the NCHW<->NHWC conversion kernels a step otherwise runs around every convolution

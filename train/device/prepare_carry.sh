@@ -5,10 +5,10 @@
 #   .carry/weights/     the auxiliary networks training needs (VGG-16 features, ArcFace ONNX, LPIPS heads)
 #   .carry/dsA..dsD/    the built dataset (data/psp-faces128) cut into parts under 60 MiB, hard-linked
 # NO_DATA=1 stops after the wheels and weights: all that `train_speed.py --synthetic` calls need (58 MB).
-# SPEED_DATA=1 cuts only .carry/dsS instead: a real-data sample for speed runs (3 of the 14 train shards, ~24 MiB,
-# one older, and the small older shards of validation and test, without which the card fails to load): with .whl it
-# fits one call (the priors); PSP-GAN's .carry/weights follow in the next call on the warm
-# machine. The resident loader holds whatever shards are there, so a step costs what it costs on the whole set.
+# SPEED_DATA=1 cuts only .carry/dsS instead: a real-data sample for speed runs (3 of the 14 train shards, one older,
+# and the small older shards of validation and test, without which the card fails to load; 23 MiB): with .whl it
+# fits one call (the priors); PSP-GAN's .carry/weights follow in the next call on the warm machine. The resident
+# loader holds whatever shards are there, so a step costs what it costs on the whole set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${PSP_SHARED_DIR:-../shared}
@@ -36,9 +36,13 @@ A=(README.md build_report.json data/validation/* data/train/older-* data/train/g
 B=(data/test/* data/train/general-0000[23]-*)
 C=(data/train/general-0000[4-9]-*)
 D=(data/train/general-000[1-9][0-9]-*)
-S=(README.md build_report.json data/validation/older-* data/test/older-* data/train/older-00000-* data/train/general-0000[01]-*)
+S=(README.md build_report.json data/validation/older-* data/test/older-*
+   data/train/older-00000-* data/train/general-0000[01]-*)
 cd - >/dev/null
-if [ "${SPEED_DATA:-0}" = 1 ]; then rm -rf .carry/dsS && part dsS "${S[@]}" && du -sh .whl .carry/weights .carry/dsS; exit 0; fi
+if [ "${SPEED_DATA:-0}" = 1 ]; then
+  rm -rf .carry/dsS && part dsS "${S[@]}" && du -sh .whl .carry/weights .carry/dsS
+  exit 0
+fi
 rm -rf .carry/ds{A,B,C,D}
 part dsA "${A[@]}"; part dsB "${B[@]}"; part dsC "${C[@]}"; part dsD "${D[@]}"
 du -sh .whl .carry/weights .carry/ds?
