@@ -596,6 +596,14 @@ def _tiny_overrides(dataset, out: Path, refs: int, recipe: Path) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_recipe_loads_as_a_train_config(recipe):
+    """Each shipped recipe (and those that extend another) parses into a valid TrainConfig, so a typo in a key or a
+    value fails here rather than at the start of a device call."""
+    cfg = TrainConfig.from_yaml(recipe)
+    assert cfg.stage in ("prior", "pspgan") and cfg.batch_size >= 1 and cfg.data.out_size == cfg.model.out_size
+
+
 @pytest.mark.parametrize("name,refs", [("prior-256", 0), ("psp-256", 2)])
 def test_256_configs_train_a_tiny_variant_on_the_resident_loader(dataset, tmp_path, name, refs):
     """Both 256 px configs as the device runs them, shrunk: psp-256 with its second (here the same) dataset and the

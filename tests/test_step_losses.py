@@ -1,0 +1,71 @@
+"""benchmarks/step_losses.py: the compiled training step against eager, in lockstep from the same state, on the tiny
+config's real loader (aot_eager here; on the device the same check covers inductor and CUDA graphs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from psp_hub.data.build.sample_corpus import build_sample_dataset
+from tests.benchmark_scripts import load_benchmark
+
+TINY = str(Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny-cpu.yaml")
+PRIOR = ["stage=prior", "data.max_references=0"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("step_losses")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, faces):
+    return build_sample_dataset(faces, tmp_path_factory.mktemp("step-losses-data"))
+
+
+def _overrides(dataset, tmp_path, *extra: str) -> list[str]:
+    return [f"data.path={dataset}", f"output_dir={tmp_path}", "compile_backend=aot_eager", *extra]
+
+
+@pytest.mark.parametrize(
+    ("stage", "networks"), [("prior", 2), ("pspgan", 5)], ids=["prior", "pspgan"]
+)  # pspgan: generator, global D, eyes and mouth Ds
+def test_compiled_steps_match_eager_in_lockstep(bench, dataset, tmp_path, stage, networks):
+    """Three steps (R1 at steps 0 and 2) with the losses compiled: every loss within rounding of eager's and every
+    network's update pointing the same way."""
+    extra = PRIOR if stage == "prior" else []
+    result = bench.run(TINY, 3, _overrides(dataset, tmp_path, "compile_losses=true", *extra))
+    assert result["compile_options"] == {"backend": "aot_eager"} and result["steps"] == len(result["per_step"]) == 3
+    assert "r1" in result["per_step"][0]["eager"] and "r1" not in result["per_step"][1]["eager"]
+    assert result["nonfinite"] == 0 and result["logged_by_one_only"] == []
+    assert len(result["max_gap"]) >= (3 if stage == "prior" else 10)
+    assert max(result["max_gap"].values()) < 1e-4, result["max_gap"]
+    assert len(result["min_update_cosine"]) == networks
+    assert min(result["min_update_cosine"].values()) > 0.99, result["min_update_cosine"]
+
+
+def test_an_update_that_does_not_land_is_caught(bench, dataset, tmp_path):
+    """The check can fail: a compiled stage whose generator update is lost has a generator update cosine of 0 while
+    its discriminator's stays at 1."""
+    eager, compiled = bench.paired_stages(TINY, _overrides(dataset, tmp_path, *PRIOR))
+    compiled.opt_g.step = lambda *args, **kwargs: None
+    batches = bench.drawn_batches(compiled.cfg, compiled.acc.device, 2)
+    result = bench.summary(bench.lockstep(eager, compiled, batches, compiled.cfg.seed))
+    assert result["min_update_cosine"]["generator"] == pytest.approx(0.0, abs=1e-6)
+    assert result["min_update_cosine"]["discriminator0"] > 0.99
+
+
+def test_copy_state_carries_weights_and_adam_moments(bench, dataset, tmp_path):
+    """After one eager step, copying gives the compiled stage the eager weights and Adam moments exactly."""
+    eager, compiled = bench.paired_stages(TINY, _overrides(dataset, tmp_path, *PRIOR))
+    batch = bench.drawn_batches(eager.cfg, eager.acc.device, 1)[0]
+    bench.one_step(eager, batch, 0, 0)
+    bench.copy_state(eager, compiled)
+    for name, vector in bench.flat_weights(eager).items():
+        assert torch.equal(bench.flat_weights(compiled)[name], vector), name
+    src, dst = eager.opt_d.optimizer, compiled.opt_d.optimizer
+    p_src, p_dst = src.param_groups[0]["params"][0], dst.param_groups[0]["params"][0]
+    assert set(dst.state[p_dst]) == set(src.state[p_src]) >= {"exp_avg", "exp_avg_sq"}
+    assert torch.equal(dst.state[p_dst]["exp_avg_sq"], src.state[p_src]["exp_avg_sq"])
