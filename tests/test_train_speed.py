@@ -157,7 +157,7 @@ def test_measures_the_real_resident_loader_with_start_up_and_compile_times(train
 def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path, serial):
     """compare_speed.sh (what speed_all.sh runs per config) on the tiny prior, this tree against a copy of it as the
     baseline, one side with an environment of its own, side by side or one after the other (SERIAL=1, one inductor
-    cache for both); then run_speed.py --table reads both results."""
+    cache for both); it prints their row and ratio, and run_speed.py --table reads both results."""
     base = tmp_path / "baseline"
     shutil.copytree(ROOT / "psp_hub", base / "psp_hub", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "train" / "configs", base / "train" / "configs")
@@ -199,6 +199,9 @@ def test_compare_speed_pairs_two_trees_and_the_table_gives_the_ratio(tmp_path, s
         and "TORCHINDUCTOR_CPP_WRAPPER" not in old["inductor_env"]
     )
     assert (new["inductor_cache_dir"] == old["inductor_cache_dir"]) == (serial == "1")
+    printed = next(line for line in done.stdout.splitlines() if line.startswith("| prior-128 | new |"))
+    assert printed.rstrip(" |").endswith(f"{new['samples_per_s'] / old['samples_per_s']:.2f}x")
+    assert "psp-256" not in done.stdout  # only its own pair
     table = subprocess.run(
         [sys.executable, str(ROOT / "train/device/run_speed.py"), "--table", str(out)],
         capture_output=True,

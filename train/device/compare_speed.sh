@@ -4,6 +4,7 @@
 # first), so neither is timed while the other starts. Results: $OUT/new-$NAME.json, $OUT/old-$NAME.json (+ .err).
 # Here, first (the baseline brings its own package, configs and benchmark script), then carry .baseline:
 #   rm -rf .baseline && mkdir .baseline && git archive REV psp_hub train/configs benchmarks/train_speed.py | tar -x -C .baseline
+# Prints both sides' row and the ratio of their samples/s (run_speed.py --table).
 # Then: NAME=psp-128 NEW="--config train/configs/psp-128.yaml" OLD="--config .baseline/train/configs/psp-128.yaml" \
 #         bash train/device/compare_speed.sh [key=value ...]       (overrides for both sides; put one side's in NEW/OLD)
 # NEW_ENV / OLD_ENV: VAR=value words for one side's environment, e.g. an inductor setting against the same tree
@@ -46,3 +47,4 @@ else
   wait
 fi
 grep -H "hit config\|Traceback\|Error" "$out/new-$name.err" "$out/old-$name.err" | tail -6 || true  # what failed, if anything
+"$py" train/device/run_speed.py --table "$out" --configs "$name"  # both sides and new / old samples/s

@@ -4,6 +4,7 @@
     python3 train/device/run_speed.py --compare ORIGINAL RESUMED     per-step losses where both logged the same step
     python3 train/device/run_speed.py --table OUT_DIR                benchmarks/train_speed.py results of speed_all.sh:
                                                                      old and new per config, and new / old samples/s
+    python3 train/device/run_speed.py --table OUT_DIR --configs NAME  one compare_speed.sh pair (it prints this)
 
 Speed is taken from the runs' own logs (trainer timing, `log_every=1`), skipping the first `--skip` steps
 (cuDNN autotuning, worker start-up), so the 1- and 2-GPU figures come from the same steady stretch.
@@ -132,11 +133,12 @@ def main(argv=None) -> int:
     p.add_argument("--compare", action="store_true", help="two runs: ORIGINAL RESUMED")
     p.add_argument("--table", type=Path, metavar="OUT_DIR", help="speed_all.sh's results: old vs new per config")
     p.add_argument("--note", default="", help="a line printed above the --table table")
+    p.add_argument("--configs", nargs="+", default=SPEED_CONFIGS, help="the --table rows (compare_speed.sh: its NAME)")
     p.add_argument("--skip", type=int, default=20, help="leave out the first steps of each run from the speed")
     p.add_argument("--until", type=int, default=None, help="end the speed window at this many steps into each run")
     args = p.parse_args(argv)
     if args.table:
-        print(speed_results_table(args.table, note=args.note))
+        print(speed_results_table(args.table, args.configs, note=args.note))
     elif not args.runs:
         p.error("give run folders, or --table OUT_DIR")
     else:
