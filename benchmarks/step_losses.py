@@ -119,7 +119,7 @@ def lockstep(eager: Stage, compiled: Stage, batches: list[dict], seed: int) -> l
 def summary(rows: list[dict]) -> dict:
     """Over the steps: each loss's median and largest gap, each network's smallest update cosine, the count of
     non-finite compiled losses and the losses only one stage logged."""
-    losses = sorted(rows[0]["gaps"])
+    losses = sorted({k for r in rows for k in r["gaps"]})  # R1 and the U-Net term log on some steps only
     nets = sorted(rows[0]["update_cosine"])
     return {
         "median_gap": {k: statistics.median(r["gaps"][k] for r in rows if k in r["gaps"]) for k in losses},
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     for key, value in result["max_gap"].items():
         print(f"{key:>24}: gap median {result['median_gap'][key]:.2e}, max {value:.2e}", file=sys.stderr)
     for name, value in result["min_update_cosine"].items():
-        print(f"{name:>24}: smallest update cosine {value:.4f}", file=sys.stderr)
+        print(f"{name:>24}: smallest update cosine {value:.6f}", file=sys.stderr)
     print(json.dumps(result), flush=True)
     return 0
 
