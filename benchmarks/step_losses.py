@@ -13,6 +13,8 @@ drawn once from the config's real loader. Per step and loss: the gap |compiled -
 at rounding size (bf16 ~1e-3, fp32 ~1e-6); per network: the cosine between the two steps' weight updates (near 1;
 0 where the compiled update did not land). `--control` pairs two eager stages instead: on a GPU its gaps and cosines
 are the floor the compiled ones are read against. Prints one JSON line with every step's numbers and a summary.
+DiffAugment (prior-256's `losses.diffaug`) draws its random numbers in a compiled graph's own order: check such a
+config with `losses.diffaug=''`.
 
     python benchmarks/step_losses.py --config train/configs/prior-128.yaml --steps 24 init_from=null \
         compile_losses=true compile_mode=reduce-overhead
