@@ -63,10 +63,11 @@ def networks(stage: Stage) -> dict[str, torch.nn.Module]:
 def copy_state(source: Stage, target: Stage) -> None:
     """`target`'s weights, buffers and Adam moments set to `source`'s, in place (compiled code, CUDA graphs included,
     keeps reading the same memory)."""
+    targets = networks(target)
     for name, module in networks(source).items():
-        own = networks(target)[name].state_dict()
-        for key, value in module.state_dict().items():
-            own[key].copy_(value)
+        targets[name].load_state_dict(module.state_dict())  # copies into the existing tensors
+    # not Optimizer.load_state_dict: for tensors already of the parameter's dtype and device it keeps the source's own
+    # (torch 2.x: both optimizers then shared one exp_avg), and the eager step would move the compiled one's moments
     for src, dst in ((source.opt_g, target.opt_g), (source.opt_d, target.opt_d)):
         src, dst = getattr(src, "optimizer", src), getattr(dst, "optimizer", dst)
         for group_src, group_dst in zip(src.param_groups, dst.param_groups, strict=True):
