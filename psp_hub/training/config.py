@@ -97,10 +97,10 @@ class TrainConfig:
     # 195 samples/s steady on real data, prior-256 699 -> 716) for a start ~87 s longer (compile from the cache file
     # 100 s instead of 35, graph recording 23 s). With `compile_losses` (a few large compiled calls a step) it doubles
     # the PSP-GAN step (H200, synthetic batches: psp-256 169.4 -> 345.0 samples/s, GPU busy 39 -> 92 %; psp-128
-    # 683.7; eager on real data 149.3), so train/device/psp256_round.sh turns it on; the priors' plain steps gain 8 %
-    # (prior-256 114.6 -> 105.2 ms) but their compiled R1 step still recorded graphs in its 2nd and 3rd runs, so its
-    # steady time is not known yet. CPU runs ignore the CUDA graphs. "max-autotune-no-cudagraphs" searches kernel
-    # configs (longer compiles).
+    # 683.7; eager on real data 149.3), so train/device/psp256_round.sh turns it on. On real faces, once the warm-up
+    # is past the R1 step's recordings: psp-256 358.2, psp-128 667.7 samples/s, and with `compile_r1` prior-256
+    # 1,056.0, prior-128 2,200.8 images/s (docs/speed.md, "Where it stands"). CPU runs ignore the CUDA graphs.
+    # "max-autotune-no-cudagraphs" searches kernel configs (longer compiles).
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     # with compile: the generator's forward and all its loss terms as one compiled function, and the discriminators'
     # logistic terms as another (R1 stays eager), instead of each network compiled alone with the loss code between
