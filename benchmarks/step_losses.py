@@ -1,5 +1,5 @@
-"""A compiled training step against the eager one, step by step from the same state: the losses of each and how far
-apart they are, and whether each step's weight update went the same way.
+"""A compiled training step against a reference (eager, or another compiled form), step by step from the same
+state: the losses of each and how far apart they are, and whether each step's weight update went the same way.
 
 Timing cannot see a compiled step that trains wrongly. Under CUDA graphs (compile_mode=reduce-overhead) compiled
 calls write into buffers that the next replay overwrites, so a value read too late, a step that does not mark its
@@ -7,17 +7,20 @@ start, or an update that misses the weights the graphs read would all show here.
 it: Adam turns rounding-sized gradient differences into whole steps (its first update is about lr times the
 gradient's sign), and a GAN from scratch amplifies them within a step or two (prior-128 on the H200, bf16: g_gan
 0.6193 against 0.6190 at step 0, 6.1 against 38.2 at step 1). So the two stages run in lockstep: before each step
-the compiled one takes the eager one's weights and Adam moments (copied in place, where its graphs read them), both
+the compiled one takes the reference's weights and Adam moments (copied in place, where its graphs read them), both
 draw the same random numbers (seeded per step; inductor draws as eager does, fallback_random) and see the same batch,
-drawn once from the config's real loader. Per step and loss: the gap |compiled - eager| / (|eager| + 1e-3), expected
-at rounding size (bf16 ~1e-3, fp32 ~1e-6); per network: the cosine between the two steps' weight updates (near 1;
-0 where the compiled update did not land). `--control` pairs two eager stages instead: on a GPU its gaps and cosines
-are the floor the compiled ones are read against. Prints one JSON line with every step's numbers and a summary.
+drawn once from the config's real loader. Per step and loss: the gap |compiled - reference| / (|reference| + 1e-3),
+expected at rounding size (bf16 ~1e-3, fp32 ~1e-6); per network: the cosine between the two steps' weight updates
+(near 1; 0 where the compiled update did not land). The reference is the eager stage; `--control` pairs two eager
+stages; `--reference KEY=VALUE ...` pairs the compiled stage with the compiled config plus those overrides
+(`--reference compile_mode=default`: CUDA graphs against plain inductor, the same fused kernels, so any gap left is
+the graphs' own); `--control --grad-noise 4e-3` shows what bf16-sized gradient noise alone does to the cosines
+(the tiny prior on CPU: 0.98-1.0). Prints one JSON line with every step's numbers and a summary.
 DiffAugment (prior-256's `losses.diffaug`) draws its random numbers in a compiled graph's own order: check such a
 config with `losses.diffaug=''`.
 
     python benchmarks/step_losses.py --config train/configs/prior-128.yaml --steps 24 init_from=null \
-        compile_losses=true compile_mode=reduce-overhead
+        compile_losses=true compile_mode=reduce-overhead [--reference compile_mode=default]
 """
 
 from __future__ import annotations
@@ -82,10 +85,25 @@ def flat_weights(stage: Stage) -> dict[str, torch.Tensor]:
     return {n: torch.cat([p.detach().float().flatten() for p in m.parameters()]) for n, m in networks(stage).items()}
 
 
-def gap(compiled: float, eager: float) -> float:
-    """How far a compiled loss is from eager's, relative to eager's size (a floor keeps losses near 0 from blowing
-    up the ratio)."""
-    return abs(compiled - eager) / (abs(eager) + 1e-3)
+def add_gradient_noise(stage: Stage, scale: float, seed: int) -> None:
+    """Every gradient of `stage`'s networks gets Gaussian noise of `scale` times that gradient tensor's RMS (a model
+    of rounding: bf16's relative step is 2^-8 = 3.9e-3), so a control run shows how far such noise alone moves the
+    update cosines."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def noisy(grad: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(grad.shape, generator=generator).to(grad)
+        return grad + scale * grad.float().pow(2).mean().sqrt().to(grad) * noise
+
+    for module in networks(stage).values():
+        for p in module.parameters():
+            p.register_hook(noisy)
+
+
+def gap(compiled: float, reference: float) -> float:
+    """How far a compiled loss is from the reference's, relative to its size (a floor keeps losses near 0 from
+    blowing up the ratio)."""
+    return abs(compiled - reference) / (abs(reference) + 1e-3)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -105,17 +123,17 @@ def one_step(stage: Stage, raw: dict, step: int, seed: int) -> tuple[dict[str, f
     return {k: float(v) for k, v in logs.items()}, {n: after[n] - before[n] for n in before}
 
 
-def lockstep(eager: Stage, compiled: Stage, batches: list[dict], seed: int) -> list[dict]:
+def lockstep(reference: Stage, compiled: Stage, batches: list[dict], seed: int) -> list[dict]:
     """Both stages' steps from the same state, one per batch: the losses, their gaps and the updates' cosines."""
     rows = []
     for step, raw in enumerate(batches):
-        copy_state(eager, compiled)
-        logs_e, update_e = one_step(eager, raw, step, seed)
-        with inductor_config.patch(fallback_random=True):
+        copy_state(reference, compiled)
+        with inductor_config.patch(fallback_random=True):  # for a compiled reference too
+            logs_r, update_r = one_step(reference, raw, step, seed)
             logs_c, update_c = one_step(compiled, raw, step, seed)
-        cosines = {n: cosine(update_c[n], update_e[n]) for n in update_e}
-        gaps = {k: gap(logs_c[k], logs_e[k]) for k in logs_e if k in logs_c}
-        rows.append({"eager": logs_e, "compiled": logs_c, "gaps": gaps, "update_cosine": cosines})
+        cosines = {n: cosine(update_c[n], update_r[n]) for n in update_r}
+        gaps = {k: gap(logs_c[k], logs_r[k]) for k in logs_r if k in logs_c}
+        rows.append({"reference": logs_r, "compiled": logs_c, "gaps": gaps, "update_cosine": cosines})
     return rows
 
 
@@ -129,33 +147,55 @@ def summary(rows: list[dict]) -> dict:
         "max_gap": {k: max(r["gaps"][k] for r in rows if k in r["gaps"]) for k in losses},
         "min_update_cosine": {n: min(r["update_cosine"][n] for r in rows) for n in nets},
         "nonfinite": sum(not math.isfinite(v) for r in rows for v in r["compiled"].values()),
-        "logged_by_one_only": sorted({k for r in rows for k in set(r["eager"]) ^ set(r["compiled"])}),
+        "logged_by_one_only": sorted({k for r in rows for k in set(r["reference"]) ^ set(r["compiled"])}),
     }
 
 
-def paired_stages(config: str, overrides: list[str], control: bool = False) -> tuple[Stage, Stage]:
-    """The eager stage of `config` and the compiled one (`compile=true` and the overrides), built from the same seed
-    (so with the same weights); with `control` a second eager one, whose gaps are the device's own (a GPU's
-    non-deterministic kernels), the floor to read the compiled gaps against."""
-    cfg_e = TrainConfig.from_yaml(config, ["tracker=none", *overrides, *EAGER_ONLY])
-    cfg_c = cfg_e if control else TrainConfig.from_yaml(config, ["tracker=none", *overrides, "compile=true"])
+def paired_stages(
+    config: str,
+    overrides: list[str],
+    control: bool = False,
+    reference: list[str] | None = None,
+    precision: str | None = None,
+) -> tuple[Stage, Stage]:
+    """The reference stage of `config` and the compiled one (`compile=true` and the overrides), built from the same
+    seed (so with the same weights). The reference is eager; with `reference` overrides, the compiled config with
+    those on top; with `control` a second eager stage, whose gaps are the device's own (a GPU's non-deterministic
+    kernels). `precision`: the autocast dtype, by default the config's on a GPU and fp32 on CPU ("bf16" there studies
+    bf16 rounding without a GPU)."""
+    compiled = ["tracker=none", *overrides, "compile=true"]
+    cfg_r = TrainConfig.from_yaml(config, [*compiled, *reference] if reference else [*compiled, *EAGER_ONLY])
+    cfg_c = cfg_r if control else TrainConfig.from_yaml(config, compiled)
     torch._dynamo.reset()
-    acc = Accelerator(mixed_precision=cfg_c.mixed_precision if torch.cuda.is_available() else "no")
+    on_gpu = torch.cuda.is_available()
+    acc = Accelerator(mixed_precision=precision or (cfg_c.mixed_precision if on_gpu else "no"), cpu=not on_gpu)
     stages = []
-    for cfg in (cfg_e, cfg_c):
+    for cfg in (cfg_r, cfg_c):
         set_seed(cfg.seed)
         stages.append(make_stage(cfg, acc))
     return stages[0], stages[1]
 
 
-def run(config: str, steps: int, overrides: list[str], control: bool = False) -> dict:
+def run(
+    config: str,
+    steps: int,
+    overrides: list[str],
+    control: bool = False,
+    reference: list[str] | None = None,
+    grad_noise: float = 0.0,
+    precision: str | None = None,
+) -> dict:
     """Both stages of `config` in lockstep over `steps` batches of its loader: the summary and every step."""
-    eager, compiled = paired_stages(config, overrides, control)
+    first, compiled = paired_stages(config, overrides, control, reference, precision)
     cfg, acc = compiled.cfg, compiled.acc
-    rows = lockstep(eager, compiled, drawn_batches(cfg, acc.device, steps), cfg.seed)
+    if grad_noise:
+        add_gradient_noise(compiled, grad_noise, cfg.seed)
+    rows = lockstep(first, compiled, drawn_batches(cfg, acc.device, steps), cfg.seed)
     return {
         "config_file": config,
         "control": control,
+        "reference": "eager" if control or not reference else list(reference),
+        "grad_noise": grad_noise,
         "compile_options": cfg.compile_options if cfg.compile else None,
         "compile_losses": cfg.compile_losses,
         "compile_r1": cfg.compile_r1,
@@ -172,9 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, default=16, help="steps (several R1 intervals exercise both step kinds)")
     p.add_argument("--control", action="store_true", help="eager against eager: the device's own floor of the gaps")
+    p.add_argument("--reference", nargs="+", metavar="KEY=VALUE", help="compare against the compiled config with these")
     p.add_argument("overrides", nargs="*", help="key=value overrides for both stages (compile is set per stage)")
+    p.add_argument("--grad-noise", type=float, default=0.0, help="noise on the second stage's gradients, x their RMS")
+    p.add_argument("--precision", choices=["no", "bf16"], help="autocast (default: the config's; CPU: fp32)")
     args = p.parse_args(argv)
-    result = run(args.config, args.steps, args.overrides, args.control)
+    result = run(args.config, args.steps, args.overrides, args.control, args.reference, args.grad_noise, args.precision)
     for key, value in result["max_gap"].items():
         print(f"{key:>24}: gap median {result['median_gap'][key]:.2e}, max {value:.2e}", file=sys.stderr)
     for name, value in result["min_update_cosine"].items():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from psp_hub.data.build.sample_corpus import build_sample_dataset
 from tests.benchmark_scripts import load_benchmark
@@ -38,7 +39,7 @@ def test_compiled_steps_match_eager_in_lockstep(bench, dataset, tmp_path, stage,
     extra = PRIOR if stage == "prior" else []
     result = bench.run(TINY, 3, _overrides(dataset, tmp_path, "compile_losses=true", *extra))
     assert result["compile_options"] == {"backend": "aot_eager"} and result["steps"] == len(result["per_step"]) == 3
-    assert "r1" in result["per_step"][0]["eager"] and "r1" not in result["per_step"][1]["eager"]
+    assert "r1" in result["per_step"][0]["reference"] and "r1" not in result["per_step"][1]["reference"]
     assert result["nonfinite"] == 0 and result["logged_by_one_only"] == []
     assert len(result["max_gap"]) >= (3 if stage == "prior" else 10)
     assert max(result["max_gap"].values()) < 1e-4, result["max_gap"]
@@ -51,8 +52,51 @@ def test_two_eager_stages_agree_exactly(bench, dataset, tmp_path):
     every update cosine 1; on a GPU the same run measures its non-deterministic kernels' floor."""
     result = bench.run(TINY, 2, _overrides(dataset, tmp_path, *PRIOR), control=True)
     assert result["control"] is True and result["compile_options"] is None  # neither stage compiled
+    assert result["reference"] == "eager"
     assert set(result["max_gap"]) == {"g_gan", "r1", "d_loss"} and max(result["max_gap"].values()) == 0.0
     assert min(result["min_update_cosine"].values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_compiled_reference_pairs_two_compiled_stages(bench, dataset, tmp_path):
+    """--reference: the reference is the compiled config with the given overrides on top (here the losses left
+    eager; on the device compile_mode=default against CUDA graphs), both compiled, agreeing to rounding."""
+    overrides = _overrides(dataset, tmp_path, "compile_losses=true", *PRIOR)
+    first, compiled = bench.paired_stages(TINY, overrides, reference=["compile_losses=false"])
+    assert first.cfg.compile and not first.cfg.compile_losses and compiled.cfg.compile_losses
+    result = bench.run(TINY, 2, overrides, reference=["compile_losses=false"])
+    assert result["reference"] == ["compile_losses=false"] and result["logged_by_one_only"] == []
+    assert max(result["max_gap"].values()) < 1e-4, result["max_gap"]
+    assert min(result["min_update_cosine"].values()) > 0.999, result["min_update_cosine"]
+
+
+def test_gradient_noise_moves_the_control_cosines_a_little(bench, dataset, tmp_path):
+    """--control --grad-noise: bf16-sized noise on the second stage's gradients leaves the losses equal (they are
+    computed before it) and turns the update cosines from exactly 1 to a little below."""
+    result = bench.run(TINY, 2, _overrides(dataset, tmp_path, *PRIOR), control=True, grad_noise=4e-3)
+    assert result["grad_noise"] == 4e-3 and max(result["max_gap"].values()) == 0.0
+    cosines = result["min_update_cosine"].values()
+    assert 0.95 < min(cosines) and max(cosines) < 0.99999, result["min_update_cosine"]
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """A callable that forgets accelerate's process-wide state, so the next Accelerator() can take another precision;
+    called again after the test, so later tests' Accelerator() does not inherit bf16."""
+    forget = lambda: AcceleratorState._reset_state(reset_partial_state=True)
+    yield forget
+    forget()
+
+
+def test_bf16_on_cpu_changes_the_rounding(bench, dataset, tmp_path, fresh_accelerator_state):
+    """--precision bf16 runs the CPU stages under bf16 autocast (the trainer keeps CPU in fp32): the same step's
+    losses move off the fp32 ones by bf16 rounding, not more."""
+    runs = {}
+    for precision in ("no", "bf16"):
+        fresh_accelerator_state()
+        runs[precision] = bench.run(TINY, 1, _overrides(dataset, tmp_path, *PRIOR), control=True, precision=precision)
+    assert runs["bf16"]["precision"] == "bf16" and runs["no"]["precision"] == "no"
+    fp32, bf16 = (runs[p]["per_step"][0]["reference"] for p in ("no", "bf16"))
+    assert all(bf16[k] != fp32[k] and bench.gap(bf16[k], fp32[k]) < 0.05 for k in fp32), (fp32, bf16)
 
 
 def test_an_update_that_does_not_land_is_caught(bench, dataset, tmp_path):
