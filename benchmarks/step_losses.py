@@ -11,11 +11,12 @@ the compiled one takes the reference's weights and Adam moments (copied in place
 draw the same random numbers (seeded per step; inductor draws as eager does, fallback_random) and see the same batch,
 drawn once from the config's real loader. Per step and loss: the gap |compiled - reference| / (|reference| + 1e-3),
 expected at rounding size (bf16 ~1e-3, fp32 ~1e-6); per network: the cosine between the two steps' weight updates
-(near 1; 0 where the compiled update did not land). The reference is the eager stage; `--control` pairs two eager
-stages; `--reference KEY=VALUE ...` pairs the compiled stage with the compiled config plus those overrides
-(`--reference compile_mode=default`: CUDA graphs against plain inductor, the same fused kernels, so any gap left is
-the graphs' own); `--control --grad-noise 4e-3` shows what bf16-sized gradient noise alone does to the cosines
-(the tiny prior on CPU: 0.98-1.0). Prints one JSON line with every step's numbers and a summary.
+(near 1; 0 where the compiled update did not land), and per layer, to find the part that moves differently. The
+reference is the eager stage; `--control` pairs two eager stages; `--reference KEY=VALUE ...` pairs the compiled
+stage with the compiled config plus those overrides (`--reference compile_mode=default`: CUDA graphs against plain
+inductor, the same fused kernels, so any gap left is the graphs' own); `--control --grad-noise 4e-3` shows what
+bf16-sized gradient noise alone does to the cosines (the tiny prior on CPU: 0.98-1.0). Prints one JSON line with
+every step's numbers and a summary.
 DiffAugment (prior-256's `losses.diffaug`) draws its random numbers in a compiled graph's own order: check such a
 config with `losses.diffaug=''`.
 
@@ -85,6 +86,40 @@ def flat_weights(stage: Stage) -> dict[str, torch.Tensor]:
     return {n: torch.cat([p.detach().float().flatten() for p in m.parameters()]) for n, m in networks(stage).items()}
 
 
+def layer_of(parameter: str) -> str:
+    """A parameter's layer: its name up to the first list index ("convs.3", "generator.style_convs.3"), else its
+    module's name, at most two parts deep ("final_linear", "style.mapping")."""
+    parts = parameter.split(".")
+    index = next((i for i, part in enumerate(parts[:-1]) if part.isdigit()), max(0, min(1, len(parts) - 2)))
+    return ".".join(parts[: index + 1])
+
+
+def layer_slices(stage: Stage) -> dict[str, dict[str, slice]]:
+    """Where each layer's weights lie in its network's `flat_weights` vector (`named_parameters` yields a layer's
+    parameters one after another)."""
+    found = {}
+    for net, module in networks(stage).items():
+        layers, start = {}, 0
+        for name, p in module.named_parameters():
+            layer = layer_of(name)
+            first = layers[layer].start if layer in layers else start
+            layers[layer] = slice(first, start + p.numel())
+            start += p.numel()
+        found[net] = layers
+    return found
+
+
+def layer_cosines(update_c: dict, update_r: dict, slices: dict[str, dict[str, slice]]) -> dict[str, float]:
+    """The update cosine of every layer ("generator/convs.3") that either stage moved (frozen layers are left out):
+    which part of a network moved differently."""
+    return {
+        f"{net}/{layer}": cosine(update_c[net][where], update_r[net][where])
+        for net, layers in slices.items()
+        for layer, where in layers.items()
+        if update_c[net][where].any() or update_r[net][where].any()
+    }
+
+
 def add_gradient_noise(stage: Stage, scale: float, seed: int) -> None:
     """Every gradient of `stage`'s networks gets Gaussian noise of `scale` times that gradient tensor's RMS (a model
     of rounding: bf16's relative step is 2^-8 = 3.9e-3), so a control run shows how far such noise alone moves the
@@ -125,7 +160,7 @@ def one_step(stage: Stage, raw: dict, step: int, seed: int) -> tuple[dict[str, f
 
 def lockstep(reference: Stage, compiled: Stage, batches: list[dict], seed: int) -> list[dict]:
     """Both stages' steps from the same state, one per batch: the losses, their gaps and the updates' cosines."""
-    rows = []
+    rows, slices = [], layer_slices(reference)
     for step, raw in enumerate(batches):
         copy_state(reference, compiled)
         with inductor_config.patch(fallback_random=True):  # for a compiled reference too
@@ -133,8 +168,16 @@ def lockstep(reference: Stage, compiled: Stage, batches: list[dict], seed: int) 
             logs_c, update_c = one_step(compiled, raw, step, seed)
         cosines = {n: cosine(update_c[n], update_r[n]) for n in update_r}
         gaps = {k: gap(logs_c[k], logs_r[k]) for k in logs_r if k in logs_c}
-        rows.append({"reference": logs_r, "compiled": logs_c, "gaps": gaps, "update_cosine": cosines})
+        layers = layer_cosines(update_c, update_r, slices)
+        rows.append({"reference": logs_r, "compiled": logs_c, "gaps": gaps, "update_cosine": cosines, "layers": layers})
     return rows
+
+
+def lowest_layers(rows: list[dict], count: int = 8) -> dict[str, float]:
+    """The `count` layers whose median update cosine over the steps is lowest, with that median."""
+    names = {k for r in rows for k in r["layers"]}  # a layer that neither stage moved at a step is not in its row
+    medians = {k: statistics.median(r["layers"][k] for r in rows if k in r["layers"]) for k in names}
+    return dict(sorted(medians.items(), key=lambda item: item[1])[:count])
 
 
 def summary(rows: list[dict]) -> dict:
@@ -146,6 +189,7 @@ def summary(rows: list[dict]) -> dict:
         "median_gap": {k: statistics.median(r["gaps"][k] for r in rows if k in r["gaps"]) for k in losses},
         "max_gap": {k: max(r["gaps"][k] for r in rows if k in r["gaps"]) for k in losses},
         "min_update_cosine": {n: min(r["update_cosine"][n] for r in rows) for n in nets},
+        "lowest_layers": lowest_layers(rows),
         "nonfinite": sum(not math.isfinite(v) for r in rows for v in r["compiled"].values()),
         "logged_by_one_only": sorted({k for r in rows for k in set(r["reference"]) ^ set(r["compiled"])}),
     }
@@ -222,6 +266,8 @@ def main(argv=None) -> int:
         print(f"{key:>24}: gap median {result['median_gap'][key]:.2e}, max {value:.2e}", file=sys.stderr)
     for name, value in result["min_update_cosine"].items():
         print(f"{name:>24}: smallest update cosine {value:.6f}", file=sys.stderr)
+    for name, value in result["lowest_layers"].items():
+        print(f"{name:>40}: median update cosine {value:.6f}", file=sys.stderr)
     print(json.dumps(result), flush=True)
     return 0
 

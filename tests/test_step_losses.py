@@ -45,6 +45,9 @@ def test_compiled_steps_match_eager_in_lockstep(bench, dataset, tmp_path, stage,
     assert max(result["max_gap"].values()) < 1e-4, result["max_gap"]
     assert len(result["min_update_cosine"]) == networks
     assert min(result["min_update_cosine"].values()) > 0.999, result["min_update_cosine"]
+    layers = result["per_step"][0]["layers"]
+    assert {k.split("/")[0] for k in layers} == set(result["min_update_cosine"]) and len(layers) > 2 * networks
+    assert len(result["lowest_layers"]) == 8 and min(result["lowest_layers"].values()) > 0.99, result["lowest_layers"]
 
 
 def test_two_eager_stages_agree_exactly(bench, dataset, tmp_path):
@@ -105,9 +108,13 @@ def test_an_update_that_does_not_land_is_caught(bench, dataset, tmp_path):
     eager, compiled = bench.paired_stages(TINY, _overrides(dataset, tmp_path, *PRIOR))
     compiled.opt_g.step = lambda *args, **kwargs: None
     batches = bench.drawn_batches(compiled.cfg, compiled.acc.device, 2)
-    result = bench.summary(bench.lockstep(eager, compiled, batches, compiled.cfg.seed))
+    rows = bench.lockstep(eager, compiled, batches, compiled.cfg.seed)
+    result = bench.summary(rows)
     assert result["min_update_cosine"]["generator"] == pytest.approx(0.0, abs=1e-6)
     assert result["min_update_cosine"]["discriminator0"] > 0.99
+    layers = rows[0]["layers"]  # the per-layer view names the network that did not move
+    assert all(v == 0.0 for k, v in layers.items() if k.startswith("generator/"))
+    assert all(v > 0.99 for k, v in layers.items() if k.startswith("discriminator0/")), layers
 
 
 def test_copy_state_carries_weights_and_adam_moments(bench, dataset, tmp_path):
@@ -122,3 +129,17 @@ def test_copy_state_carries_weights_and_adam_moments(bench, dataset, tmp_path):
     p_src, p_dst = src.param_groups[0]["params"][0], dst.param_groups[0]["params"][0]
     assert set(dst.state[p_dst]) == set(src.state[p_src]) >= {"exp_avg", "exp_avg_sq"}
     assert torch.equal(dst.state[p_dst]["exp_avg_sq"], src.state[p_src]["exp_avg_sq"])
+
+
+@pytest.mark.parametrize(
+    ("parameter", "layer"),
+    [
+        ("convs.3.conv.weight", "convs.3"),
+        ("generator.style_convs.3.conv.weight", "generator.style_convs.3"),
+        ("final_linear.weight", "final_linear"),
+        ("style.mapping.scale", "style.mapping"),
+        ("w_avg", "w_avg"),
+    ],
+)
+def test_layer_of_groups_a_parameter_by_its_layer(bench, parameter, layer):
+    assert bench.layer_of(parameter) == layer
