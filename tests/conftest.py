@@ -155,3 +155,17 @@ def faces(shared):
 @pytest.fixture(scope="session")
 def samples(shared):
     return samples_dir()
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """A callable that forgets accelerate's process-wide state, called before and after the test: an Accelerator()
+    built in the test can take its own precision, and later tests' Accelerator() does not inherit it (bf16)."""
+    from accelerate.state import AcceleratorState
+
+    def forget() -> None:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+    forget()
+    yield forget
+    forget()

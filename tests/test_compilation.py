@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from torch import nn
 from torch._dynamo.exc import FailOnRecompileLimitHit
 
@@ -30,15 +29,13 @@ def _run_each_with_and_without_grad(views) -> None:
 
 
 @pytest.fixture
-def strict_dynamo():
-    """Fail loudly where dynamo would silently fall back to eager, with a fresh compile cache; afterwards forget
-    the bf16 accelerator (its state is process-wide: later tests' Accelerator() would otherwise inherit bf16)."""
+def strict_dynamo(fresh_accelerator_state):
+    """Fail loudly where dynamo would silently fall back to eager, with a fresh compile cache and a fresh accelerator
+    state (the test's bf16 one is forgotten afterwards)."""
     torch._dynamo.reset()
-    AcceleratorState._reset_state(reset_partial_state=True)
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=8):
         yield
     torch._dynamo.reset()
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_plain_compile_of_six_prepared_modules_runs_out_of_recompiles(strict_dynamo):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch._functorch import config as functorch_config
 from torch._inductor import config as inductor_config
@@ -52,12 +51,9 @@ def fresh_dynamo():
 
 
 @pytest.fixture
-def bf16_accelerator():
-    """A bf16 Accelerator for this test only: accelerate's state is process-wide, so forget an earlier test's plain
-    one before and this one after (later tests' Accelerator() would otherwise inherit bf16)."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield lambda: Accelerator(cpu=True, mixed_precision="bf16")
-    AcceleratorState._reset_state(reset_partial_state=True)
+def bf16_accelerator(fresh_accelerator_state):
+    """A bf16 Accelerator for this test only (accelerate's state is process-wide: forgotten before and after)."""
+    return lambda: Accelerator(cpu=True, mixed_precision="bf16")
 
 
 @pytest.fixture

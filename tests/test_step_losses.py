@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from psp_hub.data.build.sample_corpus import build_sample_dataset
 from tests.benchmark_scripts import load_benchmark
@@ -79,15 +78,6 @@ def test_gradient_noise_moves_the_control_cosines_a_little(bench, dataset, tmp_p
     assert result["grad_noise"] == 4e-3 and max(result["max_gap"].values()) == 0.0
     cosines = result["min_update_cosine"].values()
     assert 0.95 < min(cosines) and max(cosines) < 0.99999, result["min_update_cosine"]
-
-
-@pytest.fixture
-def fresh_accelerator_state():
-    """A callable that forgets accelerate's process-wide state, so the next Accelerator() can take another precision;
-    called again after the test, so later tests' Accelerator() does not inherit bf16."""
-    forget = lambda: AcceleratorState._reset_state(reset_partial_state=True)
-    yield forget
-    forget()
 
 
 def test_bf16_on_cpu_changes_the_rounding(bench, dataset, tmp_path, fresh_accelerator_state):

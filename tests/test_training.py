@@ -552,20 +552,14 @@ def test_optimised_step_gives_the_same_losses_as_the_plain_one(dataset, tmp_path
             assert float(fast[name]) == pytest.approx(float(value), rel=rel.get(name, 1e-3), abs=1e-5), name
 
 
-def test_loss_nets_go_bf16_under_bf16_mixed_precision(dataset, tmp_path):
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's plain accelerator state
-    try:
-        stage = make_stage(
-            tiny(dataset, tmp_path, "loss_nets_bf16=true", "mixed_precision=bf16"),
-            Accelerator(cpu=True, mixed_precision="bf16"),
-        )
-        assert next(stage.objective.perceptual.vgg.parameters()).dtype == torch.bfloat16
-        assert next(stage.objective.identity.encoder.net.parameters()).dtype == torch.bfloat16
-        assert next(stage.raw_generator.parameters()).dtype == torch.float32  # the trained weights stay fp32
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)  # later tests' Accelerator() must not inherit bf16
+def test_loss_nets_go_bf16_under_bf16_mixed_precision(dataset, tmp_path, fresh_accelerator_state):
+    stage = make_stage(
+        tiny(dataset, tmp_path, "loss_nets_bf16=true", "mixed_precision=bf16"),
+        Accelerator(cpu=True, mixed_precision="bf16"),
+    )
+    assert next(stage.objective.perceptual.vgg.parameters()).dtype == torch.bfloat16
+    assert next(stage.objective.identity.encoder.net.parameters()).dtype == torch.bfloat16
+    assert next(stage.raw_generator.parameters()).dtype == torch.float32  # the trained weights stay fp32
 
 
 def _tiny_overrides(dataset, out: Path, refs: int, recipe: Path) -> list[str]:
