@@ -204,8 +204,8 @@ def paired_stages(
 ) -> tuple[Stage, Stage]:
     """The reference stage of `config` and the compiled one (`compile=true` and the overrides), built from the same
     seed (so with the same weights). The reference is eager; with `reference` overrides, the compiled config with
-    those on top; with `control` a second eager stage, whose gaps are the device's own (a GPU's non-deterministic
-    kernels). `precision`: the autocast dtype, by default the config's on a GPU and fp32 on CPU ("bf16" there studies
+    those on top; with `control` the second stage is built as the reference is, so its gaps are the device's own (a
+    GPU's non-deterministic kernels). `precision`: the autocast dtype, by default the config's on a GPU and fp32 on CPU ("bf16" there studies
     bf16 rounding without a GPU)."""
     compiled = ["tracker=none", *overrides, "compile=true"]
     cfg_r = TrainConfig.from_yaml(config, [*compiled, *reference] if reference else [*compiled, *EAGER_ONLY])
@@ -238,7 +238,7 @@ def run(
     return {
         "config_file": config,
         "control": control,
-        "reference": "eager" if control or not reference else list(reference),
+        "reference": list(reference) if reference else "eager",  # what the first stage was built from
         "grad_noise": grad_noise,
         "compile_options": cfg.compile_options if cfg.compile else None,
         "compile_losses": cfg.compile_losses,
@@ -255,8 +255,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, default=16, help="steps (several R1 intervals exercise both step kinds)")
-    p.add_argument("--control", action="store_true", help="eager against eager: the device's own floor of the gaps")
-    p.add_argument("--reference", nargs="+", metavar="KEY=VALUE", help="compare against the compiled config with these")
+    pairing = p.add_mutually_exclusive_group()
+    pairing.add_argument("--control", action="store_true", help="eager against eager: the device's own gap floor")
+    pairing.add_argument("--reference", nargs="+", metavar="KEY=VALUE", help="against the compiled config with these")
     p.add_argument("overrides", nargs="*", help="key=value overrides for both stages (compile is set per stage)")
     p.add_argument("--grad-noise", type=float, default=0.0, help="noise on the second stage's gradients, x their RMS")
     p.add_argument("--precision", choices=["no", "bf16"], help="autocast (default: the config's; CPU: fp32)")
