@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from psp_hub.common import image_to_tensor, stylegan2_channel_table
 from psp_hub.discriminators import (
@@ -81,6 +82,55 @@ def test_blur_is_normalised_low_pass():
     impulse[..., 3, 3] = 1.0
     k = torch.tensor([1.0, 3.0, 3.0, 1.0])
     torch.testing.assert_close(Blur(2, (1, 2))(impulse)[0, 1, 1:5, 1:5], torch.outer(k, k).flip(0, 1) / 64)
+
+
+@pytest.mark.parametrize("pad,stride", [((2, 2), 1), ((1, 1), 2), ((1, 2), 1), ((2, 1), 2), ((4, 4), 1)])
+def test_blur_equals_the_fir_filter_forward_and_backward(pad, stride):
+    """The three box means are the [1,3,3,1] FIR filter (padded, then every stride-th output) in value and in input
+    gradient, for both layouts."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    kernel = (torch.outer(k, k) / 64).expand(3, 1, 4, 4)
+    x = torch.randn(2, 3, 11, 11, dtype=torch.float64, requires_grad=True)
+    p0, p1 = pad
+    expected = F.conv2d(F.pad(x, (p0, p1, p0, p1)), kernel, stride=stride, groups=3)
+    upstream = torch.randn_like(expected)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xl = x.detach().contiguous(memory_format=layout).requires_grad_(True)
+        out = Blur(3, pad, stride)(xl)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(torch.autograd.grad(out, xl, upstream)[0], expected_grad)
+
+
+class PoolPaddings(TorchDispatchMode):
+    """Records the padding of every aten avg_pool2d call (forward and backward) run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paddings: list[list[int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket in (torch.ops.aten.avg_pool2d, torch.ops.aten.avg_pool2d_backward):
+            names = [a.name for a in func._schema.arguments]
+            given = dict(zip(names, args)) | kwargs
+            self.paddings.append(list(given.get("padding", [0, 0])))
+        return func(*args, **kwargs)
+
+
+def test_discriminator_pools_never_pad_in_forward_backward_and_r1():
+    """No avg_pool2d the discriminators run (forward, backward, R1's double backward, channels-last input) pads:
+    torch 2.11's CUDA backward of a padded pool over channels-last input returns wrong gradients, and the GPU
+    training image has that torch."""
+    torch.manual_seed(0)
+    d = StyleGAN2Discriminator(32, narrow=0.125).to(memory_format=torch.channels_last)
+    component = ComponentDiscriminator(32, base_channels=8)
+    real = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    with PoolPaddings() as pools:
+        logits = d(real) + component(real).flatten(1).mean(1, keepdim=True)
+        loss = d_logistic_loss(logits, -logits) + r1_penalty(logits, real)
+        loss.backward()
+    assert len(pools.paddings) > 20 and all(p in ([0, 0], [0]) for p in pools.paddings), pools.paddings
 
 
 @pytest.mark.parametrize("stride,side", [(1, 9), (2, 9), (2, 10)])

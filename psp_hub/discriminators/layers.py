@@ -75,7 +75,10 @@ class Blur(nn.Module):
     one backward, and R1's double backward through it stays native. A grouped conv made a 512 px discriminator step
     ~30x slower on an H100 (R1 loops over the groups); the former shifted adds cost 8 slice-backward zero-fill and
     copy pairs per blur in every backward (a prior step's G, D and R1 passes at 64 px, counted on CPU: 3071 -> 2147
-    eager ops).
+    eager ops). The zero padding is one `F.pad` in front, never `avg_pool2d`'s own: torch 2.11's CUDA backward of a
+    padded pool over channels-last input (what the 1x1 convs' matmul path hands on) puts each gradient on the wrong
+    pixels. On the H200 that made eager input gradients of this blur 1.36 (relative) off and eager R1 0.50 off,
+    while inductor, which lowers the pool itself, was right (docs/speed.md, "Same losses").
     """
 
     def __init__(self, channels: int, pad: tuple[int, int], stride: int = 1) -> None:
@@ -84,12 +87,9 @@ class Blur(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p0, p1 = self.pad
-        # zero padding commutes with the box means, so a symmetric pad of up to 3 rides on their own padding
-        inner = min(p0, p1, 3)
-        if (p0, p1) != (inner, inner):
-            x = F.pad(x, (p0 - inner, p1 - inner, p0 - inner, p1 - inner))
+        x = F.pad(x, (p0, p1, p0, p1))
         for i in range(3):
-            x = F.avg_pool2d(x, 2, stride=self.stride if i == 2 else 1, padding=1 if i < inner else 0)
+            x = F.avg_pool2d(x, 2, stride=self.stride if i == 2 else 1)
         return x
 
     def extra_repr(self) -> str:
