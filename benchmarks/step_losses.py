@@ -18,7 +18,8 @@ inductor, the same fused kernels, so any gap left is the graphs' own); `--contro
 bf16-sized gradient noise alone does to the cosines (the tiny prior on CPU: 0.98-1.0). Prints one JSON line with
 every step's numbers and a summary.
 DiffAugment (prior-256's `losses.diffaug`) draws its random numbers in a compiled graph's own order: check such a
-config with `losses.diffaug=''`.
+config with `losses.diffaug=''`. A gap says the two differ, not which is wrong: on the H200's torch 2.11 the eager side
+was (a CUDA pooling backward kernel), and `compiled_grads.py`, against fp64 on the CPU, tells the two apart.
 
     python benchmarks/step_losses.py --config train/configs/prior-128.yaml --steps 24 init_from=null \
         compile_losses=true compile_mode=reduce-overhead [--reference compile_mode=default]
@@ -205,8 +206,8 @@ def paired_stages(
     """The reference stage of `config` and the compiled one (`compile=true` and the overrides), built from the same
     seed (so with the same weights). The reference is eager; with `reference` overrides, the compiled config with
     those on top; with `control` the second stage is built as the reference is, so its gaps are the device's own (a
-    GPU's non-deterministic kernels). `precision`: the autocast dtype, by default the config's on a GPU and fp32 on CPU ("bf16" there studies
-    bf16 rounding without a GPU)."""
+    GPU's non-deterministic kernels). `precision`: the autocast dtype, by default the config's on a GPU and fp32 on
+    CPU ("bf16" there studies bf16 rounding without a GPU)."""
     compiled = ["tracker=none", *overrides, "compile=true"]
     cfg_r = TrainConfig.from_yaml(config, [*compiled, *reference] if reference else [*compiled, *EAGER_ONLY])
     cfg_c = cfg_r if control else TrainConfig.from_yaml(config, compiled)
