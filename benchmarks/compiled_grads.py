@@ -36,37 +36,33 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value - reference).norm() / norm) if norm > 0 else float((value - reference).norm())
 
 
-def flat_grads(module: torch.nn.Module) -> torch.Tensor:
-    """All parameter gradients of `module` as one vector (empty for a module without parameters)."""
-    grads = [p.grad.flatten() for p in module.parameters() if p.grad is not None]
-    return torch.cat(grads) if grads else torch.zeros(0)
+def upstream_like(out: torch.Tensor) -> torch.Tensor:
+    """A fixed random upstream gradient of `out`'s shape (the same draw for every form, whatever its dtype and
+    device), so every output element's backward path counts."""
+    return torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(out)
 
 
-def gradients(fn, module: torch.nn.Module, x: torch.Tensor, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """`fn(x)` (a module call, or a penalty of it), its input gradient and the parameter gradients for the loss
-    sum(fn(x) * weight): a fixed random upstream gradient, so every output element's backward path counts."""
-    module.zero_grad(set_to_none=True)
+def gradients(fn, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`fn(x)` (a module call, or a penalty of it), and the gradients of sum(fn(x) * upstream) to `x` and to the
+    module's parameters (as one vector), in one backward."""
     x = x.detach().requires_grad_(True)
     out = fn(x)
-    loss = (out * weight).sum() if weight is not None else out.sum()
-    (grad_x,) = torch.autograd.grad(loss, x, retain_graph=True, allow_unused=True)
-    loss.backward()
-    grad_x = torch.zeros_like(x) if grad_x is None else grad_x
-    return {"output": out.detach(), "input_grad": grad_x.detach(), "param_grads": flat_grads(module).detach()}
+    params = list(module.parameters())
+    grads = torch.autograd.grad((out * upstream_like(out)).sum(), [x, *params], allow_unused=True)
+    grad_x = torch.zeros_like(x) if grads[0] is None else grads[0]  # R1 (traced) detaches its input
+    flat = [g.flatten() for g in grads[1:] if g is not None]
+    param_grads = torch.cat(flat) if flat else torch.zeros(0)  # a blur has no parameters
+    return {"output": out.detach(), "input_grad": grad_x.detach(), "param_grads": param_grads.detach()}
 
 
 def compare(name: str, module: torch.nn.Module, x: torch.Tensor, make_fn, compile_options: dict) -> dict:
     """`make_fn(module)` (the function of a module to check) in fp64 eager on the CPU, and in fp32 eager and compiled
     on `x`'s device: each fp32 form's relative errors from the fp64 one."""
-    torch.manual_seed(1)
-    probe = make_fn(module)(x.detach())
-    weight = torch.randn_like(probe.float()) if probe.numel() > 1 else None
     module64 = copy.deepcopy(module).double().cpu()
-    weight64 = weight.double().cpu() if weight is not None else None
-    reference = gradients(make_fn(module64), module64, x.double().cpu(), weight64)
-    eager = gradients(make_fn(module), module, x, weight)
+    reference = gradients(make_fn(module64), module64, x.double().cpu())
+    eager = gradients(make_fn(module), module, x)
     torch._dynamo.reset()
-    compiled = gradients(torch.compile(make_fn(module), **compile_options), module, x, weight)
+    compiled = gradients(torch.compile(make_fn(module), **compile_options), module, x)
     row = {"name": name, "shape": list(x.shape)}
     for form, got in (("eager", eager), ("compiled", compiled)):
         row[form] = {k: relative_error(got[k], reference[k]) for k in reference}
