@@ -70,6 +70,12 @@ def test_minibatch_stddev_matches_definition():
     torch.testing.assert_close(single[0, 8], torch.full((4, 4), 1e-4))
 
 
+def blur_taps_2d(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """StyleGAN's blur as a 4x4 filter: the outer product of [1, 3, 3, 1] with itself, normalised to sum 1."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype)
+    return torch.outer(k, k) / 64
+
+
 def test_blur_is_normalised_low_pass():
     blur = Blur(2, (1, 2))
     const = torch.full((1, 2, 8, 8), 3.0)
@@ -80,16 +86,14 @@ def test_blur_is_normalised_low_pass():
     assert blur(checker)[..., 2:-2, 2:-2].std() < 0.05 * checker.std()  # Nyquist pattern removed
     impulse = torch.zeros(1, 2, 7, 7)
     impulse[..., 3, 3] = 1.0
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    torch.testing.assert_close(Blur(2, (1, 2))(impulse)[0, 1, 1:5, 1:5], torch.outer(k, k).flip(0, 1) / 64)
+    torch.testing.assert_close(Blur(2, (1, 2))(impulse)[0, 1, 1:5, 1:5], blur_taps_2d().flip(0, 1))
 
 
 @pytest.mark.parametrize("pad,stride", [((2, 2), 1), ((1, 1), 2), ((1, 2), 1), ((2, 1), 2), ((4, 4), 1)])
 def test_blur_equals_the_fir_filter_forward_and_backward(pad, stride):
     """The three box means are the [1,3,3,1] FIR filter (padded, then every stride-th output) in value and in input
     gradient, for both layouts."""
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
-    kernel = (torch.outer(k, k) / 64).expand(3, 1, 4, 4)
+    kernel = blur_taps_2d(torch.float64).expand(3, 1, 4, 4)
     x = torch.randn(2, 3, 11, 11, dtype=torch.float64, requires_grad=True)
     p0, p1 = pad
     expected = F.conv2d(F.pad(x, (p0, p1, p0, p1)), kernel, stride=stride, groups=3)
