@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from psp_hub.common.fir import filter_1331
+
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
     """Bilinear x2 upsampling (half-pixel centres), the decoder's and the U-Nets' one form of it (outside training's
@@ -79,19 +81,7 @@ def upsample2x_transpose(grad: torch.Tensor) -> torch.Tensor:
     edges clamped, so x[i] collects g[2i-1]/4 + 3g[2i]/4 + 3g[2i+1]/4 + g[2i+2]/4, the clamped edges being exactly
     a replicated border of g."""
     g = replicate_pad1(grad)
-    return _taps_at_stride2(_taps_at_stride2(g, 2), 3)
-
-
-def _taps_at_stride2(g: torch.Tensor, dim: int) -> torch.Tensor:
-    """[1, 3, 3, 1] / 4 at stride 2 along `dim` of a gradient padded by one on each side: 2n + 2 -> n."""
-    n = (g.shape[dim] - 2) // 2
-
-    def every_other(start: int) -> torch.Tensor:
-        index = [slice(None)] * g.dim()
-        index[dim] = slice(start, start + 2 * n, 2)
-        return g[tuple(index)]
-
-    return 0.25 * (every_other(0) + every_other(3)) + 0.75 * (every_other(1) + every_other(2))
+    return filter_1331(filter_1331(g, 2, 0.25, stride=2), 3, 0.25, stride=2)
 
 
 class _UpsampleWithGatherGrad(torch.autograd.Function):

@@ -1,0 +1,21 @@
+"""StyleGAN's [1, 3, 3, 1] filter along one axis as shifted strided slices, the form compiled graphs use: inductor
+fuses the four taps (and both axes) into one pointwise kernel forward and one backward, where `avg_pool2d` box means
+and `F.interpolate`'s decomposition leave a realised buffer per pass or an atomic scatter."""
+
+from __future__ import annotations
+
+import torch
+
+
+def filter_1331(x: torch.Tensor, dim: int, gain: float, stride: int = 1) -> torch.Tensor:
+    """gain * (x[s*i] + 3 x[s*i+1] + 3 x[s*i+2] + x[s*i+3]) along `dim` for each valid i: (n - 4) // s + 1 outputs.
+
+    The symmetric pairs are added first, so each output is two multiplies."""
+    count = (x.shape[dim] - 4) // stride + 1
+
+    def tap(start: int) -> torch.Tensor:
+        index = [slice(None)] * x.dim()
+        index[dim] = slice(start, start + stride * (count - 1) + 1, stride)
+        return x[tuple(index)]
+
+    return gain * (tap(0) + tap(3)) + (3 * gain) * (tap(1) + tap(2))
