@@ -20,6 +20,7 @@ from psp_hub.discriminators import (
     StyleGAN2DiscriminatorConfig,
     minibatch_stddev,
 )
+from psp_hub.discriminators.layers import blur_box_means, blur_taps
 from psp_hub.losses import d_logistic_loss, gram_style_loss, r1_penalty
 
 
@@ -99,11 +100,41 @@ def test_blur_equals_the_fir_filter_forward_and_backward(pad, stride):
     expected = F.conv2d(F.pad(x, (p0, p1, p0, p1)), kernel, stride=stride, groups=3)
     upstream = torch.randn_like(expected)
     (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    forms = {
+        "module": lambda v: Blur(3, pad, stride)(v),
+        "taps": lambda v: blur_taps(F.pad(v, (p0, p1, p0, p1)), stride),
+    }
     for layout in (torch.contiguous_format, torch.channels_last):
-        xl = x.detach().contiguous(memory_format=layout).requires_grad_(True)
-        out = Blur(3, pad, stride)(xl)
-        torch.testing.assert_close(out, expected)
-        torch.testing.assert_close(torch.autograd.grad(out, xl, upstream)[0], expected_grad)
+        for name, form in forms.items():
+            xl = x.detach().contiguous(memory_format=layout).requires_grad_(True)
+            out = form(xl)
+            label = lambda m, n=name: f"{n}: {m}"
+            torch.testing.assert_close(out, expected, msg=label)
+            torch.testing.assert_close(torch.autograd.grad(out, xl, upstream)[0], expected_grad, msg=label)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_blur_taps_pass_gradgradcheck(stride):
+    """The compiled form's second derivative (R1's double backward) is the box means' one."""
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda v: blur_taps(v, stride), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: blur_box_means(v, stride), (x,))
+
+
+def test_compiled_blur_is_taps_without_pools():
+    """Under torch.compile the blur traces as shifted taps (no avg_pool2d in the graph) with the box means' value."""
+    seen: list[torch.fx.GraphModule] = []
+
+    def record(gm, example_inputs):
+        seen.append(gm)
+        return gm.forward
+
+    blur = Blur(3, (1, 1), stride=2)
+    x = torch.randn(2, 3, 10, 10).contiguous(memory_format=torch.channels_last)
+    out = torch.compile(blur, backend=record, fullgraph=True)(x)
+    targets = {str(n.target) for gm in seen for n in gm.graph.nodes if n.op == "call_function"}
+    assert seen and not any("avg_pool" in t for t in targets), targets
+    torch.testing.assert_close(out, blur(x))
 
 
 class PoolPaddings(TorchDispatchMode):

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from psp_hub.common.fir import filter_1331
+
 LRELU_GAIN = math.sqrt(2.0)
 
 
@@ -71,14 +73,17 @@ class EqualLinear(nn.Module):
 class Blur(nn.Module):
     """Per-channel separable [1,3,3,1] / 8 low-pass filter with explicit padding (StyleGAN's bilinear filter).
 
-    Written as three 2x2 box means ([1,1] convolved thrice is [1,3,3,1]): `avg_pool2d` is one kernel forward and
-    one backward, and R1's double backward through it stays native. A grouped conv made a 512 px discriminator step
-    ~30x slower on an H100 (R1 loops over the groups); the former shifted adds cost 8 slice-backward zero-fill and
-    copy pairs per blur in every backward (a prior step's G, D and R1 passes at 64 px, counted on CPU: 3071 -> 2147
-    eager ops). The zero padding is one `F.pad` in front, never `avg_pool2d`'s own: torch 2.11's CUDA backward of a
-    padded pool over channels-last input (what the 1x1 convs' matmul path hands on) puts each gradient on the wrong
-    pixels. On the H200 that made eager input gradients of this blur 1.36 (relative) off and eager R1 0.50 off,
-    while inductor, which lowers the pool itself, was right (docs/speed.md, "Same losses").
+    Eager, three 2x2 box means ([1,1] convolved thrice is [1,3,3,1]): `avg_pool2d` is one kernel forward and one
+    backward, and R1's double backward through it stays native. A grouped conv made a 512 px discriminator step
+    ~30x slower on an H100 (R1 loops over the groups); shifted adds cost 8 slice-backward zero-fill and copy pairs
+    per blur in every eager backward (a prior step's G, D and R1 passes at 64 px, counted on CPU: 3071 -> 2147 eager
+    ops). Compiled, shifted taps (`filter_1331`), which inductor fuses into one kernel a pass where it realises each
+    box mean: the compiled prior-128 step's own kernels (G, D and R1 passes; batch 8, fp32, counted by inductor on
+    CPU with benchmarks/inductor_bytes.py) moved 11,480 MB instead of 13,821, the convolutions and matmuls the same.
+    The zero padding is one `F.pad` in front, never `avg_pool2d`'s own: torch 2.11's CUDA backward of a padded pool
+    over channels-last input (what the 1x1 convs' matmul path hands on) puts each gradient on the wrong pixels. On
+    the H200 that made eager input gradients of this blur 1.36 (relative) off and eager R1 0.50 off (docs/speed.md,
+    "Same losses").
     """
 
     def __init__(self, channels: int, pad: tuple[int, int], stride: int = 1) -> None:
@@ -88,12 +93,24 @@ class Blur(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p0, p1 = self.pad
         x = F.pad(x, (p0, p1, p0, p1))
-        for i in range(3):
-            x = F.avg_pool2d(x, 2, stride=self.stride if i == 2 else 1)
-        return x
+        if torch.compiler.is_compiling():
+            return blur_taps(x, self.stride)
+        return blur_box_means(x, self.stride)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, pad={self.pad}, stride={self.stride}"
+
+
+def blur_box_means(x: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """The [1,3,3,1] / 8 filter over an already padded `x` as three unpadded 2x2 `avg_pool2d`, the last at `stride`."""
+    for i in range(3):
+        x = F.avg_pool2d(x, 2, stride=stride if i == 2 else 1)
+    return x
+
+
+def blur_taps(x: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """`blur_box_means` as shifted taps along each axis, computing only the kept outputs."""
+    return filter_1331(filter_1331(x, 2, 1 / 8, stride), 3, 1 / 8, stride)
 
 
 class ConvLayer(nn.Sequential):
