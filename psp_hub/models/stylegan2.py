@@ -58,9 +58,12 @@ class ModulatedConv2d(nn.Module):
         demodulates (or by the conv itself), not as passes of their own over the output."""
         s = self.modulation(style)  # (B, Cin)
         w = self.weight.squeeze(0)  # (Cout, Cin, k, k); a view, where [0] cost a zero-fill and a copy in backward
-        if self.upsample:
-            x = layers.upsample2x(x)
         x = x * s[:, :, None, None].to(x.dtype)
+        if self.upsample:
+            # modulated first: a per-channel scale commutes with bilinear upsampling, and before it the product
+            # (and its gradient) is a quarter of the size (the compiled prior-128 step's own kernels on CPU,
+            # inductor's count: 11,480 -> 11,081 MB, benchmarks/inductor_bytes.py)
+            x = layers.upsample2x(x)
         # the conv weight cast in the input's layout: cuDNN would otherwise convert it (a copy) forward and backward
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         wx = w.to(dtype=x.dtype, memory_format=layout)
