@@ -4,9 +4,9 @@ training steps, and bilinear downsampling as the 2x2 mean it is.
 Inductor decomposes `F.interpolate`'s bilinear upsampling into index gathers, so its backward becomes an `index_put`
 with accumulation: an atomic scatter of four adds per output pixel. In the compiled prior-256 step on an H200 that
 was the largest kernel, 27 of the step's 140 GPU-ms (the 256 px StyleConv's input, batch 128; 37 ms with two
-reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same gradient is a gather: replicate-pad
-the output gradient by one pixel and take the [1, 3, 3, 1] / 4 taps at stride 2 along each axis (the upsampling's
-transpose), which inductor fuses into pointwise kernels. Compiled training takes that gradient (prior-256 on the
+reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same gradient is a gather: the [1, 3, 3, 1] / 4
+taps at stride 2 along each axis of the output gradient, its edges clamped (the upsampling's transpose), which
+inductor fuses into pointwise kernels. Compiled training takes that gradient (prior-256 on the
 H200: 705 -> 871 images/s); eager code, inference and the ONNX export keep PyTorch's own kernels.
 
 The whole upsampling as shifted slices and an interleave (`upsample2x_slices`) was faster timed alone (2.4 ms
@@ -65,23 +65,30 @@ def downsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
 
 
-def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
-    """`F.pad(x, (1, 1, 1, 1), mode="replicate")` as concatenated edges, whose backward is slices (inductor's
-    `replication_pad2d_backward` fails its stride check on channels_last inputs, torch 2.14 on CPU)."""
-    for dim in (2, 3):
-        n = x.shape[dim]
-        x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
-    return x
-
-
 def upsample2x_transpose(grad: torch.Tensor) -> torch.Tensor:
     """The transpose of `upsample2x` applied to a (B, C, 2H, 2W) gradient: (B, C, H, W).
 
     Along one axis the upsampling writes out[2i] = x[i-1]/4 + 3x[i]/4 and out[2i+1] = 3x[i]/4 + x[i+1]/4 with the
-    edges clamped, so x[i] collects g[2i-1]/4 + 3g[2i]/4 + 3g[2i+1]/4 + g[2i+2]/4, the clamped edges being exactly
-    a replicated border of g."""
-    g = replicate_pad1(grad)
-    return filter_1331(filter_1331(g, 2, 0.25, stride=2), 3, 0.25, stride=2)
+    edges clamped, so x[i] collects g[2i-1]/4 + 3g[2i]/4 + 3g[2i+1]/4 + g[2i+2]/4, where the clamped edges read g[-1]
+    as g[0] and g[2n] as g[2n-1]."""
+    return _transpose_along(_transpose_along(grad, 2), 3)
+
+
+def _transpose_along(g: torch.Tensor, dim: int) -> torch.Tensor:
+    """`upsample2x_transpose` along one axis: the taps over a zero border, plus each edge's own clamped quarter. All
+    pads and slices, so inductor reads `g` in place (a replicated border built by `cat` was a realised copy of the
+    gradient: 130 MB at batch 8 in the prior-128 generator's backward)."""
+    n = g.shape[dim] // 2
+    taps = filter_1331(_pad_along(g, dim, 1, 1), dim, 0.25, stride=2)
+    first, last = g.narrow(dim, 0, 1), g.narrow(dim, 2 * n - 1, 1)
+    return taps + 0.25 * (_pad_along(first, dim, 0, n - 1) + _pad_along(last, dim, n - 1, 0))
+
+
+def _pad_along(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+    """Zero padding of one axis (`dim` counted from the front of a 4-D tensor)."""
+    pads = [0, 0] * (x.dim() - dim)
+    pads[-2:] = [before, after]
+    return F.pad(x, pads)
 
 
 class _UpsampleWithGatherGrad(torch.autograd.Function):
