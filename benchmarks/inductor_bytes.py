@@ -58,9 +58,9 @@ class GraphBytes(logging.Handler):
 def graph_name() -> str:
     """The graph being lowered: dynamo's compile id, the traced function's name, forward or backward."""
     tracing = torch._guards.TracingContext.try_get()
-    codes = ",".join(code.co_name for code in (tracing.traced_code if tracing else None) or [])
+    function = tracing.traced_code[0].co_name if tracing and tracing.traced_code else "?"  # then what it inlined
     direction = "backward" if getattr(V.graph, "is_backward", False) else "forward"
-    return f"{torch._guards.CompileContext.current_compile_id()} {codes} {direction}"
+    return f"{torch._guards.CompileContext.current_compile_id()} {function} {direction}"
 
 
 def node_label(node) -> str:
