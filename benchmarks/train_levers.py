@@ -39,10 +39,19 @@ from torch.nn import functional as F
 
 from psp_hub.models import PSPGAN, layers
 from psp_hub.models.fusion import CrossAttentionFusion
-from psp_hub.models.resample import interpolate2x, replicate_pad1, upsample2x_gather_grad, upsample2x_slices
+from psp_hub.models.resample import interpolate2x, upsample2x_gather_grad, upsample2x_slices
 from psp_hub.training import TrainConfig
 
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4.0
+
+
+def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """`F.pad(x, (1, 1, 1, 1), mode="replicate")` as concatenated edges, whose backward is slices (inductor's
+    `replication_pad2d_backward` fails its stride check on channels_last inputs, torch 2.14 on CPU)."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
+    return x
 
 
 def upsample_transposed(x: torch.Tensor) -> torch.Tensor:
