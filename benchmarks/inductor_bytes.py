@@ -39,7 +39,7 @@ from psp_hub.training import TrainConfig
 from psp_hub.training.batches import batch_to_device
 from psp_hub.training.stages import make_stage
 
-MB = 2**20
+MB = 2**20  # MiB, written MB in the output and the docs
 
 
 class GraphBytes(logging.Handler):

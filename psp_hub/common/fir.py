@@ -1,6 +1,6 @@
 """StyleGAN's [1, 3, 3, 1] filter along one axis as shifted strided slices, the form compiled graphs use: inductor
-fuses the four taps (and both axes) into one pointwise kernel forward and one backward, where `avg_pool2d` box means
-and `F.interpolate`'s decomposition leave a realised buffer per pass or an atomic scatter."""
+reads the input through the four slices in place, one fused kernel per axis, where `avg_pool2d` box means leave a
+realised buffer per box mean and `F.interpolate`'s decomposition an atomic scatter in its backward."""
 
 from __future__ import annotations
 
