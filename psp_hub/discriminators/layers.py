@@ -77,7 +77,7 @@ class Blur(nn.Module):
     backward, and R1's double backward through it stays native. A grouped conv made a 512 px discriminator step
     ~30x slower on an H100 (R1 loops over the groups); shifted adds cost 8 slice-backward zero-fill and copy pairs
     per blur in every eager backward (a prior step's G, D and R1 passes at 64 px, counted on CPU: 3071 -> 2147 eager
-    ops). Compiled, shifted taps (`filter_1331`), which inductor fuses into one kernel a pass where it realises each
+    ops). Compiled, shifted taps (`filter_1331`), which inductor fuses into one kernel per axis where it realises each
     box mean: the compiled prior-128 step's own kernels (G, D and R1 passes; batch 8, fp32, counted by inductor on
     CPU with benchmarks/inductor_bytes.py) moved 11,480 MB instead of 13,821, the convolutions and matmuls the same.
     The zero padding is one `F.pad` in front, never `avg_pool2d`'s own: torch 2.11's CUDA backward of a padded pool
