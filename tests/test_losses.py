@@ -240,7 +240,13 @@ def test_traced_r1_is_the_eager_penalty_and_compiles_as_one_graph(bf16):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, want, **tol)
         for g, w in zip(got_grads, want_grads, strict=True):
-            torch.testing.assert_close(g, w, **tol)
+            if bf16:
+                # compiled, the blur runs as shifted taps, eager as box means: in bf16 each form is 3-8 % (norm) off
+                # the fp32 penalty's gradients by rounding, so the two are compared at that scale (a misplaced
+                # gradient, like torch 2.11's CUDA pool backward, is off by O(1))
+                assert (g - w).norm() <= 0.15 * w.norm() + 1e-6, ((g - w).norm(), w.norm())
+            else:
+                torch.testing.assert_close(g, w, **tol)
 
 
 # ---------------------------------------------------------------- components
