@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch._functorch import config as functorch_config
 from torch._inductor import config as inductor_config
+from torch._inductor.scheduler import ExternKernelSchedulerNode, NopKernelSchedulerNode
 from torch._inductor.virtualized import V
 from train_speed import synthetic_batches  # a sibling script: random batches of the config's shapes
 
@@ -63,10 +64,8 @@ def graph_name() -> str:
     return f"{torch._guards.CompileContext.current_compile_id()} {function} {direction}"
 
 
-def node_label(node) -> str:
-    """An extern kernel's name, or the first few ATen ops fused into one of inductor's own kernels."""
-    if type(node).__name__ == "ExternKernelSchedulerNode":
-        return getattr(node.node, "python_kernel_name", None) or type(node.node).__name__
+def fused_ops(node) -> str:
+    """The first few ATen ops fused into one of inductor's own kernels."""
     origins = sorted({o.name for sub in node.get_nodes() if sub.node is not None for o in sub.node.origins})
     return "+".join(origins[:5]) + ("+..." if len(origins) > 5 else "")
 
@@ -75,10 +74,10 @@ def graph_summary(name: str, nodes_num_elem: list, top: int = 5) -> dict:
     """Bytes of one graph's scheduled kernels (inductor counts 4-byte elements), own against extern."""
     own, extern = [], Counter()
     for node, elements in nodes_num_elem:
-        if type(node).__name__ == "ExternKernelSchedulerNode":
-            extern[node_label(node)] += elements * 4
-        elif type(node).__name__ != "NopKernelSchedulerNode":
-            own.append((elements * 4, node_label(node)))
+        if isinstance(node, ExternKernelSchedulerNode):
+            extern[getattr(node.node, "python_kernel_name", None) or type(node.node).__name__] += elements * 4
+        elif not isinstance(node, NopKernelSchedulerNode):
+            own.append((elements * 4, fused_ops(node)))
     own.sort(key=lambda t: -t[0])
     return {
         "graph": name,

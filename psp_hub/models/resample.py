@@ -4,9 +4,9 @@ training steps, and bilinear downsampling as the 2x2 mean it is.
 Inductor decomposes `F.interpolate`'s bilinear upsampling into index gathers, so its backward becomes an `index_put`
 with accumulation: an atomic scatter of four adds per output pixel. In the compiled prior-256 step on an H200 that
 was the largest kernel, 27 of the step's 140 GPU-ms (the 256 px StyleConv's input, batch 128; 37 ms with two
-reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same gradient is a gather: the [1, 3, 3, 1] / 4
-taps at stride 2 along each axis of the output gradient, its edges clamped (the upsampling's transpose), which
-inductor fuses into pointwise kernels. Compiled training takes that gradient (prior-256 on the
+reductions fused to it), and in psp-256 six such kernels took 23 of 120. The same gradient is a gather: the
+[1, 3, 3, 1] / 4 taps at stride 2 along each axis of the output gradient, its edges clamped (the upsampling's
+transpose), which inductor fuses into pointwise kernels. Compiled training takes that gradient (prior-256 on the
 H200: 705 -> 871 images/s); eager code, inference and the ONNX export keep PyTorch's own kernels.
 
 The whole upsampling as shifted slices and an interleave (`upsample2x_slices`) was faster timed alone (2.4 ms
@@ -85,7 +85,7 @@ def _transpose_along(g: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _pad_along(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
-    """Zero padding of one axis (`dim` counted from the front of a 4-D tensor)."""
+    """Zero padding of one axis (`dim` counted from the front, >= 0)."""
     pads = [0, 0] * (x.dim() - dim)
     pads[-2:] = [before, after]
     return F.pad(x, pads)
