@@ -12,6 +12,8 @@ cd "$(dirname "$0")/../.."
 export OUT=${OUT:-/tmp} LIMIT=${LIMIT:-120}
 d128=data/psp-faces128
 if [ -f data/sharp256/README.md ]; then d256=data/sharp256; else d256=$d128; fi
+native=""  # upscaled 128 px faces never reach psp-256's sharp_threshold (224): count them all native at 256
+[ "$d256" = "$d128" ] && native="data.sharp_threshold=0"
 echo "256 px data: $d256"
 B=.baseline/train/configs
 at256="model.out_size=256 data.out_size=256"
@@ -23,6 +25,6 @@ NAME=psp-128 NEW="--config train/configs/psp-128.yaml prior_path=null data.path=
   OLD="--config $B/psp-128.yaml prior_path=null data.path=$d128" bash train/device/compare_speed.sh
 NAME=prior-256 NEW="--config train/configs/prior-256.yaml data.path=$d256 $init" \
   OLD="--config $B/prior-128.yaml $at256 batch_size=64 data.path=$d256" bash train/device/compare_speed.sh
-NAME=psp-256 NEW="--config train/configs/psp-256.yaml init_from=null prior_path=null data.extra_path=null data.extra_fraction=0 data.path=$d256" \
+NAME=psp-256 NEW="--config train/configs/psp-256.yaml init_from=null prior_path=null data.extra_path=null data.extra_fraction=0 data.path=$d256 $native" \
   OLD="--config $B/psp-128.yaml $at256 batch_size=32 prior_path=null data.path=$d256" bash train/device/compare_speed.sh
 "${PYTHON:-python3}" train/device/run_speed.py --table "$OUT" --note "256 px data: $d256"
