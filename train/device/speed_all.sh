@@ -11,9 +11,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export OUT=${OUT:-/tmp} LIMIT=${LIMIT:-120}
 d128=data/psp-faces128
-if [ -f data/sharp256/README.md ]; then d256=data/sharp256; else d256=$d128; fi
-native=""  # upscaled 128 px faces never reach psp-256's sharp_threshold (224): count them all native at 256
-[ "$d256" = "$d128" ] && native="data.sharp_threshold=0"
+# native: upscaled 128 px faces never reach psp-256's sharp_threshold (224), so without data/sharp256 all count native
+if [ -f data/sharp256/README.md ]; then d256=data/sharp256 native=""; else d256=$d128 native="data.sharp_threshold=0"; fi
 echo "256 px data: $d256"
 B=.baseline/train/configs
 at256="model.out_size=256 data.out_size=256"
